@@ -1,0 +1,3 @@
+from vtuber.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The `vtuber` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from vtuber import __version__
+from vtuber.errors import UserError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="settings TOML file (see docs/config.md)")
+    p.add_argument("--persona", metavar="NAME|FILE", help="persona name in personas/ or a YAML file (default: miko)")
+    p.add_argument("--llm", metavar="GGUF", help="LLM model file (default: bundled SmolLM2-135M-Instruct Q4_1)")
+    p.add_argument("--asr", metavar="DIR", help="faster-whisper model folder (default: bundled Whisper tiny.en)")
+    p.add_argument("--voice", metavar="ONNX", help="Piper voice .onnx (default: bundled en_US-joe-medium)")
+
+
+def _config_from(args: argparse.Namespace):
+    from vtuber.config import load_config
+
+    overrides: dict = {"models": {}}
+    if args.persona:
+        overrides["persona"] = args.persona
+    for key in ("llm", "asr", "voice"):
+        if getattr(args, key):
+            overrides["models"][key] = getattr(args, key)
+    return load_config(args.config, overrides)
+
+
+def _load_engine(cfg, persona, quiet: bool):
+    from vtuber.pipeline import Engine
+
+    with console.status("loading models", spinner="dots") as status:
+        def step(msg: str) -> None:
+            status.update(msg)
+            if not quiet:
+                console.print(f"[dim]{msg}[/]")
+
+        engine = Engine.load(cfg, persona, step)
+        engine.warm(step)
+    return engine
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from vtuber.mind.persona import load_persona
+    from vtuber.models import resolve
+    from vtuber.outputs.console import ConsoleOutput
+    from vtuber.rehearsal import DEMO_CHAT, DEMO_SPEECH, load_inputs, run_rehearsal
+
+    cfg = _config_from(args)
+    persona = load_persona(cfg.persona)
+    chat, speech = args.chat, args.speech
+    if chat is None and speech is None:
+        chat, speech = DEMO_CHAT, DEMO_SPEECH
+    inputs = load_inputs(chat, speech, args.speech_at)
+    resolve(cfg)  # every model file checked before anything loads
+    outputs = []
+    engine = _load_engine(cfg, persona, args.quiet)
+    speaker = None
+    if args.speaker is not None:
+        from vtuber.outputs.speaker import SpeakerOutput
+
+        device = None if args.speaker == "default" else args.speaker
+        speaker = SpeakerOutput(device, engine.tts.sample_rate)
+        outputs.append(speaker)
+    from vtuber.outputs.recorder import Recorder
+
+    console.rule(f"rehearsal with {persona.name} ({'fast' if args.fast else 'real time'})")
+    recorder = Recorder()
+    outputs.insert(0, ConsoleOutput(recorder, persona.name, console))
+    try:
+        session, written = run_rehearsal(engine, inputs, Path(args.out), args.fast, outputs, recorder)
+    finally:
+        if speaker is not None:
+            speaker.close()
+    _print_summary(session, written)
+    return 0
+
+
+def _print_summary(session, written) -> None:
+    from rich.table import Table
+
+    from vtuber.rehearsal import summary
+
+    records = session.recorder.finished()
+    table = Table(title="latency (ms)", show_edge=False)
+    table.add_column("turns")
+    table.add_column("stage")
+    for c in ("n", "p50", "p95", "max"):
+        table.add_column(c, justify="right")
+    for kind, stages in summary(records).items():
+        for stage, s in stages.items():
+            if stage == "tokens_per_s":
+                table.add_row(kind, "tokens/s", str(s["n"]), f"{s['p50']:.0f}", f"{s['p95']:.0f}", f"{s['max']:.0f}")
+            else:
+                table.add_row(kind, stage, str(s["n"]), *(f"{s[k] * 1000:.0f}" for k in ("p50", "p95", "max")))
+    console.print(table)
+    c = session.director.counters
+    console.print(
+        f"answered {c.get('answered', 0)} | dropped {sum(v for k, v in c.items() if k.startswith('dropped'))} "
+        f"| gaps {sum(r.gaps for r in records)} | blocked {len(session.gate.blocked)}"
+    )
+    for name, path in sorted(written.items()):
+        console.print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vtuber",
+        description="A fully local AI co-host for live streamers and VTubers.",
+    )
+    parser.add_argument("--version", action="version", version=f"vtuber {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "rehearse",
+        help="run the whole pipeline offline on a chat script and recorded speech",
+        description=(
+            "Replay a chat script (JSONL) and a recording of the streamer (WAV) through the real pipeline "
+            "(VAD, Whisper, director, LLM, Piper) and write the replies as one WAV timeline, a transcript "
+            "and per-turn timings. With no --chat/--speech it runs the built-in demo."
+        ),
+    )
+    p.add_argument("--chat", metavar="JSONL", help="chat script: one JSON object a line {t, user, text, badges, bits}")
+    p.add_argument("--speech", metavar="WAV", help="recording of the streamer (any PCM WAV; converted to 16 kHz mono)")
+    p.add_argument("--speech-at", type=float, default=0.0, metavar="S", help="session time the recording starts (default 0)")
+    p.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    p.add_argument("--fast", action="store_true", help="do not wait for real time: inputs one after another, as fast as the pipeline allows")
+    p.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="also play replies on a sound device (name or index; default device if none given)")
+    p.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
+    _add_common(p)
+    p.set_defaults(func=cmd_rehearse)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except UserError as e:
+        err_console.print(f"vtuber: error: {e}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("vtuber: stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The session clock: real time for live and real-time rehearsal, or a fast clock.
+
+Sources never call `asyncio.sleep` themselves; they ask the clock to wake them at
+a session time. The real clock just sleeps. The fast clock is a small discrete-event
+scheduler: while the pipeline is busy (ASR running, a turn queued or being answered)
+time runs at wall speed, so every measured latency is real compute time; once the
+pipeline is idle and every source is waiting, time jumps to the earliest wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+
+
+class Clock:
+    """Real-time session clock: `now()` is seconds since `start()`."""
+
+    fast = False
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._busy = 0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    async def sleep_until(self, t: float) -> None:
+        delay = t - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # Work accounting: only the fast clock acts on it, but every stage reports it
+    # so the same pipeline code runs under either clock.
+    def begin_work(self) -> None:
+        self._busy += 1
+
+    def end_work(self) -> None:
+        self._busy = max(0, self._busy - 1)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def add_source(self) -> None:
+        pass
+
+    def source_done(self) -> None:
+        pass
+
+
+class FastClock(Clock):
+    """Runs inputs as fast as the pipeline allows, one after the other, with honest latencies."""
+
+    fast = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._offset = 0.0
+        self._waiters: list[tuple[float, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+        self._live_sources = 0
+        self._changed: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0 + self._offset
+
+    def _poke(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _ensure_scheduler(self) -> None:
+        if self._task is None or self._task.done():
+            self._changed = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._schedule(), name="fast-clock")
+
+    def add_source(self) -> None:
+        self._live_sources += 1
+        self._ensure_scheduler()
+
+    def source_done(self) -> None:
+        self._live_sources -= 1
+        self._poke()
+
+    def end_work(self) -> None:
+        super().end_work()
+        self._poke()
+
+    async def sleep_until(self, t: float) -> None:
+        self._ensure_scheduler()
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (t, next(self._seq), fut))
+        self._poke()
+        await fut
+
+    async def _schedule(self) -> None:
+        assert self._changed is not None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            # Wake the earliest source only when nothing is in flight: every live
+            # source is parked here and no stage holds work.
+            while (
+                self._waiters
+                and not self.busy
+                and len(self._waiters) >= self._live_sources
+            ):
+                t, _, fut = heapq.heappop(self._waiters)
+                lag = t - self.now()
+                if lag > 0:
+                    self._offset += lag
+                if not fut.cancelled():
+                    fut.set_result(None)
+                # Let the woken source run and park again (or finish) before the next pick.
+                break
+            if self._live_sources <= 0 and not self._waiters:
+                return

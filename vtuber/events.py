@@ -1,0 +1,150 @@
+"""Every message that flows between stages, as small frozen dataclasses.
+
+Data flows one way: sources -> hearing -> director -> mind -> voice -> outputs.
+Times (`t`, `t_*`) are seconds on the session clock (see `vtuber.clock`), so a
+rehearsal in fast mode and a live session produce comparable timings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+TurnKind = Literal["chat", "speech"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat message from any chat source (script, Twitch, YouTube)."""
+
+    user: str
+    text: str
+    t: float
+    badges: tuple[str, ...] = ()
+    bits: int = 0
+    source: str = "script"
+    id: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class AudioFrame:
+    """A slice of microphone (or replayed) audio, 16 kHz mono float32 in [-1, 1]."""
+
+    samples: np.ndarray
+    t: float  # session time of the first sample
+    sample_rate: int = 16000
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The VAD heard the streamer start talking."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """What the streamer said, as heard: one endpointed stretch of speech, transcribed."""
+
+    text: str
+    t_start: float  # speech onset
+    t_end: float  # last voiced sample
+    t_endpoint: float  # when the endpointer decided the speaker stopped
+    t_asr_done: float  # when the transcript was ready
+    t: float = 0.0  # arrival at the director (== t_asr_done)
+
+    @property
+    def endpoint_s(self) -> float:
+        return self.t_endpoint - self.t_end
+
+    @property
+    def asr_s(self) -> float:
+        return self.t_asr_done - self.t_endpoint
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An input the director picked to answer."""
+
+    id: int
+    kind: TurnKind
+    user: str
+    text: str
+    t_input: float  # message arrival, or end of the streamer's speech
+    t_queued: float  # arrival at the director
+    t_picked: float  # when the mind started on it
+    source: ChatMessage | Utterance | None = None
+
+
+@dataclass(frozen=True)
+class TurnDropped:
+    """An input the director will not answer, and why (queue_full, stale, ...)."""
+
+    kind: TurnKind
+    user: str
+    text: str
+    reason: str
+    t: float
+
+
+@dataclass(frozen=True)
+class ReplyStarted:
+    turn: Turn
+    t: float
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    turn_id: int
+    t: float
+
+
+@dataclass(frozen=True)
+class ReplyClause:
+    """A speakable piece of the reply (a clause or sentence), in order."""
+
+    turn_id: int
+    index: int
+    text: str
+    t: float
+    final: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class AudioChunk:
+    """Synthesized reply audio for one clause (int16 mono at `sample_rate`)."""
+
+    turn_id: int
+    clause_index: int
+    samples: np.ndarray
+    sample_rate: int
+    t: float  # when this audio became ready to play
+    final: bool = False  # last chunk of the reply
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ReplyFinished:
+    turn_id: int
+    text: str
+    t: float
+    n_tokens: int = 0
+    llm_s: float = 0.0
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Flows back: the streamer started speaking, the co-host should stop talking."""
+
+    t: float
+    reason: str = "streamer_speech"

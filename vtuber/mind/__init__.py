@@ -1,0 +1,172 @@
+"""Mind: persona prompt + short history + streaming LLM + clause splitter + output gate."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from vtuber.clock import Clock
+from vtuber.config import VoiceConfig
+from vtuber.events import FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
+from vtuber.mind.llm import LLMBackend
+from vtuber.mind.persona import Persona
+from vtuber.mind.prompt import PromptBuilder
+from vtuber.mind.splitter import ClauseSplitter
+from vtuber.safety import OutputGate
+
+_DONE = object()
+
+
+_SPEAKER_TAG = re.compile(r"^\s*[\w .'-]{1,32}(?:\([^)]{0,20}\))?\s*:\s+")
+
+
+def _strip_speaker_tag(text: str, name: str) -> str:
+    # Small models like to open with "Miko:" or "alice:", or call themselves
+    # by name ("Miko, I'm so glad..."); never say that aloud.
+    text = _SPEAKER_TAG.sub("", text, count=1)
+    return re.sub(rf"^\s*{re.escape(name)}\s*[,!.]\s*", "", text, count=1, flags=re.I)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit].rstrip(" ,;:") + "."
+
+
+class Mind:
+    """Answers one turn at a time: streams the LLM in a worker thread, emits clauses as they form."""
+
+    def __init__(
+        self,
+        backend: LLMBackend,
+        persona: Persona,
+        history_turns: int,
+        voice_cfg: VoiceConfig,
+        gate: OutputGate,
+        clock: Clock,
+        emit: Callable[[object], None],
+        send: Callable[[object], Awaitable[None]],
+    ):
+        self.backend = backend
+        self.persona = persona
+        self.prompts = PromptBuilder(persona, history_turns)
+        self.voice_cfg = voice_cfg
+        self.gate = gate
+        self.clock = clock
+        self.emit = emit  # notifications (console, trace)
+        self.send = send  # data for the voice stage, with backpressure
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+
+    def warm(self) -> None:
+        self.backend.warm(self.prompts.system)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def answer(self, turn: Turn) -> None:
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        messages = self.prompts.messages(turn)
+        max_tokens = self.persona.max_tokens
+        stats = {"tokens": 0, "t0": 0.0, "t1": 0.0}
+
+        def produce() -> None:
+            stats["t0"] = time.perf_counter()
+            try:
+                for piece in self.backend.stream(messages, max_tokens):
+                    stats["tokens"] += 1
+                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            except Exception as e:  # surface backend failures in the loop, not a dead thread
+                loop.call_soon_threadsafe(pieces.put_nowait, e)
+            finally:
+                stats["t1"] = time.perf_counter()
+                loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
+
+        self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
+        worker = loop.run_in_executor(self._executor, produce)
+        splitter = ClauseSplitter(
+            first_clause_words=self.voice_cfg.first_clause_words,
+            max_chars=self.voice_cfg.max_clause_chars,
+        )
+        spoken: list[str] = []
+        used = 0
+        index = 0
+        first = True
+        truncated = False
+
+        async def say(clause: str) -> bool:
+            """Gate, cap and send one clause; False once the reply is full."""
+            nonlocal used, index, truncated
+            if index == 0:
+                clause = _strip_speaker_tag(clause, self.persona.name)
+            clause = clause.strip()
+            if not clause:
+                return True
+            room = self.persona.max_chars - used
+            if room < 12 and spoken:
+                truncated = True
+                return False
+            if len(clause) > room:
+                clause, truncated = _cap(clause, room), True
+            safe = self.gate.check(clause, turn)
+            spoken.append(safe)
+            used += len(safe) + 1
+            await self.send(ReplyClause(turn_id=turn.id, index=index, text=safe, t=self.clock.now()))
+            index += 1
+            return not truncated
+
+        full = False
+        while True:
+            item = await pieces.get()
+            if item is _DONE:
+                break
+            if isinstance(item, Exception):
+                raise item
+            if full:
+                continue
+            if first:
+                self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
+                first = False
+            # A reply is one paragraph: small models go on to play the other
+            # roles after a newline, so the first newline after some text ends it.
+            # ("Miko,\n..." is a salutation, not a finished reply: a newline after
+            # fewer than four words is just a space.)
+            text, newline, rest = item.partition("\n")
+            said = len(" ".join([*spoken, splitter.pending, text]).split())
+            if newline and said < 4:
+                text, newline = text + " " + rest, ""
+            for clause in splitter.feed(text):
+                if not await say(clause):
+                    full = True
+                    break
+            if newline:
+                for clause in splitter.flush():
+                    await say(clause)
+                full = True
+            if full:
+                self.backend.cancel.set()
+        if not full:
+            for clause in splitter.flush():
+                if not await say(clause):
+                    break
+        await worker
+        if not spoken:
+            fallback = self.gate.check(self.persona.greeting, turn)
+            spoken.append(fallback)
+            await self.send(ReplyClause(turn_id=turn.id, index=0, text=fallback, t=self.clock.now()))
+        text = " ".join(spoken)
+        self.prompts.remember(turn, text)
+        await self.send(
+            ReplyFinished(
+                turn_id=turn.id,
+                text=text,
+                t=self.clock.now(),
+                n_tokens=stats["tokens"],
+                llm_s=max(stats["t1"] - stats["t0"], 0.0),
+                truncated=truncated or stats["tokens"] >= max_tokens,
+            )
+        )

@@ -1,0 +1,168 @@
+"""LLM backends: blocking token streams, run by the mind in a worker thread.
+
+- `LlamaCppBackend` (default): any GGUF through llama-cpp-python, chat template from
+  the GGUF, the persona prefix kept in the KV cache across turns (llama-cpp-python
+  reuses the longest common token prefix of consecutive prompts).
+- `CTransformersBackend`: legacy GGML files (gpt2, gptj, mpt, starcoder, falcon)
+  that llama.cpp no longer reads. It cannot read GGUF v3 files.
+
+A new backend (for example an OpenAI-compatible HTTP server) only needs `warm`,
+`stream` and `close`, and an entry in `make_backend`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from vtuber.config import Config
+from vtuber.errors import UserError
+
+
+class LLMBackend(Protocol):
+    name: str
+
+    def warm(self, system: str) -> None:
+        """Load weights and prefill the persona prefix so the first turn is fast."""
+
+    def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
+        """Blocking generator of text pieces; stops early if `cancel` is set."""
+
+    def close(self) -> None: ...
+
+
+def file_magic(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+class LlamaCppBackend:
+    name = "llama_cpp"
+
+    def __init__(self, path: Path, cfg: Config):
+        if file_magic(path) != b"GGUF":
+            raise UserError(
+                f"{path}: not a GGUF file; the llama_cpp backend reads GGUF "
+                "(set models.llm_backend = \"ctransformers\" for a legacy GGML file)"
+            )
+        from llama_cpp import Llama
+
+        try:
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=cfg.llm.context,
+                n_threads=cfg.threads.llm,
+                n_threads_batch=cfg.threads.llm,
+                seed=cfg.llm.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{path}: llama.cpp could not load this model ({e})") from None
+        self.cfg = cfg
+        self.cancel = threading.Event()
+        self.lock = threading.Lock()
+
+    def warm(self, system: str) -> None:
+        # One real chat completion: loads the pages, builds the template and leaves
+        # the system prefix in the KV cache for the first real turn.
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]
+        for _ in self.stream(msgs, max_tokens=2):
+            pass
+
+    def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
+        self.cancel.clear()
+        with self.lock:
+            chunks = self.llm.create_chat_completion(
+                messages=messages,
+                stream=True,
+                max_tokens=max_tokens,
+                temperature=self.cfg.llm.temperature,
+                top_p=self.cfg.llm.top_p,
+                repeat_penalty=self.cfg.llm.repeat_penalty,
+                seed=self.cfg.llm.seed,
+            )
+            try:
+                for chunk in chunks:
+                    if self.cancel.is_set():
+                        break
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            finally:
+                chunks.close()
+
+    def close(self) -> None:
+        self.llm.close() if hasattr(self.llm, "close") else None
+
+
+def plain_prompt(messages: list[dict]) -> str:
+    """A plain-text chat layout for models without a chat template (legacy GGML)."""
+    names = {"system": "", "user": "User: ", "assistant": "Assistant: "}
+    body = "\n".join(names.get(m["role"], "") + m["content"] for m in messages)
+    return body + "\nAssistant:"
+
+
+# 'ggml', 'ggmf', 'ggjt', 'ggla', 'ggsn', 'ggcc' as little-endian uint32 on disk.
+GGML_MAGICS = {b"lmgg", b"fmgg", b"tjgg", b"algg", b"nsgg", b"ccgg"}
+
+
+class CTransformersBackend:
+    name = "ctransformers"
+
+    def __init__(self, path: Path, cfg: Config):
+        magic = file_magic(path)
+        if magic == b"GGUF":
+            raise UserError(
+                f"{path}: ctransformers cannot read this GGUF file (it stopped at GGUF v2 in 2023); "
+                "use models.llm_backend = \"llama_cpp\""
+            )
+        # ctransformers' C++ loaders can abort the whole process on a failed load (a
+        # double free), so anything that is not a legacy GGML file is refused here.
+        if magic not in GGML_MAGICS:
+            raise UserError(f"{path}: not a legacy GGML model file (it starts with {magic!r}, not a GGML magic)")
+        try:
+            from ctransformers import AutoModelForCausalLM
+        except ImportError:
+            raise UserError("the ctransformers backend needs the extra: pip install 'vtuber[ctransformers]'") from None
+        try:
+            self.llm = AutoModelForCausalLM.from_pretrained(
+                str(path),
+                model_type=cfg.models.llm_model_type,
+                threads=cfg.threads.llm,
+                context_length=cfg.llm.context,
+            )
+        except (OSError, RuntimeError, ValueError) as e:
+            raise UserError(f"{path}: ctransformers could not load it as '{cfg.models.llm_model_type}' ({e})") from None
+        self.cfg = cfg
+        self.cancel = threading.Event()
+
+    def warm(self, system: str) -> None:
+        for _ in self.stream([{"role": "system", "content": system}], max_tokens=1):
+            pass
+
+    def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
+        self.cancel.clear()
+        for piece in self.llm(
+            plain_prompt(messages),
+            max_new_tokens=max_tokens,
+            temperature=max(self.cfg.llm.temperature, 0.01),
+            top_p=self.cfg.llm.top_p,
+            repetition_penalty=self.cfg.llm.repeat_penalty,
+            seed=self.cfg.llm.seed,
+            stream=True,
+            reset=True,
+        ):
+            if self.cancel.is_set():
+                break
+            yield piece
+
+    def close(self) -> None:
+        pass
+
+
+def make_backend(path: Path, cfg: Config) -> LLMBackend:
+    if cfg.models.llm_backend == "ctransformers":
+        return CTransformersBackend(path, cfg)
+    return LlamaCppBackend(path, cfg)

@@ -1,0 +1,105 @@
+"""Split a token stream into speakable clauses as early as sounds natural.
+
+TTS starts on the first clause while the LLM writes the next, so the first clause
+is cut early (at a comma once it has a few words); later clauses end at sentence
+punctuation, or at a comma/semicolon/colon/dash once they are long enough, or at
+the last space before `max_chars`. Decimals ("3.5"), common abbreviations
+("Mr.", "e.g.") and ellipses inside a sentence do not end a clause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+SENTENCE_END = ".!?…"
+SOFT_BREAK = ",;:—–"
+ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "approx", "no",
+}
+_WORD = re.compile(r"\S+")
+
+
+def _words(s: str) -> int:
+    return len(_WORD.findall(s))
+
+
+class ClauseSplitter:
+    """Feed text pieces with `feed()`, collect finished clauses; `flush()` at the end."""
+
+    def __init__(self, first_clause_words: int = 4, min_clause_words: int = 6, max_chars: int = 140):
+        self.first_clause_words = first_clause_words
+        self.min_clause_words = min_clause_words
+        self.max_chars = max_chars
+        self._buf = ""
+        self._emitted = 0
+
+    def _is_sentence_end(self, i: int) -> bool:
+        s = self._buf
+        ch = s[i]
+        if ch not in SENTENCE_END:
+            return False
+        # Need to see what follows: end only before whitespace (or a closing quote then space).
+        j = i + 1
+        while j < len(s) and s[j] in SENTENCE_END + "\"')]":
+            j += 1
+        if j >= len(s) or not s[j].isspace():
+            return False
+        if ch == ".":
+            m = re.search(r"([A-Za-z.]+)\.$", s[: i + 1])
+            if m and m.group(1).lower().rstrip(".") in ABBREVIATIONS:
+                return False
+            if i > 0 and s[i - 1].isdigit() and j < len(s) and s[j:].lstrip()[:1].isdigit():
+                return False
+        return True
+
+    def _cut(self) -> int | None:
+        """Index just past the end of the next clause in the buffer, or None."""
+        s = self._buf
+        soft_min = self.first_clause_words if self._emitted == 0 else self.min_clause_words
+        for i, ch in enumerate(s):
+            if self._is_sentence_end(i):
+                j = i + 1
+                while j < len(s) and s[j] in SENTENCE_END + "\"')]":
+                    j += 1
+                if _words(s[:j]) >= 1:
+                    return j
+            elif ch in SOFT_BREAK and i + 1 < len(s) and s[i + 1].isspace():
+                if _words(s[: i + 1]) >= soft_min:
+                    return i + 1
+        if len(s) > self.max_chars:
+            space = s.rfind(" ", 0, self.max_chars)
+            return space if space > 0 else self.max_chars
+        return None
+
+    def feed(self, piece: str) -> list[str]:
+        self._buf += piece
+        out = []
+        while True:
+            cut = self._cut()
+            if cut is None:
+                break
+            clause, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if clause:
+                out.append(clause)
+                self._emitted += 1
+        return out
+
+    @property
+    def pending(self) -> str:
+        return self._buf
+
+    def flush(self) -> list[str]:
+        rest, self._buf = self._buf.strip(), ""
+        if rest:
+            self._emitted += 1
+            return [rest]
+        return []
+
+
+def split_stream(pieces: Iterable[str], **kwargs) -> Iterator[str]:
+    """Convenience: clauses of a whole stream of text pieces."""
+    sp = ClauseSplitter(**kwargs)
+    for piece in pieces:
+        yield from sp.feed(piece)
+    yield from sp.flush()

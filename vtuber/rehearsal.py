@@ -1,0 +1,216 @@
+"""Offline rehearsal: a chat script and a recording of the streamer through the real pipeline.
+
+Writes to the output folder only once the whole run succeeded (files are staged
+beside it and moved in at the end), so a failed run never leaves half a report:
+- `replies.wav`: every reply on one timeline aligned with the input times
+- `transcript.md`: who said what, and what the co-host answered
+- `timings.json`: per-turn stage latencies and session counters
+- `timeline.png`: when each input arrived and when each reply played
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vtuber.audio import read_wav_16k_mono, write_wav
+from vtuber.clock import Clock, FastClock
+from vtuber.errors import UserError
+from vtuber.events import ChatMessage
+from vtuber.outputs.recorder import Recorder, TurnRecord
+from vtuber.pipeline import Engine, Session
+from vtuber.sources import ChatScriptSource, WavReplaySource, parse_chat_script
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CHAT = ROOT / "audio" / "demo_chat.jsonl"
+DEMO_SPEECH = ROOT / "audio" / "demo_speech.wav"
+
+
+@dataclass
+class RehearsalInputs:
+    chat: list[ChatMessage] = field(default_factory=list)
+    speech: np.ndarray | None = None
+    speech_at: float = 0.0
+    chat_path: str = ""
+    speech_path: str = ""
+
+    @property
+    def duration(self) -> float:
+        end = max([m.t for m in self.chat], default=0.0)
+        if self.speech is not None:
+            end = max(end, self.speech_at + len(self.speech) / 16000)
+        return end
+
+
+def load_inputs(chat: str | Path | None, speech: str | Path | None, speech_at: float = 0.0) -> RehearsalInputs:
+    """Parse and validate every input before any model loads or any file is written."""
+    if chat is None and speech is None:
+        raise UserError("nothing to rehearse: give --chat FILE and/or --speech FILE")
+    inputs = RehearsalInputs(speech_at=speech_at)
+    if chat is not None:
+        inputs.chat = parse_chat_script(chat)
+        inputs.chat_path = str(chat)
+    if speech is not None:
+        inputs.speech = read_wav_16k_mono(speech)
+        inputs.speech_path = str(speech)
+    if speech_at < 0:
+        raise UserError(f"--speech-at must be >= 0, got {speech_at}")
+    return inputs
+
+
+def sources_for(inputs: RehearsalInputs) -> list:
+    sources: list = []
+    if inputs.chat:
+        sources.append(ChatScriptSource(inputs.chat))
+    if inputs.speech is not None:
+        sources.append(WavReplaySource(inputs.speech, start=inputs.speech_at))
+    return sources
+
+
+async def rehearse(engine: Engine, inputs: RehearsalInputs, fast: bool, outputs=(), recorder: Recorder | None = None) -> Session:
+    clock = FastClock() if fast else Clock()
+    session = Session(engine, clock, outputs, recorder)
+    await session.run(sources_for(inputs))
+    return session
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values), q))
+
+
+def summary(records: list[TurnRecord]) -> dict:
+    """p50 / p95 / max of each stage over the turns."""
+    out: dict[str, dict] = {}
+    keys = records[0].stages().keys() if records else []
+    for kind in ("chat", "speech"):
+        rs = [r for r in records if r.kind == kind]
+        for k in keys:
+            vals = [v for r in rs if (v := r.stages()[k]) is not None]
+            if vals:
+                out.setdefault(kind, {})[k] = {
+                    "n": len(vals),
+                    "p50": _pct(vals, 50),
+                    "p95": _pct(vals, 95),
+                    "max": max(vals),
+                    "mean": statistics.fmean(vals),
+                }
+    return out
+
+
+def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
+    persona = session.engine.persona
+    rec = session.recorder
+    lines = [
+        f"# Rehearsal with {persona.name}",
+        "",
+        f"- chat script: `{inputs.chat_path or '-'}` ({len(inputs.chat)} messages)",
+        f"- streamer speech: `{inputs.speech_path or '-'}`",
+        f"- clock: {'fast (inputs one after another, as fast as the pipeline allows)' if fast else 'real time'}",
+        "",
+        "| time | from | said | reply | first audio |",
+        "|---:|---|---|---|---:|",
+    ]
+    for r in rec.finished():
+        who = "streamer (heard)" if r.kind == "speech" else r.user
+        lat = r.stages()["input_to_first_audio"]
+        cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        lines.append(
+            f"| {r.t_input:.2f}s | {cell(who)} | {cell(r.input_text)} | {cell(r.reply_text)} | "
+            f"{'-' if lat is None else f'{lat * 1000:.0f} ms'} |"
+        )
+    if rec.dropped:
+        lines += ["", "## Not answered", ""]
+        lines += [f"- {d.t:.2f}s {d.user}: {d.text} ({d.reason})" for d in rec.dropped]
+    if session.gate.blocked:
+        lines += ["", "## Blocked before speech", ""]
+        lines += [f"- turn {tid}: {reason}" for tid, _clause, reason in session.gate.blocked]
+    return "\n".join(lines) + "\n"
+
+
+def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
+    """Inputs (dots) and replies (bars: waiting, then playing) on the session time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(len(records), 1)))
+    for i, r in enumerate(records):
+        y = len(records) - i
+        color = "tab:purple" if r.kind == "speech" else "tab:blue"
+        if r.t_speech_start is not None:
+            ax.barh(y, r.t_input - r.t_speech_start, left=r.t_speech_start, color="tab:purple", alpha=0.25, height=0.5)
+        ax.plot([r.t_input], [y], "o", color=color)
+        if r.t_first_audio is not None and r.play_start is not None and r.play_end is not None:
+            ax.barh(y, r.t_first_audio - r.t_input, left=r.t_input, color="tab:orange", height=0.5)
+            ax.barh(y, r.play_end - r.play_start, left=r.play_start, color="tab:green", height=0.5)
+            ms = (r.t_first_audio - r.t_input) * 1000
+            ax.text(r.play_end + 0.1, y, f"{ms:.0f} ms", va="center", fontsize=8)
+    ax.set_yticks(range(len(records), 0, -1))
+    ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8)
+    ax.set_xlabel("session time (s)")
+    ax.set_title(title, fontsize=10)
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(color="tab:purple", alpha=0.25, label="streamer speaking"),
+            Patch(color="tab:orange", label="input -> first audio"),
+            Patch(color="tab:green", label="reply playing"),
+        ],
+        loc="lower right",
+        fontsize=7,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(session: Session, inputs: RehearsalInputs, out_dir: Path, fast: bool) -> dict[str, Path]:
+    """Stage every file beside out_dir, then move them in: out_dir never holds half a report."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    rec: Recorder = session.recorder
+    records = rec.finished()
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        write_wav(stage / "replies.wav", rec.timeline(min_duration=inputs.duration), rec.sample_rate)
+        (stage / "transcript.md").write_text(transcript_md(session, inputs, fast), encoding="utf-8")
+        timings = {
+            "persona": session.engine.persona.name,
+            "clock": "fast" if fast else "real_time",
+            "turns": [r.to_json() for r in records],
+            "summary": summary(records),
+            "counters": dict(session.director.counters),
+            "dropped": [d.__dict__ for d in rec.dropped],
+            "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.gate.blocked],
+            "errors": session.errors,
+            "sample_rate": rec.sample_rate,
+        }
+        (stage / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+        plot_timeline(records, stage / "timeline.png", f"rehearsal with {session.engine.persona.name}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for f in stage.iterdir():
+            os.replace(f, out_dir / f.name)
+            written[f.name] = out_dir / f.name
+        return written
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_rehearsal(
+    engine: Engine, inputs: RehearsalInputs, out_dir: Path, fast: bool, outputs=(), recorder: Recorder | None = None
+) -> tuple[Session, dict]:
+    session = asyncio.run(rehearse(engine, inputs, fast, outputs, recorder))
+    return session, write_report(session, inputs, out_dir, fast)

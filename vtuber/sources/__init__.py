@@ -1,0 +1,11 @@
+"""Inputs: chat (script, later Twitch and YouTube) and the streamer's audio (WAV replay, later mic).
+
+A source is an object with `async run(clock, emit)`: it asks the clock to wake it at
+each input's time and calls `emit(event)` synchronously, so the receiving stage
+registers the work before the fast clock can move on.
+"""
+
+from vtuber.sources.chat_script import ChatScriptSource, parse_chat_script
+from vtuber.sources.wav_replay import WavReplaySource
+
+__all__ = ["ChatScriptSource", "WavReplaySource", "parse_chat_script"]

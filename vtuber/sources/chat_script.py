@@ -1,0 +1,87 @@
+"""Replay a chat script: JSONL, one timed message a line.
+
+    {"t": 2.0, "user": "alice", "text": "hi Miko!", "badges": ["subscriber"], "bits": 100}
+
+`text` is required; `t` (seconds from start) defaults to the previous line's time,
+`user` to "viewer". Blank lines and lines starting with `#` are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from vtuber.clock import Clock
+from vtuber.errors import UserError
+from vtuber.events import ChatMessage
+
+MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
+
+
+def parse_chat_script(path: str | Path) -> list[ChatMessage]:
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{p}: chat script not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: chat script is not UTF-8 text") from None
+    messages: list[ChatMessage] = []
+    last_t = 0.0
+    for number, line in enumerate(lines, start=1):
+        where = f"{p}:{number}"
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        text = obj.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{where}: missing 'text' (a non-empty string)")
+        t = obj.get("t", last_t)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0:
+            raise UserError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
+        user = obj.get("user", "viewer")
+        if not isinstance(user, str) or not user.strip():
+            raise UserError(f"{where}: 'user' must be a non-empty string")
+        badges = obj.get("badges", [])
+        if not isinstance(badges, list) or not all(isinstance(b, str) for b in badges):
+            raise UserError(f"{where}: 'badges' must be a list of strings")
+        bits = obj.get("bits", 0)
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 0:
+            raise UserError(f"{where}: 'bits' must be a whole number >= 0")
+        last_t = float(t)
+        messages.append(
+            ChatMessage(
+                user=user.strip()[:64],
+                text=text.strip()[:MAX_TEXT],
+                t=float(t),
+                badges=tuple(badges),
+                bits=bits,
+                source="script",
+                id=f"script-{number}",
+            )
+        )
+    messages.sort(key=lambda m: m.t)
+    return messages
+
+
+class ChatScriptSource:
+    """Emits each scripted message at its time (the message carries its real arrival time)."""
+
+    def __init__(self, messages: list[ChatMessage]):
+        self.messages = messages
+
+    async def run(self, clock: Clock, emit: Callable[[object], None]) -> None:
+        clock.add_source()
+        try:
+            for m in self.messages:
+                await clock.sleep_until(m.t)
+                emit(ChatMessage(**{**m.__dict__, "t": clock.now()}))
+        finally:
+            clock.source_done()

@@ -1,0 +1,57 @@
+"""Voice: text to speech per clause (Piper), synthesized while the LLM writes the next clause."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from vtuber.clock import Clock
+from vtuber.events import AudioChunk, ReplyClause, ReplyFinished
+from vtuber.voice.tts import PiperTTS, speakable
+
+__all__ = ["PiperTTS", "VoiceStage", "speakable"]
+
+
+class VoiceStage:
+    """Consumes `ReplyClause`/`ReplyFinished` in order; emits `AudioChunk`s, then the `ReplyFinished`.
+
+    Its input queue is bounded (backpressure on the mind, nothing dropped: every
+    clause of a reply that was started is spoken).
+    """
+
+    def __init__(self, tts: PiperTTS, clock: Clock, emit: Callable[[object], None], queue_size: int = 32):
+        self.tts = tts
+        self.clock = clock
+        self.emit = emit
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+
+    async def put(self, event: ReplyClause | ReplyFinished) -> None:
+        await self.queue.put(event)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                return
+            if isinstance(event, ReplyClause):
+                samples = await loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
+                self.emit(
+                    AudioChunk(
+                        turn_id=event.turn_id,
+                        clause_index=event.index,
+                        samples=samples,
+                        sample_rate=self.tts.sample_rate,
+                        t=self.clock.now(),
+                    )
+                )
+            else:
+                self.emit(event)
+
+    async def stop(self) -> None:
+        await self.queue.put(None)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,64 @@
+"""Text to speech with Piper (onnxruntime on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vtuber.errors import UserError
+
+# Markdown, emoji and stage directions read badly aloud.
+_UNSPEAKABLE = re.compile(r"[*_`#~<>\[\]{}|^]|[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F]")
+_ACTION = re.compile(r"\*[^*]{1,60}\*")
+
+
+def speakable(text: str) -> str:
+    """The text as it should be spoken: no markdown, emoji or *actions*."""
+    text = _ACTION.sub(" ", text)
+    text = _UNSPEAKABLE.sub(" ", text)
+    return " ".join(text.split())
+
+
+class PiperTTS:
+    """A Piper voice with an explicit thread budget and spinning off (the cores are shared)."""
+
+    def __init__(self, model: Path, config: Path, threads: int = 1, length_scale: float = 1.0, speaker_id: int = -1):
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig, SynthesisConfig
+
+        try:
+            cfg_dict = json.loads(Path(config).read_text(encoding="utf-8"))
+            piper_config = PiperConfig.from_dict(cfg_dict)
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{config}: not a valid Piper voice config ({e})") from None
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            session = onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise UserError(f"{model}: onnxruntime could not load this Piper voice ({str(e).splitlines()[0]})") from None
+        self.voice = PiperVoice(session=session, config=piper_config)
+        self.sample_rate = int(piper_config.sample_rate)
+        self.syn_config = SynthesisConfig(
+            length_scale=length_scale,
+            speaker_id=speaker_id if speaker_id >= 0 else None,
+        )
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Blocking: int16 mono samples at `sample_rate` for `text` (empty array for no speech)."""
+        text = speakable(text)
+        if not text:
+            return np.zeros(0, dtype=np.int16)
+        parts = [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self.syn_config)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+    def warm(self) -> None:
+        self.synthesize("Hello there.")
