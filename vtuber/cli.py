@@ -13,7 +13,6 @@ from vtuber import __version__
 from vtuber.errors import UserError
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -62,16 +61,16 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if chat is None and speech is None:
         chat, speech = DEMO_CHAT, DEMO_SPEECH
     inputs = load_inputs(chat, speech, args.speech_at)
-    resolve(cfg)  # every model file checked before anything loads
+    paths = resolve(cfg)  # every model file checked before anything loads
     outputs = []
-    engine = _load_engine(cfg, persona, args.quiet)
     speaker = None
-    if args.speaker is not None:
+    if args.speaker is not None:  # open the device first: a wrong device fails in a second, not after loading
         from vtuber.outputs.speaker import SpeakerOutput
 
         device = None if args.speaker == "default" else args.speaker
-        speaker = SpeakerOutput(device, engine.tts.sample_rate)
+        speaker = SpeakerOutput(device, paths.voice_sample_rate)
         outputs.append(speaker)
+    engine = _load_engine(cfg, persona, args.quiet)
     from vtuber.outputs.recorder import Recorder
 
     console.rule(f"rehearsal with {persona.name} ({'fast' if args.fast else 'real time'})")
@@ -153,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as e:
-        err_console.print(f"vtuber: error: {e}", markup=False)
+        print(f"vtuber: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        err_console.print("vtuber: stopped")
+        print("vtuber: stopped", file=sys.stderr)
         return 130
 
 

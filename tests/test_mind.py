@@ -1,0 +1,107 @@
+"""The mind stage alone, with a scripted LLM (unit: the real model is in test_models / test_rehearsal)."""
+
+from __future__ import annotations
+
+import threading
+
+from vtuber.clock import Clock
+from vtuber.config import VoiceConfig
+from vtuber.events import FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
+from vtuber.mind import Mind
+from vtuber.mind.persona import load_persona
+from vtuber.safety import SAFE_LINE, OutputGate
+
+
+class ScriptedLLM:
+    name = "scripted"
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+        self.cancel = threading.Event()
+        self.seen = []
+        self.produced = 0
+
+    def warm(self, system):
+        pass
+
+    def stream(self, messages, max_tokens):
+        self.cancel.clear()
+        self.seen.append(messages)
+        for p in self.pieces[:max_tokens]:
+            if self.cancel.is_set():
+                return
+            self.produced += 1
+            yield p
+
+    def close(self):
+        pass
+
+
+async def answer(pieces, persona=None, banned=()):
+    persona = persona or load_persona("miko")
+    events, sent = [], []
+
+    async def send(ev):
+        sent.append(ev)
+
+    llm = ScriptedLLM(pieces)
+    mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(banned), Clock(), events.append, send)
+    await mind.answer(Turn(1, "chat", "alice", "hello", 0.0, 0.0, 0.0))
+    mind.close()
+    return events, sent, llm
+
+
+def tokens(text):
+    out, word = [], ""
+    for ch in text:
+        word += ch
+        if ch == " ":
+            out.append(word)
+            word = ""
+    return out + ([word] if word else [])
+
+
+async def test_clauses_stream_in_order_then_finished():
+    events, sent, llm = await answer(tokens("Oh hi there, friend of mine! Tea is ready. Want some?"))
+    assert isinstance(events[0], ReplyStarted) and isinstance(events[1], FirstToken)
+    clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
+    assert clauses == ["Oh hi there, friend of mine!", "Tea is ready.", "Want some?"]
+    assert [e.index for e in sent if isinstance(e, ReplyClause)] == [0, 1, 2]
+    assert isinstance(sent[-1], ReplyFinished) and sent[-1].text == " ".join(clauses)
+    # The chat message is user content, never part of the system prompt.
+    msgs = llm.seen[0]
+    assert "hello" not in msgs[0]["content"] and msgs[-1] == {"role": "user", "content": "alice: hello"}
+
+
+async def test_speaker_tag_and_self_address_are_not_spoken():
+    _, sent, _ = await answer(tokens("Miko: Miko, so nice to see you here today."))
+    assert sent[0].text == "so nice to see you here today."
+
+
+async def test_reply_is_one_paragraph():
+    _, sent, llm = await answer(["Sure thing, I love that game so much.", "\n", "alice: and", " then"])
+    assert sent[-1].text == "Sure thing, I love that game so much."
+    assert llm.produced < 4  # the LLM was stopped at the newline
+
+
+async def test_max_chars_caps_the_reply_and_stops_the_llm():
+    persona = load_persona("miko")
+    long = tokens("This is a sentence that goes on. " * 40)
+    _, sent, llm = await answer(long, persona=persona)
+    fin = sent[-1]
+    assert len(fin.text) <= persona.max_chars
+    assert fin.truncated
+    assert llm.produced < len(long)  # generation was cancelled, not run to the end
+
+
+async def test_banned_word_clause_is_replaced_before_it_is_sent():
+    _, sent, _ = await answer(tokens("What the heck was that? Nice jump though."), banned=("heck",))
+    clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
+    assert clauses[0] == SAFE_LINE and "heck" not in " ".join(clauses)
+    assert clauses[1] == "Nice jump though."
+
+
+async def test_empty_generation_falls_back_to_the_greeting():
+    persona = load_persona("miko")
+    _, sent, _ = await answer([], persona=persona)
+    assert sent[0].text == persona.greeting
