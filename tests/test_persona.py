@@ -187,3 +187,9 @@ def test_non_utf8_persona(tmp_path):
 def test_directory_as_persona(tmp_path):
     msg = one_line_error(load_persona, str(tmp_path))
     assert str(tmp_path) in msg
+
+
+def test_empty_persona_name():
+    # `persona = ""` in the config ends up here; it must not try to read the current directory.
+    msg = one_line_error(load_persona, "")
+    assert "persona" in msg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -70,6 +71,12 @@ class SpeakerOutput:
     def pending_s(self) -> float:
         return self._pending / self.stream.samplerate
 
-    def close(self) -> None:
+    def close(self, drain: bool = True) -> None:
+        """Stop the stream; by default first let queued audio finish playing."""
+        if drain:
+            deadline = time.monotonic() + self.pending_s + 2.0
+            while self._pending > 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(min(0.3, self.stream.latency + 0.1))  # the device's own buffer
         self.stream.stop()
         self.stream.close()
