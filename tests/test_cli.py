@@ -44,7 +44,7 @@ def _bad_files(tmp_path):
         "chat line without text": (["--chat", str(chat)], "bad.jsonl:2: missing 'text'"),
         "chat line not JSON": (["--chat", str(notjson)], "notjson.jsonl:1: not JSON"),
         "persona missing fields": (["--chat", str(chat), "--persona", str(persona)], "missing persona field(s): speaking_style, greeting"),
-        "unknown config key": (["--config", str(cfg)], "unknown key 'temprature'"),
+        "unknown config key": (["--config", str(cfg)], "unknown key 'llm.temprature'"),
         "truncated wav": (["--speech", str(trunc)], "trunc.wav: WAV file is truncated"),
         "empty wav": (["--speech", str(empty)], "empty.wav: not a readable PCM WAV"),
         "missing model": (["--llm", str(tmp_path / "none.gguf")], "models.llm:"),

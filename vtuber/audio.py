@@ -61,7 +61,9 @@ def read_wav_16k_mono(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise UserError(f"{p}: WAV file not found") from None
     except (wave.Error, EOFError) as e:
-        raise UserError(f"{p}: not a readable PCM WAV file ({e or 'empty or truncated header'})") from None
+        raise UserError(f"{p}: not a readable PCM WAV file ({str(e) or 'empty or truncated header'})") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read WAV file ({e.strerror or e})") from None
     if width not in (1, 2, 3, 4) or channels < 1 or rate < 4000:
         raise UserError(f"{p}: unsupported WAV format ({channels} ch, {8 * width} bit, {rate} Hz)")
     block = width * channels

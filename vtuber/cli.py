@@ -112,6 +112,80 @@ def _print_summary(session, written) -> None:
         console.print(f"wrote {path}")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from vtuber import bench
+    from vtuber.mind.persona import load_persona
+    from vtuber.models import resolve
+
+    if not 1 <= args.turns <= 200:
+        raise UserError(f"--turns must be in [1, 200], got {args.turns}")
+    cfg = _config_from(args)
+    persona = load_persona(cfg.persona)
+    resolve(cfg)
+    engine = _load_engine(cfg, persona, quiet=True)
+    with console.status("benchmarking", spinner="dots") as status:
+        result = bench.run_bench(engine, args.turns, progress=lambda m: (status.update(m), console.print(f"[dim]{m}[/]")))
+    files = bench.write(result, Path(args.out))
+    console.print(bench_table(result))
+    for line in bench_verdict(result):
+        console.print(line)
+    console.print(f"wrote {files['json']} and {files['plot']}")
+    return 0
+
+
+def bench_table(result: dict):
+    from rich.table import Table
+
+    m = result["machine"]
+    table = Table(title=f"vtuber bench: {m['cpu']}, {m['cores']} cores, {result['turns']} chat + {result['turns']} spoken turns")
+    for c, j in (("metric", "left"), ("p50", "right"), ("p95", "right"), ("max", "right"), ("naive p50", "right"), ("speedup", "right")):
+        table.add_column(c, justify=j)
+    s, naive = result["streaming"], result["naive"]
+
+    def row(label, d, scale=1000.0, unit="ms", base=None):
+        if not d:
+            return
+        cells = [f"{d[k] * scale:.0f} {unit}" for k in ("p50", "p95", "max")]
+        nb = f"{base['p50'] * 1000:.0f} ms" if base else ""
+        sp = f"{base['p50'] / d['p50']:.1f}x" if base and d["p50"] else ""
+        table.add_row(label, *cells, nb, sp)
+
+    row("chat -> first audio", s.get("chat", {}).get("input_to_first_audio"), base=naive.get("chat"))
+    row("speech end -> first audio", s.get("speech", {}).get("input_to_first_audio"), base=naive.get("speech"))
+    for kind in ("chat", "speech"):
+        for stage in ("endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"):
+            row(f"  {kind}: {stage.replace('_', ' ')}", s.get(kind, {}).get(stage))
+    both = [s[k]["tokens_per_s"] for k in s if "tokens_per_s" in s[k]]
+    if both:
+        table.add_row("tokens/s (chat)", f"{both[0]['p50']:.0f}", f"{both[0]['p95']:.0f}", f"{both[0]['max']:.0f}", "", "")
+    table.add_row("peak RSS", f"{result['peak_rss_mib']:.0f} MiB", "", "", "", "")
+    table.add_row("gaps between clauses", str(result["gaps"]), "", "", "", "")
+    return table
+
+
+TARGETS = (
+    ("chat -> first audio p50 <= 200 ms", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p50"] <= 0.200),
+    ("chat -> first audio p95 <= 300 ms", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p95"] <= 0.300),
+    ("chat >= 4x faster than naive (p50)", lambda r: (r["chat_speedup_p50"] or 0) >= 4.0),
+    ("speech end -> first audio p50 <= 800 ms", lambda r: r["streaming"]["speech"]["input_to_first_audio"]["p50"] <= 0.800),
+    ("peak RSS <= 700 MiB", lambda r: r["peak_rss_mib"] <= 700),
+    ("no gaps between clauses", lambda r: r["gaps"] == 0),
+)
+
+
+def bench_verdict(result: dict) -> list[str]:
+    lines = []
+    for label, check in TARGETS:
+        try:
+            ok = check(result)
+        except (KeyError, TypeError):
+            ok = False
+        lines.append(f"{'[green]met[/]' if ok else '[red]missed[/]'}  {label}")
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vtuber",
@@ -139,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
     _add_common(p)
     p.set_defaults(func=cmd_rehearse)
+
+    b = sub.add_parser(
+        "bench",
+        help="measure chat -> first audio and speech end -> first audio against a naive pipeline",
+        description=(
+            "Run N chat turns and N spoken turns (speech replayed in real time through VAD, endpointing and ASR) "
+            "on the real models after warm-up, then the same inputs through a naive pipeline (whole reply, then "
+            "whole TTS). Prints p50/p95/max per stage and writes bench.json and bench.png."
+        ),
+    )
+    b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
+    b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
+    _add_common(b)
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -112,11 +112,12 @@ class FastClock(Clock):
                 and len(self._waiters) >= self._live_sources
             ):
                 t, _, fut = heapq.heappop(self._waiters)
+                if fut.cancelled():  # its source was cancelled: nobody to wake
+                    continue
                 lag = t - self.now()
                 if lag > 0:
                     self._offset += lag
-                if not fut.cancelled():
-                    fut.set_result(None)
+                fut.set_result(None)
                 # Let the woken source run and park again (or finish) before the next pick.
                 break
             if self._live_sources <= 0 and not self._waiters:

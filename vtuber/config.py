@@ -7,6 +7,7 @@ An unknown section or key, or a value of the wrong type, is a one-line error.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,8 @@ class Config:
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where}: expected a finite number, got {value!r}")
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, float),
@@ -97,20 +100,19 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
-def _apply(obj: Any, data: dict, where: str) -> None:
+def _apply(obj: Any, data: dict, source: str, prefix: str = "") -> None:
     hints = get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in data.items():
         if key not in names:
-            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
-        typ = hints[key]
+            raise UserError(f"{source}: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise UserError(f"{where}: '{key}' must be a table [{key}]")
-            _apply(current, value, f"{where} [{key}]")
+                raise UserError(f"{source}: '{prefix}{key}' must be a table [{key}]")
+            _apply(current, value, source, f"{prefix}{key}.")
         else:
-            setattr(obj, key, _coerce(value, typ, f"{where}: {key}"))
+            setattr(obj, key, _coerce(value, hints[key], f"{source}: {prefix}{key}"))
 
 
 def validate(cfg: Config) -> Config:
@@ -119,6 +121,11 @@ def validate(cfg: Config) -> Config:
         (cfg.models.llm_backend in ("llama_cpp", "ctransformers"), "models.llm_backend must be llama_cpp or ctransformers"),
         (cfg.threads.llm >= 1 and cfg.threads.asr >= 1 and cfg.threads.tts >= 1, "threads.* must be >= 1"),
         (0.0 <= cfg.llm.temperature <= 2.0, "llm.temperature must be in [0, 2]"),
+        (0.0 < cfg.llm.top_p <= 1.0, "llm.top_p must be in (0, 1]"),
+        (0.5 <= cfg.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be in [0.5, 2]"),
+        (cfg.hearing.beam_size >= 1, "hearing.beam_size must be >= 1"),
+        (1.0 <= cfg.hearing.max_utterance_s <= 120.0, "hearing.max_utterance_s must be in [1, 120]"),
+        (cfg.hearing.min_speech_ms >= 32, "hearing.min_speech_ms must be >= 32"),
         (256 <= cfg.llm.context <= 32768, "llm.context must be in [256, 32768]"),
         (cfg.llm.history_turns >= 0, "llm.history_turns must be >= 0"),
         (0.0 < cfg.hearing.vad_threshold < 1.0, "hearing.vad_threshold must be in (0, 1)"),
@@ -147,6 +154,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise UserError(f"{p}: not valid TOML ({e})") from None
         except UnicodeDecodeError:
             raise UserError(f"{p}: not a UTF-8 text file") from None
+        except OSError as e:
+            raise UserError(f"{p}: cannot read config ({e.strerror or e})") from None
         _apply(cfg, data, str(p))
     if overrides:
         _apply(cfg, overrides, "command line")

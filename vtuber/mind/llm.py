@@ -93,8 +93,13 @@ class LlamaCppBackend:
             finally:
                 chunks.close()
 
+    def reset(self) -> None:
+        """Forget the KV cache (the next prompt is evaluated from scratch)."""
+        self.llm.reset()
+
     def close(self) -> None:
-        self.llm.close() if hasattr(self.llm, "close") else None
+        if hasattr(self.llm, "close"):
+            self.llm.close()
 
 
 def plain_prompt(messages: list[dict]) -> str:

@@ -47,7 +47,7 @@ def _str_list(data: dict, key: str, where: str) -> tuple[str, ...]:
 def persona_from_dict(data: object, where: str) -> Persona:
     if not isinstance(data, dict):
         raise UserError(f"{where}: a persona must be a YAML mapping")
-    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
+    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL), key=str)
     if unknown:
         raise UserError(f"{where}: unknown persona field(s): {', '.join(map(str, unknown))}")
     missing = [k for k in REQUIRED if not isinstance(data.get(k), str) or not data[k].strip()]
@@ -82,6 +82,8 @@ def persona_from_dict(data: object, where: str) -> Persona:
 
 def load_persona(name_or_path: str) -> Persona:
     """Load a persona by name (personas/NAME.yaml) or by path."""
+    if not name_or_path.strip():
+        raise UserError("persona: empty name (give a name in personas/ or a YAML file)")
     p = Path(name_or_path).expanduser()
     if not p.suffix and not p.exists():
         p = PERSONA_DIR / f"{name_or_path}.yaml"
@@ -92,6 +94,8 @@ def load_persona(name_or_path: str) -> Persona:
         raise UserError(f"{p}: persona not found (bundled personas: {known})") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: persona file is not UTF-8 text") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read persona ({e.strerror or e})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 SENTENCE_END = ".!?…"
 SOFT_BREAK = ",;:—–"
 ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "approx", "no",
+    "mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "approx",
 }
 _WORD = re.compile(r"\S+")
 
@@ -34,39 +34,50 @@ class ClauseSplitter:
         self._buf = ""
         self._emitted = 0
 
-    def _is_sentence_end(self, i: int) -> bool:
+    def _end_run(self, i: int) -> int:
+        """Index past the run of closing punctuation/quotes that starts at i."""
         s = self._buf
-        ch = s[i]
-        if ch not in SENTENCE_END:
-            return False
-        # Need to see what follows: end only before whitespace (or a closing quote then space).
         j = i + 1
         while j < len(s) and s[j] in SENTENCE_END + "\"')]":
             j += 1
+        return j
+
+    def _is_sentence_end(self, i: int) -> bool:
+        s = self._buf
+        if s[i] not in SENTENCE_END:
+            return False
+        # End only before whitespace (decimals like 3.5 have none), so wait to see it.
+        j = self._end_run(i)
         if j >= len(s) or not s[j].isspace():
             return False
-        if ch == ".":
+        if s[i] == ".":
             m = re.search(r"([A-Za-z.]+)\.$", s[: i + 1])
             if m and m.group(1).lower().rstrip(".") in ABBREVIATIONS:
                 return False
-            if i > 0 and s[i - 1].isdigit() and j < len(s) and s[j:].lstrip()[:1].isdigit():
+        run = s[i:j]
+        if "..." in run or "…" in run:
+            # "I was like... wow": an ellipsis ends the sentence only before a capital.
+            nxt = s[j:].lstrip()
+            if not nxt:
                 return False
+            return not nxt[0].islower()
         return True
 
     def _cut(self) -> int | None:
         """Index just past the end of the next clause in the buffer, or None."""
         s = self._buf
         soft_min = self.first_clause_words if self._emitted == 0 else self.min_clause_words
-        for i, ch in enumerate(s):
-            if self._is_sentence_end(i):
-                j = i + 1
-                while j < len(s) and s[j] in SENTENCE_END + "\"')]":
-                    j += 1
-                if _words(s[:j]) >= 1:
-                    return j
-            elif ch in SOFT_BREAK and i + 1 < len(s) and s[i + 1].isspace():
-                if _words(s[: i + 1]) >= soft_min:
-                    return i + 1
+        i = 0
+        while i < min(len(s), self.max_chars):
+            ch = s[i]
+            if ch in SENTENCE_END:
+                if self._is_sentence_end(i):
+                    return self._end_run(i)
+                i = self._end_run(i)  # skip the rest of "..." / "?!"
+                continue
+            if ch in SOFT_BREAK and i + 1 < len(s) and s[i + 1].isspace() and _words(s[: i + 1]) >= soft_min:
+                return i + 1
+            i += 1
         if len(s) > self.max_chars:
             space = s.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars

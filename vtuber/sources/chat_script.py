@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage]:
         raise UserError(f"{p}: chat script not found") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: chat script is not UTF-8 text") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read chat script ({e.strerror or e})") from None
     messages: list[ChatMessage] = []
     last_t = 0.0
     for number, line in enumerate(lines, start=1):
@@ -44,7 +47,7 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage]:
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}: missing 'text' (a non-empty string)")
         t = obj.get("t", last_t)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
             raise UserError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
         user = obj.get("user", "viewer")
         if not isinstance(user, str) or not user.strip():

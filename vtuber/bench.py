@@ -1,0 +1,228 @@
+"""`vtuber bench`: latency of the real pipeline against a naive one, on the bundled models.
+
+The streaming run is a real-time session: N chat messages and N spoken turns (Piper
+speech replayed in real time through the same VAD, endpointing and ASR as live mode),
+spaced so turns do not overlap. The naive baseline answers the same inputs the way
+most co-host projects do: wait for a plain VAD timeout, transcribe, generate the whole
+reply without a cached prefix, synthesize all of it, then play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vtuber.audio import HEARING_RATE, resample
+from vtuber.clock import Clock
+from vtuber.events import ChatMessage, Turn
+from vtuber.mind.prompt import PromptBuilder
+from vtuber.outputs.recorder import TurnRecord
+from vtuber.pipeline import Engine, Session
+from vtuber.rehearsal import summary
+from vtuber.sources import ChatScriptSource, WavReplaySource
+
+CHAT_LINES = [
+    ("alice", "hi Miko! how are you today?"),
+    ("bob", "what game is Sam playing?"),
+    ("carol", "do you like tea or coffee?"),
+    ("dave", "Miko what is your favourite snack?"),
+    ("erin", "can you sing us a song?"),
+    ("frank", "how long is the stream today?"),
+    ("grace", "what is the best retro game ever?"),
+    ("heidi", "say hi to my cat please"),
+    ("ivan", "do foxes really like tea?"),
+    ("judy", "any tips for this boss fight?"),
+]
+SPEECH_LINES = [
+    "Miko, what do you think about this boss?",
+    "Okay chat, one more try and then a break.",
+    "Miko, tell everyone about the giveaway.",
+    "That jump was so close, what should I do?",
+    "Miko, do you remember the first game we played?",
+    "Alright, let's check the map for a second.",
+    "Miko, say hello to the new followers.",
+    "I think we need a better sword for this.",
+    "Miko, what should we name this horse?",
+    "Time for a tea break, what are you drinking?",
+]
+
+# A plain VAD setup waits this long after speech before it transcribes (common defaults: 0.5 to 1 s).
+NAIVE_HANGOVER_S = 0.7
+SPACING_S = 6.0
+
+
+@dataclass
+class BenchPlan:
+    chat: list[ChatMessage]
+    speech: np.ndarray
+    speech_texts: list[str]
+
+
+def make_plan(engine: Engine, turns: int) -> BenchPlan:
+    """Chat at 1 s, 7 s, ...; each spoken line 2 s after a chat message, so nothing overlaps."""
+    chat, clips = [], []
+    for i in range(turns):
+        t = 1.0 + i * SPACING_S
+        user, text = CHAT_LINES[i % len(CHAT_LINES)]
+        chat.append(ChatMessage(user=user, text=text, t=t, source="bench", id=f"bench-{i}"))
+        line = SPEECH_LINES[i % len(SPEECH_LINES)]
+        pcm = engine.tts.synthesize(line)
+        clips.append((t + 2.0, resample(pcm.astype(np.float32) / 32768, engine.tts.sample_rate, HEARING_RATE)))
+    end = 1.0 + turns * SPACING_S
+    track = np.zeros(int(end * HEARING_RATE), dtype=np.float32)
+    for start, clip in clips:
+        i = int(start * HEARING_RATE)
+        track[i : i + len(clip)] = clip[: len(track) - i] * 0.8
+    return BenchPlan(chat, track, [SPEECH_LINES[i % len(SPEECH_LINES)] for i in range(turns)])
+
+
+async def _streaming(engine: Engine, plan: BenchPlan) -> Session:
+    session = Session(engine, Clock())
+    await session.run([ChatScriptSource(plan.chat), WavReplaySource(plan.speech)])
+    return session
+
+
+def naive_turn(engine: Engine, builder: PromptBuilder, turn: Turn) -> dict:
+    """Whole reply (no cached prefix), then whole TTS: seconds until the first sample could play."""
+    reset = getattr(engine.llm, "reset", None)
+    if reset is not None:
+        reset()
+    t0 = time.perf_counter()
+    text = "".join(engine.llm.stream(builder.messages(turn), engine.persona.max_tokens))
+    t1 = time.perf_counter()
+    engine.tts.synthesize(text[: engine.persona.max_chars])
+    t2 = time.perf_counter()
+    return {"llm": t1 - t0, "tts": t2 - t1, "reply": t2 - t0}
+
+
+def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dict[str, list[float]]:
+    """The naive pipeline on the same turns (same text; for speech, the same recorded audio)."""
+    builder = PromptBuilder(engine.persona, history_turns=0)
+    out: dict[str, list[float]] = {"chat": [], "speech": []}
+    for r in records:
+        turn = Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0)
+        if r.kind == "chat":
+            out["chat"].append(naive_turn(engine, builder, turn)["reply"])
+        else:
+            a = int((r.t_speech_start or 0.0) * HEARING_RATE)
+            b = int(r.t_input * HEARING_RATE) + HEARING_RATE // 10
+            t0 = time.perf_counter()
+            engine.asr.transcribe(plan.speech[a:b])
+            asr_s = time.perf_counter() - t0
+            out["speech"].append(NAIVE_HANGOVER_S + asr_s + naive_turn(engine, builder, turn)["reply"])
+    return out
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
+    progress("synthesizing the streamer's lines")
+    plan = make_plan(engine, turns)
+    progress(f"streaming pipeline: {turns} chat + {turns} spoken turns in real time ({plan.speech.size / HEARING_RATE:.0f} s)")
+    session = asyncio.run(_streaming(engine, plan))
+    records = session.recorder.finished()
+    progress("naive pipeline on the same inputs")
+    naive = run_naive(engine, records, plan)
+    stats = summary(records)
+    result = {
+        "machine": machine(),
+        "turns": turns,
+        "config": {
+            "threads": engine.cfg.threads.__dict__,
+            "hangover_ms": engine.cfg.hearing.hangover_ms,
+            "first_clause_words": engine.cfg.voice.first_clause_words,
+        },
+        "streaming": stats,
+        "naive": {k: _dist(v) for k, v in naive.items()},
+        "naive_samples": naive,
+        "gaps": sum(r.gaps for r in records),
+        "gap_s": sum(r.gap_s for r in records),
+        "peak_rss_mib": peak_rss_mib(),
+        "answered": {k: sum(1 for r in records if r.kind == k) for k in ("chat", "speech")},
+        "dropped": [d.__dict__ for d in session.recorder.dropped],
+        "heard": [u.text for u in session.recorder.heard],
+        "records": [r.to_json() for r in records],
+    }
+    for kind in ("chat", "speech"):
+        s = stats.get(kind, {}).get("input_to_first_audio")
+        n = result["naive"].get(kind)
+        result[f"{kind}_speedup_p50"] = (n["p50"] / s["p50"]) if s and n and s["p50"] else None
+    return result
+
+
+def _dist(values: list[float]) -> dict:
+    if not values:
+        return {}
+    a = np.asarray(values)
+    return {"n": len(values), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "max": float(a.max())}
+
+
+def machine() -> dict:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.system()}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Distributions per stage (streaming) and the end-to-end latency against the naive baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = result["records"]
+    stages = ["endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    data, labels = [], []
+    for s in stages:
+        vals = [r["stages"][s] * 1000 for r in records if r["stages"].get(s) is not None]
+        if vals:
+            data.append(vals)
+            labels.append(s.replace("_", " "))
+    ax1.boxplot(data, showfliers=True)
+    ax1.set_xticks(range(1, len(labels) + 1), labels, rotation=20, fontsize=8)
+    ax1.set_ylabel("ms")
+    ax1.set_title("stage latencies (streaming pipeline)", fontsize=10)
+    e2e, names = [], []
+    for kind, label in (("chat", "chat"), ("speech", "speech end")):
+        s = [r["stages"]["input_to_first_audio"] * 1000 for r in records if r["kind"] == kind]
+        n = [v * 1000 for v in result["naive_samples"].get(kind, [])]
+        if s:
+            e2e += [s, n]
+            names += [f"{label}\nstreaming", f"{label}\nnaive"]
+    ax2.boxplot(e2e, showfliers=True)
+    ax2.set_xticks(range(1, len(names) + 1), names, fontsize=8)
+    ax2.set_ylabel("ms to first reply audio")
+    ax2.set_title("input -> first audio", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"vtuber bench: {result['machine']['cpu']} ({result['machine']['cores']} cores)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j = out_dir / "bench.json"
+    j.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    p = out_dir / "bench.png"
+    plot(result, p)
+    return {"json": j, "plot": p}
