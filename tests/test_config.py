@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from vtuber.config import Config, DirectorConfig, load_config
+from vtuber.config import Config, DirectorConfig, ThreadsConfig, load_config
 from vtuber.errors import UserError
 
 
@@ -29,7 +29,7 @@ def test_defaults_without_file():
     assert cfg == Config()
     assert cfg.persona == "miko"
     assert cfg.models.llm == "" and cfg.models.llm_backend == "llama_cpp"
-    assert (cfg.threads.llm, cfg.threads.asr, cfg.threads.tts) == (2, 2, 1)
+    assert (cfg.threads.llm, cfg.threads.llm_batch, cfg.threads.asr, cfg.threads.tts) == (1, 2, 2, 1)
     assert cfg.llm.history_turns == 0
     assert cfg.director == DirectorConfig(queue_size=16, max_age_s=30.0)
     assert cfg.voice.first_clause_words == 4
@@ -64,7 +64,7 @@ def test_toml_overrides_nested_keys_and_keeps_the_rest(tmp_path):
     assert cfg.director.max_age_s == 30.0
     assert cfg.models.llm_backend == "ctransformers"
     assert cfg.models.llm_model_type == "gptj"
-    assert cfg.threads.llm == 2
+    assert cfg.threads.llm == ThreadsConfig().llm  # an untouched section keeps its defaults
 
 
 def test_path_may_be_a_string(tmp_path):

@@ -44,7 +44,7 @@ def test_bundled_miko_loads_by_name():
     assert p.greeting.startswith("Hi chat")
     assert p.path == str(PERSONA_DIR / "miko.yaml")
     # The recogniser is primed with the persona's and the streamer's names first.
-    assert p.asr_hotwords.split()[:2] == ["Miko", "Sam"]
+    assert p.asr_prompt.startswith("Hi Miko. Hello, Sam!")
 
 
 def test_yaml_file_by_path(tmp_path):
@@ -68,7 +68,7 @@ def test_yaml_file_by_path(tmp_path):
     assert persona.max_chars == 240  # default
     assert persona.banned_words == ("darn",)
     assert persona.streamer_name == "the streamer"  # default
-    assert persona.asr_hotwords == "Nova the streamer nebula"  # duplicates removed, order kept
+    assert persona.asr_prompt == "Hi Nova. Hello, the streamer! Nova, nebula."
     assert persona.path == str(p)
 
 

@@ -53,7 +53,7 @@ class Engine:
             threads=cfg.threads.asr,
             language=cfg.hearing.language,
             beam_size=cfg.hearing.beam_size,
-            hotwords=persona.asr_hotwords,
+            prompt=persona.asr_prompt,
             names=(persona.name, persona.streamer_name),
         )
         step(f"loading Piper voice {paths.voice.name}")

@@ -43,9 +43,9 @@ def correct_names(text: str, names: list[str], threshold: float = 0.74) -> str:
 class WhisperASR:
     """Transcribes one endpointed utterance at a time (blocking; the hearing stage runs it in a thread).
 
-    `hotwords` biases decoding toward names the recogniser would otherwise miss
-    (the persona's name first): faster-whisper hotwords while decoding, then a
-    sound-alike correction of the transcript for the names tiny models still miss.
+    `prompt` and `names` bias decoding toward names the recogniser would otherwise
+    miss (the persona's name first); then a sound-alike correction of the transcript
+    fixes the names tiny models still miss.
     """
 
     def __init__(
@@ -54,7 +54,7 @@ class WhisperASR:
         threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
-        hotwords: str = "",
+        prompt: str = "",
         names: tuple[str, ...] = (),
     ):
         from faster_whisper import WhisperModel
@@ -67,7 +67,7 @@ class WhisperASR:
             raise UserError(f"{model_dir}: faster-whisper could not load this model ({e})") from None
         self.language = language
         self.beam_size = beam_size
-        self.hotwords = hotwords.strip()
+        self.prompt = prompt.strip()
         self.names = list(names)  # corrected by sound (only proper names: common words would be mangled)
 
     def transcribe(self, audio: np.ndarray) -> str:
@@ -82,7 +82,8 @@ class WhisperASR:
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
-            hotwords=self.hotwords or None,
+            initial_prompt=self.prompt or None,
+            hotwords=" ".join(self.names) or None,
             suppress_blank=True,
         )
         text = " ".join(s.text.strip() for s in segments).strip()

@@ -20,14 +20,18 @@ from vtuber.safety import OutputGate
 _DONE = object()
 
 
-_SPEAKER_TAG = re.compile(r"^\s*[\w .'-]{1,32}(?:\([^)]{0,20}\))?\s*:\s+")
+_SPEAKER_TAG = re.compile(r"^\s*[\w .'-]{1,32}(?:\([^)]{0,20}\))?\s*:(?:\s+|$)")
 
 
 def _strip_speaker_tag(text: str, name: str) -> str:
     # Small models like to open with "Miko:" or "alice:", or call themselves
-    # by name ("Miko, I'm so glad..."); never say that aloud.
-    text = _SPEAKER_TAG.sub("", text, count=1)
-    return re.sub(rf"^\s*{re.escape(name)}\s*[,!.]\s*", "", text, count=1, flags=re.I)
+    # by name ("Miko, I'm so glad..."), or both; never say that aloud.
+    vocative = re.compile(rf"^\s*{re.escape(name)}\s*[,!.]\s*", re.I)
+    while True:
+        stripped = vocative.sub("", _SPEAKER_TAG.sub("", text, count=1), count=1)
+        if stripped == text:
+            return text
+        text = stripped
 
 
 def _cap(text: str, limit: int) -> str:
@@ -90,6 +94,7 @@ class Mind:
         worker = loop.run_in_executor(self._executor, produce)
         splitter = ClauseSplitter(
             first_clause_words=self.voice_cfg.first_clause_words,
+            first_clause_max_words=self.voice_cfg.first_clause_max_words,
             max_chars=self.voice_cfg.max_clause_chars,
         )
         spoken: list[str] = []

@@ -54,7 +54,7 @@ class LlamaCppBackend:
                 model_path=str(path),
                 n_ctx=cfg.llm.context,
                 n_threads=cfg.threads.llm,
-                n_threads_batch=cfg.threads.llm,
+                n_threads_batch=cfg.threads.llm_batch,
                 seed=cfg.llm.seed,
                 verbose=False,
             )

@@ -30,9 +30,13 @@ class Persona:
     path: str = ""
 
     @property
-    def asr_hotwords(self) -> str:
-        """Words the recogniser should expect: the persona's name first."""
-        return " ".join(dict.fromkeys([self.name, self.streamer_name, *self.hotwords]))
+    def asr_prompt(self) -> str:
+        """A punctuated prompt that primes the recogniser with the names it should expect.
+
+        (Whisper copies the prompt's style: an unpunctuated word list makes it drop the
+        sentence ends the endpointer relies on.)"""
+        extra = f" {', '.join(self.hotwords)}." if self.hotwords else ""
+        return f"Hi {self.name}. Hello, {self.streamer_name}!{extra}"
 
 
 def _str_list(data: dict, key: str, where: str) -> tuple[str, ...]:

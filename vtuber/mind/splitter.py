@@ -3,7 +3,8 @@
 TTS starts on the first clause while the LLM writes the next, so the first clause
 is cut early (at a comma once it has a few words); later clauses end at sentence
 punctuation, or at a comma/semicolon/colon/dash once they are long enough, or at
-the last space before `max_chars`. Decimals ("3.5"), common abbreviations
+the last space before `max_chars`. The first clause may also end at a phrase
+boundary ("...so happy | to have you here") or after a few words. Decimals ("3.5"), common abbreviations
 ("Mr.", "e.g.") and ellipses inside a sentence do not end a clause.
 """
 
@@ -18,6 +19,11 @@ ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "approx",
 }
 _WORD = re.compile(r"\S+")
+# Words a spoken phrase naturally breaks before: the first clause may end there.
+PHRASE_STARTS = {
+    "and", "but", "so", "because", "which", "that", "when", "while", "if", "or", "though",
+    "to", "for", "with", "about", "in", "on", "at", "of", "from",
+}
 
 
 def _words(s: str) -> int:
@@ -27,8 +33,15 @@ def _words(s: str) -> int:
 class ClauseSplitter:
     """Feed text pieces with `feed()`, collect finished clauses; `flush()` at the end."""
 
-    def __init__(self, first_clause_words: int = 4, min_clause_words: int = 6, max_chars: int = 140):
+    def __init__(
+        self,
+        first_clause_words: int = 2,
+        min_clause_words: int = 6,
+        max_chars: int = 140,
+        first_clause_max_words: int = 7,
+    ):
         self.first_clause_words = first_clause_words
+        self.first_clause_max_words = first_clause_max_words
         self.min_clause_words = min_clause_words
         self.max_chars = max_chars
         self._buf = ""
@@ -67,8 +80,10 @@ class ClauseSplitter:
         """Index just past the end of the next clause in the buffer, or None."""
         s = self._buf
         soft_min = self.first_clause_words if self._emitted == 0 else self.min_clause_words
+        phrase = self._first_phrase_cut() if self._emitted == 0 and self.first_clause_max_words > 0 else None
+        limit = min(len(s), self.max_chars, phrase if phrase is not None else len(s))
         i = 0
-        while i < min(len(s), self.max_chars):
+        while i < limit:
             ch = s[i]
             if ch in SENTENCE_END:
                 if self._is_sentence_end(i):
@@ -78,9 +93,27 @@ class ClauseSplitter:
             if ch in SOFT_BREAK and i + 1 < len(s) and s[i + 1].isspace() and _words(s[: i + 1]) >= soft_min:
                 return i + 1
             i += 1
+        if phrase is not None:
+            return phrase
         if len(s) > self.max_chars:
             space = s.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars
+        return None
+
+    def _first_phrase_cut(self) -> int | None:
+        """The first clause starts the audio, so it may also end at a phrase boundary:
+        before "and", "to", "because"... once it has 4 words, or at any word once it has
+        `first_clause_max_words` (only complete words: the last one may still be growing).
+        `first_clause_max_words = 0` turns this off."""
+        s = self._buf
+        spans = [m.span() for m in _WORD.finditer(s)]
+        if s and not s[-1].isspace():
+            spans = spans[:-1]  # the last word may still be growing
+        for k, (a, _b) in enumerate(spans):
+            if k >= 4 and s[a:_b].lower().strip(",.!?") in PHRASE_STARTS:
+                return spans[k - 1][1]
+            if k >= self.first_clause_max_words:
+                return spans[k - 1][1]
         return None
 
     def feed(self, piece: str) -> list[str]:
