@@ -1,8 +1,8 @@
 """Hearing: VAD and endpointing on the streamer's audio, then ASR on each utterance.
 
 Endpointing is speculative: ASR starts at a short pause (`hangover_ms`). If the
-transcript ends a sentence (. ! ?), the utterance is done at once. If it does
-not ("Okay chat,"), the streamer is probably mid-sentence: the transcript is
+transcript ends a sentence (. ! ?) and has a few words, the utterance is done at
+once. If not ("Okay chat," or just "Miko."), the streamer is probably mid-sentence: the transcript is
 held for up to `continuation_ms` more; if speech resumes, the two parts are
 heard again as one utterance, otherwise the held transcript goes out as it is.
 """
@@ -101,7 +101,7 @@ class Hearing:
                 if self._prefix is None:
                     self._prefix = seg
                 return
-            if text.rstrip().endswith(_SENTENCE_END):
+            if _complete(text):
                 self._send(seg, text, t_done, t_endpoint=seg.t_endpoint)
             else:
                 self._held = _Held(seg, text, t_done, deadline=seg.t_end + self.continuation)
@@ -133,6 +133,12 @@ class Hearing:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _complete(text: str) -> bool:
+    """Does this transcript sound finished? It ends a sentence and is more than a
+    word or two ("Miko." is the streamer calling the co-host, not a whole request)."""
+    return text.rstrip().endswith(_SENTENCE_END) and len(text.split()) >= 3
 
 
 def _join(a: Segment, b: Segment) -> Segment:
