@@ -45,7 +45,7 @@ class LLMConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     repeat_penalty: float = 1.15
-    context: int = 2048
+    context: int = 1024  # tokens; the KV cache costs ~23 MiB per 512 with the bundled model
     # Past exchanges kept in the prompt. 0 by default: the bundled 135M model parrots
     # its previous reply when it sees it; raise it for a bigger model.
     history_turns: int = 0
@@ -56,6 +56,8 @@ class LLMConfig:
 class HearingConfig:
     vad_threshold: float = 0.5  # Silero speech probability that starts speech
     hangover_ms: int = 320  # this much silence ends an utterance
+    speculative_ms: int = 128  # ASR starts at a pause this long (0, or >= hangover_ms: only at the endpoint)
+    continuation_ms: int = 700  # an unfinished sentence waits this long for more speech
     min_speech_ms: int = 200  # shorter blips are ignored
     max_utterance_s: float = 15.0  # force an endpoint on endless speech
     language: str = "en"
@@ -137,6 +139,8 @@ def validate(cfg: Config) -> Config:
         (cfg.llm.history_turns >= 0, "llm.history_turns must be >= 0"),
         (0.0 < cfg.hearing.vad_threshold < 1.0, "hearing.vad_threshold must be in (0, 1)"),
         (cfg.hearing.hangover_ms >= 32, "hearing.hangover_ms must be >= 32"),
+        (cfg.hearing.speculative_ms >= 0, "hearing.speculative_ms must be >= 0"),
+        (0 <= cfg.hearing.continuation_ms <= 5000, "hearing.continuation_ms must be in [0, 5000]"),
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),

@@ -104,6 +104,8 @@ class Session:
             engine.asr,
             clock,
             self.emit,
+            continuation_ms=h.continuation_ms,
+            speculative_ms=h.speculative_ms,
         )
         self.voice = VoiceStage(engine.tts, clock, self.emit)
         self.gate = OutputGate(engine.persona.banned_words)

@@ -1,10 +1,13 @@
 """Hearing: VAD and endpointing on the streamer's audio, then ASR on each utterance.
 
-Endpointing is speculative: ASR starts at a short pause (`hangover_ms`). If the
-transcript ends a sentence (. ! ?) and has a few words, the utterance is done at
-once. If not ("Okay chat," or just "Miko."), the streamer is probably mid-sentence: the transcript is
-held for up to `continuation_ms` more; if speech resumes, the two parts are
-heard again as one utterance, otherwise the held transcript goes out as it is.
+Endpointing is speculative twice over:
+- ASR starts at a very short pause (`speculative_ms`) on the utterance so far. If the
+  pause lasts until the endpoint (`hangover_ms`), that transcript is used, so most of
+  the ASR time is hidden inside the hangover; if the streamer goes on, it is dropped.
+- If the transcript ends a sentence (. ! ?) and has a few words, the utterance is
+  done at once. If not ("Okay chat," or just "Miko."), the streamer is probably
+  mid-sentence: the transcript is held for up to `continuation_ms` more; if speech
+  resumes, both parts are heard again as one utterance, otherwise it goes out as is.
 """
 
 from __future__ import annotations
@@ -36,7 +39,12 @@ class _Held:
     text: str
     t_asr_done: float
     deadline: float
-    resumed: bool = False
+
+
+@dataclass
+class _Speculation:
+    segment: Segment
+    task: asyncio.Task
 
 
 class Hearing:
@@ -44,6 +52,7 @@ class Hearing:
 
     VAD runs inline (about 0.1 ms a frame); ASR runs in its own worker thread so the
     event loop never blocks and frames keep flowing while an utterance is transcribed.
+    Every ASR run holds the clock's work count, so the fast clock stays faithful.
     """
 
     def __init__(
@@ -54,6 +63,7 @@ class Hearing:
         clock: Clock,
         emit: Callable[[object], None],
         continuation_ms: int = 700,
+        speculative_ms: int = 128,
     ):
         self.vad = vad
         self.endpointer = endpointer
@@ -61,43 +71,76 @@ class Hearing:
         self.clock = clock
         self.emit = emit
         self.continuation = continuation_ms / 1000
+        self.speculative_frames = round(speculative_ms / 32) if speculative_ms > 0 else 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._tasks: set[asyncio.Task] = set()
         self._held: _Held | None = None
         self._prefix: Segment | None = None  # held audio the next segment continues
+        self._spec: _Speculation | None = None
 
     def feed(self, frame: AudioFrame) -> None:
         prob = self.vad(frame.samples)
-        started, segment = self.endpointer.feed(frame.samples, frame.t, prob)
+        ep = self.endpointer
+        started, segment = ep.feed(frame.samples, frame.t, prob)
+        now = frame.t + frame.duration
         if started:
             self.emit(SpeechStarted(t=self.clock.now()))
             if self._held is not None:  # the streamer went on: hear both parts as one
-                self._held.resumed = True
                 self._prefix, self._held = self._held.segment, None
+        if ep.in_speech:
+            silent = ep.silent_frames
+            if silent == 0:
+                self._spec = None  # still talking: any speculative transcript is stale
+            elif silent == self.speculative_frames and self._spec is None:
+                seg = ep.snapshot(now)
+                if self._prefix is not None:
+                    seg = _join(self._prefix, seg)
+                self._spec = _Speculation(seg, self._asr(seg))
         if segment is not None:
             if self._prefix is not None:
                 segment = _join(self._prefix, segment)
                 self._prefix = None
-            self._start_asr(segment)
+            spec, self._spec = self._spec, None
+            if spec is not None and spec.segment.t_end == segment.t_end:
+                # Nothing was said since the speculation started: its transcript is this one.
+                segment = Segment(spec.segment.audio, segment.t_start, segment.t_end, segment.t_endpoint)
+                self._conclude(segment, spec.task)
+            else:
+                self._conclude(segment, self._asr(segment))
         held = self._held
-        if held is not None and not self.endpointer.in_speech and frame.t + frame.duration >= held.deadline:
+        if held is not None and not ep.in_speech and now >= held.deadline:
             self._held = None
             self._send(held.segment, held.text, held.t_asr_done, t_endpoint=held.deadline)
 
-    def _start_asr(self, seg: Segment) -> None:
-        self.clock.begin_work()
-        task = asyncio.get_running_loop().create_task(self._transcribe(seg))
+    def _track(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _transcribe(self, seg: Segment) -> None:
+    def _asr(self, seg: Segment) -> asyncio.Task:
+        self.clock.begin_work()
+        return self._track(self._run_asr(seg))
+
+    async def _run_asr(self, seg: Segment) -> str:
         try:
             loop = asyncio.get_running_loop()
-            text = await loop.run_in_executor(self._executor, self.asr.transcribe, seg.audio)
+            return await loop.run_in_executor(self._executor, self.asr.transcribe, seg.audio)
+        finally:
+            self.clock.end_work()
+
+    def _conclude(self, seg: Segment, asr: asyncio.Task) -> None:
+        self.clock.begin_work()
+        self._track(self._decide(seg, asr))
+
+    async def _decide(self, seg: Segment, asr: asyncio.Task) -> None:
+        """Once the endpoint's transcript is ready: send it, or hold it for a continuation."""
+        try:
+            text = await asr
             t_done = self.clock.now()
             if self._prefix is not None or self.endpointer.in_speech:
                 # Speech resumed while we were transcribing: this text is superseded
-                # by the joined utterance (the prefix was set in feed()).
+                # by the joined utterance.
                 if self._prefix is None:
                     self._prefix = seg
                 return

@@ -92,6 +92,15 @@ class Endpointer:
         self._t_start = 0.0
         self._t_last_voiced = 0.0
 
+    @property
+    def silent_frames(self) -> int:
+        """Frames of silence since the last voiced one (0 while the streamer talks)."""
+        return self._silent if self.in_speech else 0
+
+    def snapshot(self, t_now: float) -> Segment:
+        """The utterance so far, as if it ended now (for speculative ASR at a short pause)."""
+        return Segment(np.concatenate(self._frames), self._t_start, self._t_last_voiced, t_now)
+
     def feed(self, frame: np.ndarray, t: float, prob: float) -> tuple[bool, Segment | None]:
         """Returns (speech_started_now, finished_segment_or_None)."""
         dur = len(frame) / RATE

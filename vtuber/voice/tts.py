@@ -41,6 +41,8 @@ class PiperTTS:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.log_severity_level = 3
+        # No arena: a long clause would otherwise grow it by ~80 MiB for good.
+        opts.enable_cpu_mem_arena = False
         try:
             session = onnxruntime.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
