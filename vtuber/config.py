@@ -55,7 +55,9 @@ class LLMConfig:
 @dataclass
 class HearingConfig:
     vad_threshold: float = 0.5  # Silero speech probability that starts speech
-    hangover_ms: int = 320  # this much silence ends an utterance
+    # This much silence ends an utterance. People pause 200-500 ms inside a sentence;
+    # speculative ASR hides most of the transcription time inside this wait.
+    hangover_ms: int = 448
     speculative_ms: int = 128  # ASR starts at a pause this long (0, or >= hangover_ms: only at the endpoint)
     continuation_ms: int = 700  # an unfinished sentence waits this long for more speech
     min_speech_ms: int = 200  # shorter blips are ignored

@@ -108,7 +108,7 @@ class Hearing:
             else:
                 self._conclude(segment, self._asr(segment))
         held = self._held
-        if held is not None and not ep.in_speech and now >= held.deadline:
+        if held is not None and not ep.in_speech and not ep.onset_pending and now >= held.deadline:
             self._held = None
             self._send(held.segment, held.text, held.t_asr_done, t_endpoint=held.deadline)
 
@@ -181,7 +181,9 @@ class Hearing:
 def _complete(text: str) -> bool:
     """Does this transcript sound finished? It ends a sentence and is more than a
     word or two ("Miko." is the streamer calling the co-host, not a whole request)."""
-    return text.rstrip().endswith(_SENTENCE_END) and len(text.split()) >= 3
+    t = text.rstrip()
+    trailing_off = t.endswith(("...", "…"))  # Whisper's mark for speech that trails off
+    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= 3
 
 
 def _join(a: Segment, b: Segment) -> Segment:

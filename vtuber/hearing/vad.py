@@ -70,7 +70,7 @@ class Endpointer:
     def __init__(
         self,
         threshold: float = 0.5,
-        hangover_ms: int = 320,
+        hangover_ms: int = 448,
         min_speech_ms: int = 200,
         max_utterance_s: float = 15.0,
         pre_roll_ms: int = 192,
@@ -96,6 +96,11 @@ class Endpointer:
     def silent_frames(self) -> int:
         """Frames of silence since the last voiced one (0 while the streamer talks)."""
         return self._silent if self.in_speech else 0
+
+    @property
+    def onset_pending(self) -> bool:
+        """Voiced frames are being counted toward a speech start."""
+        return not self.in_speech and self._voiced > 0
 
     def snapshot(self, t_now: float) -> Segment:
         """The utterance so far, as if it ended now (for speculative ASR at a short pause)."""
