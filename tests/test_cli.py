@@ -85,6 +85,11 @@ def test_speaker_without_a_usable_device_is_one_line(good_chat, tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+def test_bench_rejects_a_bad_turn_count(capsys):
+    rc, lines = run(capsys, "bench", "--turns", "0")
+    assert rc == 2 and lines == ["vtuber: error: --turns must be in [1, 200], got 0"]
+
+
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["rehearse", "--help"])

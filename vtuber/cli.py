@@ -113,8 +113,6 @@ def _print_summary(session, written) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from vtuber import bench
     from vtuber.mind.persona import load_persona
     from vtuber.models import resolve
@@ -230,7 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_malloc_arenas() -> None:
+    """ASR, LLM, TTS and the event loop each allocate from their own thread; glibc gives
+    every thread its own malloc arena and RSS grows with fragmentation (measured: peak
+    RSS 730 -> 680 MiB with two arenas). Must run before those threads start."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _limit_malloc_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
