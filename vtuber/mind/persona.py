@@ -1,9 +1,16 @@
-"""Personas: YAML files the streamer owns (see docs/personas.md)."""
+"""Personas: YAML files the streamer owns (schema and examples: docs/personas.md).
+
+`load_persona` reads one; `check_persona` lists every problem in a file at once.
+Unknown top-level fields are an error (a typo should not silently do nothing),
+except under `extensions`, which keeps whatever a character card carried.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,7 +19,51 @@ from vtuber.errors import UserError
 PERSONA_DIR = Path(__file__).resolve().parents[2] / "personas"
 
 REQUIRED = ("name", "description", "speaking_style", "greeting")
-OPTIONAL = ("example_lines", "reply_length", "banned_words", "streamer_name", "hotwords")
+OPTIONAL = (
+    "personality",
+    "scenario",
+    "system_prompt",
+    "post_history_instructions",
+    "alternate_greetings",
+    "example_lines",
+    "example_exchanges",
+    "topics",
+    "reply_length",
+    "language",
+    "voice",
+    "banned_words",
+    "triage",
+    "lore",
+    "tags",
+    "streamer_name",
+    "hotwords",
+    "creator",
+    "extensions",
+)
+TRIAGE_KEYS = ("paid", "mention", "subscriber", "moderator", "vip", "question", "first_time")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    user: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class LoreEntry:
+    """Keyword-triggered knowledge: inserted into the prompt when a message mentions a key."""
+
+    keys: tuple[str, ...]
+    content: str
+    enabled: bool = True
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    model: str = ""  # a Piper .onnx; empty = the configured/bundled voice
+    speaker_id: int = -1
+    length_scale: float = 0.0  # 0 = the configured value
 
 
 @dataclass(frozen=True)
@@ -21,12 +72,26 @@ class Persona:
     description: str
     speaking_style: str
     greeting: str
+    personality: str = ""
+    scenario: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    alternate_greetings: tuple[str, ...] = ()
     example_lines: tuple[str, ...] = ()
+    example_exchanges: tuple[Exchange, ...] = ()
+    topics: tuple[str, ...] = ()
     max_tokens: int = 60
     max_chars: int = 240
+    language: str = "en"
+    voice: VoiceSettings = VoiceSettings()
     banned_words: tuple[str, ...] = ()
+    triage: dict[str, float] = field(default_factory=dict)
+    lore: tuple[LoreEntry, ...] = ()
+    tags: tuple[str, ...] = ()
     streamer_name: str = "the streamer"
     hotwords: tuple[str, ...] = ()
+    creator: str = ""
+    extensions: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
     @property
@@ -38,54 +103,190 @@ class Persona:
         extra = f" {', '.join(self.hotwords)}." if self.hotwords else ""
         return f"Hi {self.name}. Hello, {self.streamer_name}!{extra}"
 
+    def lore_for(self, text: str) -> list[str]:
+        """Lore entries whose keys appear in `text`."""
+        low = text.lower()
+        hits = []
+        for entry in self.lore:
+            if not entry.enabled:
+                continue
+            hay = text if entry.case_sensitive else low
+            if any((k if entry.case_sensitive else k.lower()) in hay for k in entry.keys if k):
+                hits.append(entry.content)
+        return hits
 
-def _str_list(data: dict, key: str, where: str) -> tuple[str, ...]:
-    value = data.get(key, [])
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UserError(f"{where}: '{key}' must be a list of strings")
-    return tuple(v.strip() for v in value if v.strip())
+
+class _Problems:
+    """Collects every problem in a persona instead of stopping at the first."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def text(self, key: str, data: dict, default: str = "", required: bool = False) -> str:
+        value = data.get(key, default)
+        if value is None:
+            value = default
+        if not isinstance(value, str):
+            self.add(f"'{key}' must be text")
+            return default
+        if required and not value.strip():
+            return default
+        return value.strip()
+
+    def str_list(self, key: str, data: dict) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.add(f"'{key}' must be a list of strings")
+            return ()
+        return tuple(v.strip() for v in value if v.strip())
+
+    def number(self, key: str, value: Any, lo: float, hi: float, whole: bool = False) -> bool:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and lo <= value <= hi and (not whole or isinstance(value, int))
+        if not ok:
+            kind = "a whole number" if whole else "a number"
+            self.add(f"'{key}' must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+        return ok
+
+
+def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
+    if not isinstance(data, dict):
+        return None, ["a persona must be a YAML mapping"]
+    pr = _Problems(where)
+    unknown = sorted((k for k in data if k not in REQUIRED and k not in OPTIONAL), key=str)
+    if unknown:
+        pr.add(f"unknown persona field(s): {', '.join(map(str, unknown))}")
+    missing = [k for k in REQUIRED if not isinstance(data.get(k), str) or not data[k].strip()]
+    if missing:
+        pr.add(f"missing persona field(s): {', '.join(missing)}")
+
+    length = data.get("reply_length", {}) or {}
+    max_tokens, max_chars = 60, 240
+    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars"}:
+        pr.add("'reply_length' takes max_tokens and max_chars")
+    else:
+        if pr.number("reply_length.max_tokens", length.get("max_tokens", 60), 8, 512, whole=True):
+            max_tokens = length.get("max_tokens", 60)
+        if pr.number("reply_length.max_chars", length.get("max_chars", 240), 20, 2000, whole=True):
+            max_chars = length.get("max_chars", 240)
+
+    exchanges: list[Exchange] = []
+    raw_ex = data.get("example_exchanges", []) or []
+    if not isinstance(raw_ex, list):
+        pr.add("'example_exchanges' must be a list of {user, reply}")
+    else:
+        for i, ex in enumerate(raw_ex):
+            if isinstance(ex, dict) and isinstance(ex.get("user"), str) and isinstance(ex.get("reply"), str):
+                exchanges.append(Exchange(ex["user"].strip(), ex["reply"].strip()))
+            else:
+                pr.add(f"example_exchanges[{i}] must have text 'user' and 'reply'")
+
+    voice = VoiceSettings()
+    raw_voice = data.get("voice", {}) or {}
+    if not isinstance(raw_voice, dict) or set(raw_voice) - {"model", "speaker_id", "length_scale"}:
+        pr.add("'voice' takes model, speaker_id and length_scale")
+    else:
+        model = raw_voice.get("model", "")
+        if not isinstance(model, str):
+            pr.add("'voice.model' must be a path")
+            model = ""
+        sid = raw_voice.get("speaker_id", -1)
+        scale = raw_voice.get("length_scale", 0.0)
+        ok_sid = pr.number("voice.speaker_id", sid, -1, 10000, whole=True)
+        ok_scale = scale == 0.0 or pr.number("voice.length_scale", scale, 0.2, 5.0)
+        if model and where and not Path(model).expanduser().is_absolute():
+            model = str((Path(where).parent / model).resolve()) if Path(where).suffix else model
+        voice = VoiceSettings(model.strip(), sid if ok_sid else -1, float(scale) if ok_scale else 0.0)
+
+    triage: dict[str, float] = {}
+    raw_triage = data.get("triage", {}) or {}
+    if not isinstance(raw_triage, dict):
+        pr.add(f"'triage' must map {', '.join(TRIAGE_KEYS)} to weights")
+    else:
+        for k, v in raw_triage.items():
+            if k not in TRIAGE_KEYS:
+                pr.add(f"unknown triage weight '{k}' (known: {', '.join(TRIAGE_KEYS)})")
+            elif pr.number(f"triage.{k}", v, 0, 100):
+                triage[k] = float(v)
+
+    lore: list[LoreEntry] = []
+    raw_lore = data.get("lore", []) or []
+    if not isinstance(raw_lore, list):
+        pr.add("'lore' must be a list of {keys, content}")
+    else:
+        for i, e in enumerate(raw_lore):
+            keys = e.get("keys") if isinstance(e, dict) else None
+            if (
+                not isinstance(e, dict)
+                or not isinstance(keys, list)
+                or not all(isinstance(k, str) for k in keys)
+                or not isinstance(e.get("content"), str)
+            ):
+                pr.add(f"lore[{i}] must have 'keys' (a list of strings) and 'content' (text)")
+                continue
+            lore.append(
+                LoreEntry(
+                    tuple(k.strip() for k in keys if k.strip()),
+                    e["content"].strip(),
+                    bool(e.get("enabled", True)),
+                    bool(e.get("case_sensitive", False)),
+                )
+            )
+
+    extensions = data.get("extensions", {}) or {}
+    if not isinstance(extensions, dict):
+        pr.add("'extensions' must be a mapping")
+        extensions = {}
+
+    language = pr.text("language", data, "en") or "en"
+    streamer = pr.text("streamer_name", data, "the streamer")
+    if not streamer:
+        pr.add("'streamer_name' must be a non-empty string")
+        streamer = "the streamer"
+    persona = Persona(
+        name=pr.text("name", data, required=True),
+        description=pr.text("description", data, required=True),
+        speaking_style=pr.text("speaking_style", data, required=True),
+        greeting=pr.text("greeting", data, required=True),
+        personality=pr.text("personality", data),
+        scenario=pr.text("scenario", data),
+        system_prompt=pr.text("system_prompt", data),
+        post_history_instructions=pr.text("post_history_instructions", data),
+        alternate_greetings=pr.str_list("alternate_greetings", data),
+        example_lines=pr.str_list("example_lines", data),
+        example_exchanges=tuple(exchanges),
+        topics=pr.str_list("topics", data),
+        max_tokens=max_tokens,
+        max_chars=max_chars,
+        language=language,
+        voice=voice,
+        banned_words=pr.str_list("banned_words", data),
+        triage=triage,
+        lore=tuple(lore),
+        tags=pr.str_list("tags", data),
+        streamer_name=streamer,
+        hotwords=pr.str_list("hotwords", data),
+        creator=pr.text("creator", data),
+        extensions=dict(extensions),
+        path=where,
+    )
+    return persona, pr.items
 
 
 def persona_from_dict(data: object, where: str) -> Persona:
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: a persona must be a YAML mapping")
-    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL), key=str)
-    if unknown:
-        raise UserError(f"{where}: unknown persona field(s): {', '.join(map(str, unknown))}")
-    missing = [k for k in REQUIRED if not isinstance(data.get(k), str) or not data[k].strip()]
-    if missing:
-        raise UserError(f"{where}: missing persona field(s): {', '.join(missing)}")
-    length = data.get("reply_length", {}) or {}
-    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars"}:
-        raise UserError(f"{where}: 'reply_length' takes max_tokens and max_chars")
-    max_tokens = length.get("max_tokens", 60)
-    max_chars = length.get("max_chars", 240)
-    if not isinstance(max_tokens, int) or not 8 <= max_tokens <= 512:
-        raise UserError(f"{where}: reply_length.max_tokens must be a whole number in [8, 512]")
-    if not isinstance(max_chars, int) or not 20 <= max_chars <= 2000:
-        raise UserError(f"{where}: reply_length.max_chars must be a whole number in [20, 2000]")
-    streamer = data.get("streamer_name", "the streamer")
-    if not isinstance(streamer, str) or not streamer.strip():
-        raise UserError(f"{where}: 'streamer_name' must be a non-empty string")
-    return Persona(
-        name=data["name"].strip(),
-        description=data["description"].strip(),
-        speaking_style=data["speaking_style"].strip(),
-        greeting=data["greeting"].strip(),
-        example_lines=_str_list(data, "example_lines", where),
-        max_tokens=max_tokens,
-        max_chars=max_chars,
-        banned_words=_str_list(data, "banned_words", where),
-        streamer_name=streamer.strip(),
-        hotwords=_str_list(data, "hotwords", where),
-        path=where,
-    )
+    persona, problems = _parse(data, where)
+    if problems or persona is None:
+        raise UserError(f"{where}: " + "; ".join(problems))
+    return persona
 
 
-def load_persona(name_or_path: str) -> Persona:
-    """Load a persona by name (personas/NAME.yaml) or by path."""
+def _read(name_or_path: str) -> tuple[Path, object]:
     if not name_or_path.strip():
         raise UserError("persona: empty name (give a name in personas/ or a YAML file)")
     p = Path(name_or_path).expanduser()
@@ -94,16 +295,65 @@ def load_persona(name_or_path: str) -> Persona:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        known = ", ".join(sorted(x.stem for x in PERSONA_DIR.glob("*.yaml"))) or "none"
-        raise UserError(f"{p}: persona not found (bundled personas: {known})") from None
+        raise UserError(f"{p}: persona not found (bundled personas: {', '.join(list_personas()) or 'none'})") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: persona file is not UTF-8 text") from None
     except OSError as e:
         raise UserError(f"{p}: cannot read persona ({e.strerror or e})") from None
     try:
-        data = yaml.safe_load(text)
+        return p, yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+
+
+def load_persona(name_or_path: str) -> Persona:
+    """Load a persona by name (personas/NAME.yaml) or by path."""
+    p, data = _read(name_or_path)
     return persona_from_dict(data, str(p))
+
+
+def check_persona(name_or_path: str) -> tuple[Path, list[str]]:
+    """Every problem in a persona file (empty list: it is fine)."""
+    p, data = _read(name_or_path)
+    _, problems = _parse(data, str(p))
+    return p, problems
+
+
+def list_personas() -> list[str]:
+    return sorted(x.stem for x in PERSONA_DIR.glob("*.yaml"))
+
+
+def persona_to_dict(p: Persona) -> dict:
+    """The YAML form of a persona (what `persona import` writes); empty fields left out."""
+    out: dict[str, Any] = {
+        "name": p.name,
+        "description": p.description,
+        "personality": p.personality,
+        "speaking_style": p.speaking_style,
+        "greeting": p.greeting,
+        "scenario": p.scenario,
+        "system_prompt": p.system_prompt,
+        "post_history_instructions": p.post_history_instructions,
+        "alternate_greetings": list(p.alternate_greetings),
+        "example_lines": list(p.example_lines),
+        "example_exchanges": [{"user": e.user, "reply": e.reply} for e in p.example_exchanges],
+        "topics": list(p.topics),
+        "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars},
+        "language": p.language,
+        "banned_words": list(p.banned_words),
+        "triage": dict(p.triage),
+        "lore": [
+            {"keys": list(e.keys), "content": e.content, **({} if e.enabled else {"enabled": False})}
+            for e in p.lore
+        ],
+        "tags": list(p.tags),
+        "streamer_name": p.streamer_name if p.streamer_name != "the streamer" else "",
+        "hotwords": list(p.hotwords),
+        "creator": p.creator,
+        "extensions": dict(p.extensions),
+    }
+    if p.voice != VoiceSettings():
+        out["voice"] = {k: v for k, v in p.voice.__dict__.items() if v not in ("", -1, 0.0)}
+    return {k: v for k, v in out.items() if v not in ("", [], {}, None)}
