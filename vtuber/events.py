@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-TurnKind = Literal["chat", "speech"]
+TurnKind = Literal["chat", "speech", "line"]  # line: a fixed text to say (thanks, command output)
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,28 @@ class ChatMessage:
     bits: int = 0
     source: str = "script"
     id: str = ""
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """Something happened on the channel: follow, sub, gift, bits, raid."""
+
+    kind: str
+    user: str
+    t: float
+    amount: int = 0
+    text: str = ""
+    source: str = "script"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A fixed line to say (a thank-you, a command's answer): no LLM, still gated."""
+
+    text: str
+    t: float
+    user: str = ""
+    origin: str = ""  # the plugin that asked for it
 
 
 @dataclass(frozen=True, eq=False)

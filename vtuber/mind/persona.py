@@ -345,7 +345,12 @@ def persona_to_dict(p: Persona) -> dict:
         "banned_words": list(p.banned_words),
         "triage": dict(p.triage),
         "lore": [
-            {"keys": list(e.keys), "content": e.content, **({} if e.enabled else {"enabled": False})}
+            {
+                "keys": list(e.keys),
+                "content": e.content,
+                **({} if e.enabled else {"enabled": False}),
+                **({"case_sensitive": True} if e.case_sensitive else {}),
+            }
             for e in p.lore
         ],
         "tags": list(p.tags),

@@ -1,0 +1,232 @@
+"""The plugin API: hooks, commands and permissions, discovery, and misbehaving plugins (unit)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+
+import pytest
+
+from vtuber.errors import UserError
+from vtuber.events import ChatMessage, StreamEvent, Turn
+from vtuber.plugins import Controls, Permission, Plugin, PluginHost, available_plugins, load_plugins, permission_of
+from vtuber.plugins.builtin import ChatCommands, ThankYou
+
+
+class FakeControls(Controls):
+    def __init__(self):
+        self.said, self.asked, self.muted, self.persona = [], [], None, "Miko"
+
+    def say(self, text, origin=""):
+        self.said.append((text, origin))
+
+    def ask(self, msg):
+        self.asked.append(msg)
+
+    def set_persona(self, name):
+        if name != "nova":
+            raise UserError(f"{name}: persona not found")
+        self.persona = "Nova"
+        return "Nova"
+
+    def set_muted(self, muted):
+        self.muted = muted
+
+    @property
+    def persona_name(self):
+        return self.persona
+
+
+def msg(text, user="alice", badges=()):
+    return ChatMessage(user=user, text=text, t=0.0, badges=tuple(badges))
+
+
+def host(*plugins, timeout=0.2):
+    controls = FakeControls()
+    for i, p in enumerate(plugins):
+        p.name = p.name or f"p{i}"
+    return PluginHost(list(plugins), controls, timeout_s=timeout), controls
+
+
+def test_permission_from_badges():
+    assert permission_of(msg("x")) == Permission.EVERYONE
+    assert permission_of(msg("x", badges=["subscriber/12"])) == Permission.SUBSCRIBER
+    assert permission_of(msg("x", badges=["vip"])) == Permission.VIP
+    assert permission_of(msg("x", badges=["moderator/1", "subscriber/3"])) == Permission.MODERATOR
+    assert permission_of(msg("x", badges=["broadcaster/1"])) == Permission.BROADCASTER
+
+
+def test_chat_hooks_transform_then_drop_in_order():
+    class Upper(Plugin):
+        name = "upper"
+
+        def on_chat(self, m):
+            return ChatMessage(**{**m.__dict__, "text": m.text.upper()})
+
+    class NoLinks(Plugin):
+        name = "nolinks"
+
+        def on_chat(self, m):
+            return None if "HTTP" in m.text else m
+
+    h, _ = host(Upper(), NoLinks())
+    kept, by = h.chat(msg("hello there"))
+    assert kept.text == "HELLO THERE" and by == ""
+    dropped, by = h.chat(msg("see http://x"))
+    assert dropped is None and by == "nolinks"
+
+
+def test_clause_and_pick_hooks():
+    class Polite(Plugin):
+        name = "polite"
+
+        def on_clause(self, text, turn):
+            return None if "skip" in text else text.replace("dude", "friend")
+
+        def on_pick(self, turn):
+            return None if turn.user == "spammer" else turn
+
+    h, _ = host(Polite())
+    t = Turn(1, "chat", "bob", "hi", 0, 0, 0)
+    assert h.clause("hey dude!", t) == "hey friend!"
+    assert h.clause("please skip this", t) is None
+    assert h.pick(t)[0] is t
+    assert h.pick(Turn(2, "chat", "spammer", "buy", 0, 0, 0)) == (None, "polite")
+
+
+def test_commands_respect_permissions():
+    h, controls = host(ChatCommands())
+    assert h.command(msg("!persona nova")) == (True, None)  # a viewer cannot switch persona
+    assert controls.persona == "Miko"
+    assert h.command(msg("!mute")) == (True, None)
+    assert controls.muted is None
+    handled, reply = h.command(msg("!persona nova", user="mod", badges=["moderator/1"]))
+    assert handled and reply == "Nova here now!" and controls.persona == "Nova"
+    assert h.command(msg("!persona nosuch", badges=["moderator/1"]))[1] == "I don't know a persona called nosuch."
+    h.command(msg("!mute", badges=["broadcaster/1"]))
+    assert controls.muted is True
+    h.command(msg("!ask what is the best snack?"))
+    assert [m.text for m in controls.asked] == ["what is the best snack?"]
+    assert h.command(msg("!nosuchcommand and text")) == (True, None)  # swallowed, never answered
+
+
+def test_thank_you_lines():
+    h, _ = host(ThankYou())
+    assert h.event(StreamEvent("raid", "bigstreamer", 0.0, amount=40)) == [
+        ("Welcome, raiders! Thank you for the raid, bigstreamer!", "thanks")
+    ]
+    assert h.event(StreamEvent("bits", "carol", 0.0, amount=100)) == [("Thanks for the 100 bits, carol!", "thanks")]
+    assert h.event(StreamEvent("unknown", "x", 0.0)) == []
+
+
+def test_a_plugin_that_raises_is_disabled_and_the_rest_go_on(caplog):
+    class Broken(Plugin):
+        name = "broken"
+
+        def on_chat(self, m):
+            raise RuntimeError("boom")
+
+    class Tag(Plugin):
+        name = "tag"
+
+        def on_chat(self, m):
+            return ChatMessage(**{**m.__dict__, "text": m.text + " [ok]"})
+
+    h, _ = host(Broken(), Tag())
+    kept, _ = h.chat(msg("hi"))
+    assert kept.text == "hi [ok]"
+    assert "broken" in h.disabled and "RuntimeError: boom" in h.disabled["broken"]
+    assert any("plugin broken disabled" in r.getMessage() for r in caplog.records)
+    assert h.chat(msg("again"))[0].text == "again [ok]"  # not called again
+
+
+def test_a_plugin_that_hangs_is_timed_out_and_disabled():
+    class Hangs(Plugin):
+        name = "hangs"
+
+        def on_clause(self, text, turn):
+            time.sleep(3)
+            return "never"
+
+    h, _ = host(Hangs(), timeout=0.1)
+    t0 = time.monotonic()
+    out = h.clause("hello there", Turn(1, "chat", "a", "x", 0, 0, 0))
+    assert out == "hello there"  # the clause goes on unchanged
+    assert time.monotonic() - t0 < 1.0
+    assert "hung" in h.disabled["hangs"]
+
+
+def test_a_plugin_that_fails_in_setup_is_disabled():
+    class BadSetup(Plugin):
+        name = "badsetup"
+
+        def setup(self, ctx):
+            raise ValueError("no config")
+
+    h, _ = host(BadSetup())
+    assert "badsetup" in h.disabled
+
+
+def test_command_names_belong_to_one_plugin():
+    class A(Plugin):
+        name = "a"
+
+        def setup(self, ctx):
+            ctx.command("ping")(lambda m, a: "pong")
+
+    class B(Plugin):
+        name = "b"
+
+        def setup(self, ctx):
+            ctx.command("ping")(lambda m, a: "pang")
+
+    with pytest.raises(UserError, match="already taken"):
+        host(A(), B())
+
+
+def test_discovery_from_the_plugins_folder(tmp_path):
+    (tmp_path / "shout.py").write_text(
+        textwrap.dedent(
+            """
+            from vtuber.plugins import Plugin
+
+            class Shout(Plugin):
+                name = "shout"
+                def on_clause(self, text, turn):
+                    return text.upper()
+            """
+        )
+    )
+    (tmp_path / "broken.py").write_text("raise ImportError('missing dependency')\n")
+    found = available_plugins(tmp_path)
+    assert {"commands", "thanks", "shout"} <= set(found)
+    assert "broken" not in found  # a file that fails to import is skipped (and logged)
+    [shout] = load_plugins(["shout"], tmp_path)
+    assert shout.on_clause("hi", None) == "HI"
+
+
+def test_the_example_plugin_in_the_repo_works():
+    [hello] = load_plugins(["hello"])
+    h, _ = host(hello)
+    assert h.command(msg("!hello", user="dave")) == (True, "Hello, dave! Welcome to the stream.")
+    assert h.chat(msg("https://spam.example"))[0] is None
+
+
+def test_discovery_from_entry_points(tmp_path, monkeypatch):
+    pkg = tmp_path / "wave_plugin.py"
+    pkg.write_text("from vtuber.plugins import Plugin\nclass Wave(Plugin):\n    def on_event(self, e):\n        return f'*waves at {e.user}*'\n")
+    dist = tmp_path / "wave_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wave-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[vtuber.plugins]\nwave = wave_plugin:Wave\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [wave] = load_plugins(["wave"])
+    assert wave.name == "wave"
+    assert wave.on_event(StreamEvent("follow", "erin", 0.0)) == "*waves at erin*"
+    sys.modules.pop("wave_plugin", None)
+
+
+def test_unknown_plugin_name_is_a_clear_error():
+    with pytest.raises(UserError, match="no plugin named 'nope'"):
+        load_plugins(["nope"])
