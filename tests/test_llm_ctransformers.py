@@ -58,7 +58,7 @@ def test_ctransformers_backend_generates_from_tiny_gpt2(tiny):
     assert backend.llm.context_length == 256
     assert backend.llm.vocab_size == len(vocab)
 
-    backend.warm("You are Miko.")
+    backend.warm([{"role": "system", "content": "You are Miko."}])
     pieces = list(backend.stream(MESSAGES, max_tokens=8))
     assert 1 <= len(pieces) <= 8
     assert any(p.strip() for p in pieces)

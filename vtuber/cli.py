@@ -35,6 +35,14 @@ def _config_from(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+def _check_plugins(cfg) -> None:
+    """Unknown plugin names fail before any model loads."""
+    from vtuber.plugins import load_plugins
+
+    folder = Path(cfg.plugins.folder) if cfg.plugins.folder else None
+    load_plugins(cfg.plugins.enabled, folder)
+
+
 def _load_engine(cfg, persona, quiet: bool):
     from vtuber.pipeline import Engine
 
@@ -61,6 +69,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if chat is None and speech is None:
         chat, speech = DEMO_CHAT, DEMO_SPEECH
     inputs = load_inputs(chat, speech, args.speech_at)
+    _check_plugins(cfg)
     paths = resolve(cfg)  # every model file checked before anything loads
     outputs = []
     speaker = None
@@ -184,6 +193,41 @@ def bench_verdict(result: dict) -> list[str]:
     return lines
 
 
+def cmd_persona(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vtuber.mind import persona as personas
+
+    if args.action == "list":
+        for name in personas.list_personas():
+            try:
+                p = personas.load_persona(name)
+                console.print(f"[bold]{name}[/]  {p.name}: {p.description[:70]}", markup=True)
+            except UserError as e:
+                console.print(f"[bold]{name}[/]  [red]broken[/]: {e}")
+        return 0
+    if args.action == "show":
+        p = personas.load_persona(args.target)
+        console.print(f"# {p.path}", markup=False)
+        console.print(yaml.safe_dump(personas.persona_to_dict(p), sort_keys=False, allow_unicode=True), markup=False)
+        return 0
+    if args.action == "check":
+        path, problems = personas.check_persona(args.target)
+        if problems:
+            for problem in problems:
+                print(f"{path}: {problem}", file=sys.stderr)
+            return 2
+        console.print(f"{path}: ok", markup=False)
+        return 0
+    from vtuber.mind.cards import load_card, slug, write_persona_yaml
+
+    persona = load_card(args.target, streamer_name=args.streamer)
+    out = Path(args.out) if args.out else personas.PERSONA_DIR / f"{slug(persona.name)}.yaml"
+    write_persona_yaml(persona, out, overwrite=args.force)
+    print(f"wrote {out} (persona {persona.name}; use it with --persona {out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vtuber",
@@ -225,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
     _add_common(b)
     b.set_defaults(func=cmd_bench)
+
+    pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
+    psub = pp.add_subparsers(dest="action", required=True)
+    psub.add_parser("list", help="the personas in personas/")
+    s = psub.add_parser("show", help="a persona as the program reads it")
+    s.add_argument("target", metavar="NAME|FILE")
+    c = psub.add_parser("check", help="every problem in a persona file at once (exit 2 if any)")
+    c.add_argument("target", metavar="NAME|FILE")
+    i = psub.add_parser("import", help="import a SillyTavern character card (V1/V2/V3, JSON or PNG) as a YAML persona")
+    i.add_argument("target", metavar="CARD")
+    i.add_argument("--out", metavar="FILE", help="where to write (default: personas/NAME.yaml)")
+    i.add_argument("--streamer", default="the streamer", metavar="NAME", help="what {{user}} becomes (default: the streamer)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
+    pp.set_defaults(func=cmd_persona)
     return parser
 
 

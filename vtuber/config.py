@@ -86,6 +86,24 @@ class VoiceConfig:
 
 
 @dataclass
+class SafetyConfig:
+    """What may be said on stream (see docs/personas.md, "Never say it on stream")."""
+
+    chat_mode: str = "skip"  # chat with a banned word: skip | sanitise
+    banned_words_file: str = ""  # the default list; empty = the bundled vtuber/data/banned_words.txt
+    safe_line: str = "Let's keep it friendly, chat!"  # said instead of a blocked clause
+    leak_words: int = 8  # this many consecutive system-prompt words in a reply is a leak
+
+
+@dataclass
+class PluginsConfig:
+    enabled: list[str] = field(default_factory=lambda: ["commands", "thanks"])
+    folder: str = ""  # .py plugins; empty = the top-level plugins/ folder
+    timeout_s: float = 0.25  # a hook slower than this disables its plugin
+    settings: dict = field(default_factory=dict)  # [plugins.settings.NAME] tables, handed to each plugin
+
+
+@dataclass
 class Config:
     persona: str = "miko"  # a name in personas/ or a path to a YAML file
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -94,6 +112,8 @@ class Config:
     hearing: HearingConfig = field(default_factory=HearingConfig)
     director: DirectorConfig = field(default_factory=DirectorConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -101,6 +121,14 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return float(value)
     if typ is float and isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{where}: expected a finite number, got {value!r}")
+    if typ == list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
+    if typ is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, float),
@@ -120,7 +148,7 @@ def _apply(obj: Any, data: dict, source: str, prefix: str = "") -> None:
         if key not in names:
             raise UserError(f"{source}: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
+        if dataclasses.is_dataclass(current) and not isinstance(current, type):
             if not isinstance(value, dict):
                 raise UserError(f"{source}: '{prefix}{key}' must be a table [{key}]")
             _apply(current, value, source, f"{prefix}{key}.")
@@ -149,6 +177,10 @@ def validate(cfg: Config) -> Config:
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
         (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),
+        (cfg.safety.chat_mode in ("skip", "sanitise"), "safety.chat_mode must be skip or sanitise"),
+        (2 <= cfg.safety.leak_words <= 100, "safety.leak_words must be in [2, 100]"),
+        (bool(cfg.safety.safe_line.strip()), "safety.safe_line must not be empty"),
+        (0.01 <= cfg.plugins.timeout_s <= 10, "plugins.timeout_s must be in [0.01, 10]"),
     ]
     for ok, message in checks:
         if not ok:

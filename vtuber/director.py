@@ -1,7 +1,7 @@
 """The director: which input gets answered next, and what is dropped.
 
-For now: one bounded queue, the streamer's speech always first (then chat in
-arrival order). Drop policy, named and counted:
+For now: one bounded queue; the streamer's speech first, then fixed lines
+(thank-yous, command answers), then chat in arrival order. Drop policy, named and counted:
 - `queue_full`: the queue holds `queue_size` inputs; a new input evicts the oldest
   chat message (speech is never evicted by chat; a full queue of speech drops the new input).
 - `stale`: a chat message older than `max_age_s` when its turn comes is skipped.
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from vtuber.clock import Clock
 from vtuber.config import DirectorConfig
-from vtuber.events import ChatMessage, Turn, TurnDropped, Utterance
+from vtuber.events import Announcement, ChatMessage, Turn, TurnDropped, Utterance
 
 
 class Director:
@@ -25,6 +25,7 @@ class Director:
         self.clock = clock
         self.emit = emit
         self._speech: deque[tuple[Utterance, float]] = deque()
+        self._lines: deque[tuple[Announcement, float]] = deque()
         self._chat: deque[tuple[ChatMessage, float]] = deque()
         self._ids = itertools.count(1)
         self._ready = asyncio.Event()
@@ -32,12 +33,12 @@ class Director:
         self.counters: Counter[str] = Counter()
 
     def __len__(self) -> int:
-        return len(self._speech) + len(self._chat)
+        return len(self._speech) + len(self._lines) + len(self._chat)
 
-    def submit(self, event: ChatMessage | Utterance) -> None:
+    def submit(self, event: ChatMessage | Utterance | Announcement) -> None:
         """Called synchronously by the stage that produced the input."""
         now = self.clock.now()
-        kind = "speech" if isinstance(event, Utterance) else "chat"
+        kind = {Utterance: "speech", Announcement: "line"}.get(type(event), "chat")
         self.counters[f"received_{kind}"] += 1
         if len(self) >= self.cfg.queue_size:
             if self._chat:
@@ -48,21 +49,24 @@ class Director:
                 self._drop(event, "queue_full")
                 return
         self.clock.begin_work()  # held until the turn is answered or dropped
-        (self._speech if kind == "speech" else self._chat).append((event, now))
+        {"speech": self._speech, "line": self._lines, "chat": self._chat}[kind].append((event, now))
         self._ready.set()
 
-    def _drop(self, event: ChatMessage | Utterance, reason: str) -> None:
-        kind = "speech" if isinstance(event, Utterance) else "chat"
-        user = getattr(event, "user", "streamer")
+    def _drop(self, event: ChatMessage | Utterance | Announcement, reason: str) -> None:
+        kind = {Utterance: "speech", Announcement: "line"}.get(type(event), "chat")
+        user = getattr(event, "user", "") or "streamer"
         self.counters[f"dropped_{reason}"] += 1
         self.emit(TurnDropped(kind=kind, user=user, text=event.text, reason=reason, t=self.clock.now()))
 
     def _pop(self) -> Turn | None:
-        while self._speech or self._chat:
+        while self._speech or self._lines or self._chat:
             now = self.clock.now()
             if self._speech:
                 utt, queued = self._speech.popleft()
                 return Turn(next(self._ids), "speech", "streamer", utt.text, utt.t_end, queued, now, utt)
+            if self._lines:
+                line, queued = self._lines.popleft()
+                return Turn(next(self._ids), "line", line.user or line.origin, line.text, line.t, queued, now, None)
             msg, queued = self._chat.popleft()
             if now - msg.t > self.cfg.max_age_s:
                 self._drop(msg, "stale")

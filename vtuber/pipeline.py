@@ -9,22 +9,35 @@ output (observers), and data events also go to the stage that consumes them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from vtuber.clock import Clock
 from vtuber.config import Config
 from vtuber.director import Director
-from vtuber.events import AudioFrame, ChatMessage, ReplyClause, ReplyFinished, Utterance
+from vtuber.errors import UserError
+from vtuber.events import (
+    Announcement,
+    AudioFrame,
+    ChatMessage,
+    ReplyClause,
+    ReplyFinished,
+    StreamEvent,
+    TurnDropped,
+    Utterance,
+)
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
-from vtuber.mind.persona import Persona
-from vtuber.mind.prompt import system_prompt
+from vtuber.mind.persona import Persona, load_persona
+from vtuber.mind.prompt import PromptBuilder, system_prompt
 from vtuber.models import ModelPaths, resolve
 from vtuber.outputs.recorder import Recorder
-from vtuber.safety import OutputGate
+from vtuber.plugins import Controls, Plugin, PluginHost, load_plugins
+from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
 from vtuber.voice import PiperTTS, VoiceStage
 
 log = logging.getLogger("vtuber")
@@ -41,6 +54,8 @@ class Engine:
     asr: WhisperASR
     tts: PiperTTS
     vad: SileroVAD
+    # The prompt's canary: one per engine so the cached persona prefix survives sessions.
+    canary: str = field(default_factory=lambda: make_canary())
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
@@ -56,13 +71,19 @@ class Engine:
             prompt=persona.asr_prompt,
             names=(persona.name, persona.streamer_name),
         )
-        step(f"loading Piper voice {paths.voice.name}")
+        voice, voice_config = paths.voice, paths.voice_config
+        if persona.voice.model and not cfg.models.voice:  # the persona's own voice
+            voice = Path(persona.voice.model).expanduser()
+            voice_config = voice.with_name(voice.name + ".json")
+            if not voice.is_file() or not voice_config.is_file():
+                raise UserError(f"{persona.path}: voice.model {voice} (with its .onnx.json) not found")
+        step(f"loading Piper voice {voice.name}")
         tts = PiperTTS(
-            paths.voice,
-            paths.voice_config,
+            voice,
+            voice_config,
             threads=cfg.threads.tts,
-            length_scale=cfg.voice.length_scale,
-            speaker_id=cfg.voice.speaker_id,
+            length_scale=persona.voice.length_scale or cfg.voice.length_scale,
+            speaker_id=persona.voice.speaker_id if persona.voice.speaker_id >= 0 else cfg.voice.speaker_id,
         )
         vad = SileroVAD()
         return cls(cfg, persona, paths, llm, asr, tts, vad)
@@ -70,7 +91,7 @@ class Engine:
     def warm(self, step: Callable[[str], None] = lambda s: None) -> None:
         """Run each model once so the first real turn pays no first-call costs."""
         step("warming the LLM (persona prefix into the KV cache)")
-        self.llm.warm(system_prompt(self.persona))
+        self.llm.warm(PromptBuilder(self.persona, canary=self.canary).prefix())
         step("warming Whisper")
         self.asr.warm()
         step("warming Piper")
@@ -80,8 +101,13 @@ class Engine:
         self.llm.close()
 
 
-class Session:
-    """One run of the pipeline over some sources, with some outputs."""
+class Session(Controls):
+    """One run of the pipeline over some sources, with some outputs.
+
+    It is also what plugins may control (`Controls`): say a line, queue a question,
+    switch persona, mute. Those calls come from plugin threads, so each one is
+    handed to the event loop rather than run there.
+    """
 
     def __init__(
         self,
@@ -89,9 +115,11 @@ class Session:
         clock: Clock,
         outputs: Iterable[Callable[[object], None]] = (),
         recorder: Recorder | None = None,
+        plugins: list[Plugin] | None = None,
     ):
         cfg = engine.cfg
         self.engine = engine
+        self.cfg = cfg
         self.clock = clock
         self.recorder = recorder or Recorder()
         self.observers: list[Callable[[object], None]] = [self.recorder, *outputs]
@@ -108,11 +136,48 @@ class Session:
             speculative_ms=h.speculative_ms,
         )
         self.voice = VoiceStage(engine.tts, clock, self.emit)
-        self.gate = OutputGate(engine.persona.banned_words)
-        self.mind = Mind(
-            engine.llm, engine.persona, cfg.llm.history_turns, cfg.voice, self.gate, clock, self.emit, self._to_voice
+        self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
+        self.persona = engine.persona
+        self.gate, self.chat_filter = self._safety_for(self.persona)
+        self.plugins = PluginHost(
+            load_plugins(cfg.plugins.enabled, Path(cfg.plugins.folder) if cfg.plugins.folder else None)
+            if plugins is None
+            else plugins,
+            self,
+            timeout_s=cfg.plugins.timeout_s,
+            settings=cfg.plugins.settings,
         )
+        self.mind = Mind(
+            engine.llm,
+            self.persona,
+            cfg.llm.history_turns,
+            cfg.voice,
+            self.gate,
+            clock,
+            self.emit,
+            self._to_voice,
+            canary=engine.canary,
+            clause_hook=self.plugins.clause,
+        )
+        self.muted = False
         self.errors: list[str] = []
+        self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
+        s = self.cfg.safety
+        banned = BannedWords([*persona.banned_words, *self.default_banned])  # one matcher for both doors
+        gate = OutputGate(
+            banned,
+            safe_line=s.safe_line,
+            canary=self.engine.canary,
+            system_prompt=system_prompt(persona, self.engine.canary),
+            leak_words=s.leak_words,
+            leak_exempt=persona.example_lines,  # quoting her own example lines is not a leak
+        )
+        return gate, ChatFilter(banned, mode=s.chat_mode)
+
+    # --- routing ---------------------------------------------------------------------
 
     def _observe(self, ev: object) -> None:
         for observe in self.observers:
@@ -122,10 +187,37 @@ class Session:
         self._observe(ev)
         if isinstance(ev, AudioFrame):
             self.hearing.feed(ev)
-        elif isinstance(ev, (ChatMessage, Utterance)):
+        elif isinstance(ev, ChatMessage):
+            self._chat_in(ev)
+        elif isinstance(ev, (Utterance, Announcement)):
             self.director.submit(ev)
+        elif isinstance(ev, StreamEvent):
+            for line, origin in self.plugins.event(ev):
+                self.emit(Announcement(line, self.clock.now(), ev.user, origin))
         elif isinstance(ev, ReplyFinished):
             self.director.done()
+
+    def _drop(self, msg: ChatMessage, reason: str) -> None:
+        self._observe(TurnDropped("chat", msg.user, msg.text, reason, self.clock.now()))
+
+    def _chat_in(self, msg: ChatMessage) -> None:
+        """Untrusted chat at the door: banned words, then plugins, then commands, then triage."""
+        text, reason = self.chat_filter.apply(msg.text)
+        if text is None:
+            self._drop(msg, reason or "banned word")
+            return
+        if text != msg.text:
+            msg = dataclasses.replace(msg, text=text)
+        kept, by = self.plugins.chat(msg)
+        if kept is None:
+            self._drop(msg, f"plugin {by}")
+            return
+        if kept.text.lstrip().startswith("!"):
+            _, reply = self.plugins.command(kept)
+            if reply:
+                self.emit(Announcement(reply, self.clock.now(), kept.user, "command"))
+            return
+        self.director.submit(kept)
 
     async def _to_voice(self, ev: object) -> None:
         """The mind's data path: clauses are shown as they form, then queued for speech.
@@ -136,14 +228,60 @@ class Session:
 
     async def _answer_turns(self) -> None:
         while (turn := await self.director.next_turn()) is not None:
+            picked, by = (turn, "") if turn.kind == "line" else self.plugins.pick(turn)
+            if picked is None or self.muted:
+                reason = "muted" if picked is not None else f"plugin {by}"
+                self._observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
+                self.director.done()
+                continue
             try:
-                await self.mind.answer(turn)
+                await self.mind.answer(picked)
             except Exception as e:  # one failed reply must not end the stream
                 log.exception("reply to turn %s failed", turn.id)
                 self.errors.append(f"turn {turn.id}: {e}")
                 self.director.done()
 
+    # --- controls for plugins (called from plugin threads) ---------------------------
+
+    def _soon(self, fn: Callable, *args) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def say(self, text: str, origin: str = "") -> None:
+        self._soon(lambda: self.emit(Announcement(text, self.clock.now(), "", origin)))
+
+    def ask(self, msg: ChatMessage) -> None:
+        self._soon(self.director.submit, msg)
+
+    def set_muted(self, muted: bool) -> None:
+        self._soon(setattr, self, "muted", muted)
+
+    @property
+    def persona_name(self) -> str:
+        return self.persona.name
+
+    def set_persona(self, name: str) -> str:
+        persona = load_persona(name)  # UserError for an unknown name, before anything changes
+        self._soon(self._switch_persona, persona)
+        return persona.name
+
+    def _switch_persona(self, persona: Persona) -> None:
+        self.blocked.extend(self.gate.blocked)
+        self.persona = persona
+        self.gate, self.chat_filter = self._safety_for(persona)
+        self.mind.set_persona(persona, self.gate)
+        self.engine.asr.prompt = persona.asr_prompt
+        self.engine.asr.names = [persona.name, persona.streamer_name]
+        asyncio.get_running_loop().create_task(self.mind.warm_async())
+        log.warning("persona switched to %s", persona.name)
+
+    def all_blocked(self) -> list[tuple[int, str, str]]:
+        return [*self.blocked, *self.gate.blocked]
+
+    # --- run --------------------------------------------------------------------------
+
     async def run(self, sources: Iterable) -> Recorder:
+        self._loop = asyncio.get_running_loop()
         self.clock.start()
         voice_task = asyncio.create_task(self.voice.run(), name="voice")
         mind_task = asyncio.create_task(self._answer_turns(), name="mind")
@@ -161,4 +299,5 @@ class Session:
             self.hearing.close()
             self.voice.close()
             self.mind.close()
+            self.plugins.close()
         return self.recorder

@@ -131,9 +131,9 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     if rec.dropped:
         lines += ["", "## Not answered", ""]
         lines += [f"- {d.t:.2f}s {d.user}: {d.text} ({d.reason})" for d in rec.dropped]
-    if session.gate.blocked:
+    if session.all_blocked():
         lines += ["", "## Blocked before speech", ""]
-        lines += [f"- turn {tid}: {reason}" for tid, _clause, reason in session.gate.blocked]
+        lines += [f"- turn {tid}: {reason}" for tid, _clause, reason in session.all_blocked()]
     return "\n".join(lines) + "\n"
 
 
@@ -193,7 +193,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out_dir: Path, fast:
             "summary": summary(records),
             "counters": dict(session.director.counters),
             "dropped": [d.__dict__ for d in rec.dropped],
-            "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.gate.blocked],
+            "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
             "errors": session.errors,
             "sample_rate": rec.sample_rate,
         }

@@ -14,7 +14,7 @@ from vtuber.events import FirstToken, ReplyClause, ReplyFinished, ReplyStarted, 
 from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
-from vtuber.mind.splitter import ClauseSplitter
+from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
 
 _DONE = object()
@@ -54,24 +54,40 @@ class Mind:
         clock: Clock,
         emit: Callable[[object], None],
         send: Callable[[object], Awaitable[None]],
+        canary: str = "",
+        clause_hook: Callable[[str, Turn], str | None] | None = None,
     ):
         self.backend = backend
-        self.persona = persona
-        self.prompts = PromptBuilder(persona, history_turns)
+        self.history_turns = history_turns
+        self.canary = canary
         self.voice_cfg = voice_cfg
-        self.gate = gate
         self.clock = clock
         self.emit = emit  # notifications (console, trace)
         self.send = send  # data for the voice stage, with backpressure
+        self.clause_hook = clause_hook  # plugins' on_clause, run before the gate
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self.set_persona(persona, gate)
+
+    def set_persona(self, persona: Persona, gate: OutputGate) -> None:
+        """Switch persona between turns (the next turn builds its prompt from the new one)."""
+        self.persona = persona
+        self.gate = gate
+        self.prompts = PromptBuilder(persona, self.history_turns, self.canary)
 
     def warm(self) -> None:
-        self.backend.warm(self.prompts.system)
+        self.backend.warm(self.prompts.prefix())
+
+    async def warm_async(self) -> None:
+        """Prefill the persona prefix in the LLM's own thread (after a persona switch)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.warm)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def answer(self, turn: Turn) -> None:
+        if turn.kind == "line":
+            await self._say_line(turn)
+            return
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         messages = self.prompts.messages(turn)
@@ -117,7 +133,9 @@ class Mind:
                 return False
             if len(clause) > room:
                 clause, truncated = _cap(clause, room), True
-            safe = self.gate.check(clause, turn)
+            safe = self._gated(clause, turn)
+            if safe is None:
+                return True
             spoken.append(safe)
             used += len(safe) + 1
             await self.send(ReplyClause(turn_id=turn.id, index=index, text=safe, t=self.clock.now()))
@@ -160,7 +178,7 @@ class Mind:
                     break
         await worker
         if not spoken:
-            fallback = self.gate.check(self.persona.greeting, turn)
+            fallback = self.gate.check(self.persona.greeting, turn)  # fixed text: no plugin hook
             spoken.append(fallback)
             await self.send(ReplyClause(turn_id=turn.id, index=0, text=fallback, t=self.clock.now()))
         text = " ".join(spoken)
@@ -175,3 +193,27 @@ class Mind:
                 truncated=truncated or stats["tokens"] >= max_tokens,
             )
         )
+
+    def _gated(self, clause: str, turn: Turn) -> str | None:
+        """Plugins first, then the moderation gate, which always has the last word."""
+        if self.clause_hook is not None:
+            hooked = self.clause_hook(clause, turn)
+            if hooked is None or not hooked.strip():
+                return None
+            clause = hooked
+        return self.gate.check(clause, turn)
+
+    async def _say_line(self, turn: Turn) -> None:
+        """A fixed line (thank-you, command answer): no LLM, same clause path and gate."""
+        self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
+        clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
+        spoken = []
+        for clause in clauses:
+            safe = self._gated(clause, turn)
+            if safe is None:
+                continue
+            if not spoken:
+                self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
+            await self.send(ReplyClause(turn_id=turn.id, index=len(spoken), text=safe, t=self.clock.now()))
+            spoken.append(safe)
+        await self.send(ReplyFinished(turn_id=turn.id, text=" ".join(spoken), t=self.clock.now()))

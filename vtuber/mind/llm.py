@@ -24,8 +24,8 @@ from vtuber.errors import UserError
 class LLMBackend(Protocol):
     name: str
 
-    def warm(self, system: str) -> None:
-        """Load weights and prefill the persona prefix so the first turn is fast."""
+    def warm(self, prefix: list[dict]) -> None:
+        """Prefill the persona prefix (system prompt + examples) so the first turn is fast."""
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         """Blocking generator of text pieces; stops early if `cancel` is set."""
@@ -64,10 +64,10 @@ class LlamaCppBackend:
         self.cancel = threading.Event()
         self.lock = threading.Lock()
 
-    def warm(self, system: str) -> None:
+    def warm(self, prefix: list[dict]) -> None:
         # One real chat completion: loads the pages, builds the template and leaves
-        # the system prefix in the KV cache for the first real turn.
-        msgs = [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]
+        # the persona prefix in the KV cache for the first real turn.
+        msgs = [*prefix, {"role": "user", "content": "hi"}]
         for _ in self.stream(msgs, max_tokens=2):
             pass
 
@@ -143,8 +143,8 @@ class CTransformersBackend:
         self.cfg = cfg
         self.cancel = threading.Event()
 
-    def warm(self, system: str) -> None:
-        for _ in self.stream([{"role": "system", "content": system}], max_tokens=1):
+    def warm(self, prefix: list[dict]) -> None:
+        for _ in self.stream(prefix, max_tokens=1):
             pass
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:

@@ -4,10 +4,17 @@
 
 `text` is required; `t` (seconds from start) defaults to the previous line's time,
 `user` to "viewer". Blank lines and lines starting with `#` are skipped.
+
+A line with `event` is a channel event instead of a message:
+
+    {"t": 9.0, "event": "raid", "user": "bigstreamer", "amount": 40}
+
+(`event`: follow, sub, resub, gift, bits, raid; `amount`: viewers, bits or gifted subs.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -15,12 +22,13 @@ from pathlib import Path
 
 from vtuber.clock import Clock
 from vtuber.errors import UserError
-from vtuber.events import ChatMessage
+from vtuber.events import ChatMessage, StreamEvent
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
+EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 
 
-def parse_chat_script(path: str | Path) -> list[ChatMessage]:
+def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
@@ -43,6 +51,10 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage]:
             raise UserError(f"{where}: not JSON ({e.msg})") from None
         if not isinstance(obj, dict):
             raise UserError(f"{where}: expected a JSON object")
+        if "event" in obj:
+            messages.append(_event(obj, where, last_t))
+            last_t = messages[-1].t
+            continue
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}: missing 'text' (a non-empty string)")
@@ -74,10 +86,26 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage]:
     return messages
 
 
+def _event(obj: dict, where: str, last_t: float) -> StreamEvent:
+    kind = obj.get("event")
+    if kind not in EVENT_KINDS:
+        raise UserError(f"{where}: 'event' must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
+    t = obj.get("t", last_t)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        raise UserError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
+    user = obj.get("user")
+    if not isinstance(user, str) or not user.strip():
+        raise UserError(f"{where}: an event needs 'user' (a non-empty string)")
+    amount = obj.get("amount", 0)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise UserError(f"{where}: 'amount' must be a whole number >= 0")
+    return StreamEvent(kind=kind, user=user.strip()[:64], t=float(t), amount=amount, text=str(obj.get("text", ""))[:MAX_TEXT])
+
+
 class ChatScriptSource:
     """Emits each scripted message at its time (the message carries its real arrival time)."""
 
-    def __init__(self, messages: list[ChatMessage]):
+    def __init__(self, messages: list[ChatMessage | StreamEvent]):
         self.messages = messages
 
     async def run(self, clock: Clock, emit: Callable[[object], None]) -> None:
@@ -85,6 +113,6 @@ class ChatScriptSource:
         try:
             for m in self.messages:
                 await clock.sleep_until(m.t)
-                emit(ChatMessage(**{**m.__dict__, "t": clock.now()}))
+                emit(dataclasses.replace(m, t=clock.now()))
         finally:
             clock.source_done()
