@@ -235,3 +235,44 @@ async def test_stale_with_the_real_clock():
     assert [(e.user, e.reason) for e in emitted] == [("old", "stale")]
     assert emitted[0].t >= 0.0
     assert not clock.busy
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def rich_chat(text, t, user="viewer", bits=0, badges=()):
+    return ChatMessage(user=user, text=text, t=t, bits=bits, badges=tuple(badges))
+
+
+async def test_paid_and_mentioned_chat_first_then_arrival_order():
+    clock = ManualClock(10.0)
+    d = Director(DirectorConfig(), clock, [].append, persona_name="Miko")
+    d.submit(rich_chat("nice run", 1.0, "a"))
+    d.submit(rich_chat("Miko, hi", 2.0, "b"))
+    d.submit(rich_chat("cheer100 gg", 3.0, "c", bits=100))
+    d.submit(rich_chat("lol", 4.0, "d", badges=["subscriber/3"]))
+    d.submit(rich_chat("another one", 5.0, "e"))
+    d.close()
+    order = [t.user for t in await drain(d)]
+    assert order == ["c", "b", "d", "a", "e"]
+
+
+async def test_persona_triage_weights_change_the_order():
+    clock = ManualClock(10.0)
+    d = Director(DirectorConfig(), clock, [].append, persona_name="Miko", weights={"paid": 0.0, "question": 5.0})
+    d.submit(rich_chat("cheer100", 1.0, "payer", bits=100))
+    d.submit(rich_chat("how are you?", 2.0, "asker"))
+    d.close()
+    assert [t.user for t in await drain(d)] == ["asker", "payer"]
+
+
+async def test_a_full_queue_evicts_the_lowest_scored_chat():
+    clock = ManualClock(10.0)
+    emitted = []
+    d = Director(DirectorConfig(queue_size=2), clock, emitted.append, persona_name="Miko")
+    d.submit(rich_chat("cheer", 1.0, "payer", bits=50))
+    d.submit(rich_chat("meh", 2.0, "plain"))
+    d.submit(rich_chat("Miko hello", 3.0, "fan"))
+    assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("plain", "queue_full")]
+    d.close()
+    assert [t.user for t in await drain(d)] == ["payer", "fan"]

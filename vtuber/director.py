@@ -1,10 +1,14 @@
 """The director: which input gets answered next, and what is dropped.
 
-For now: one bounded queue; the streamer's speech first, then fixed lines
-(thank-yous, command answers), then chat in arrival order. Drop policy, named and counted:
-- `queue_full`: the queue holds `queue_size` inputs; a new input evicts the oldest
-  chat message (speech is never evicted by chat; a full queue of speech drops the new input).
-- `stale`: a chat message older than `max_age_s` when its turn comes is skipped.
+One bounded queue; the streamer's speech first, then fixed lines (thank-yous,
+command answers), then the chat message with the highest triage score (paid,
+mentioning the persona, from a subscriber/moderator/VIP, a question, a first
+message: weights from the persona's `triage`), the oldest first among equals.
+Drop policy, named and counted:
+- `queue_full`: the queue holds `queue_size` inputs; a new input evicts the
+  lowest-scored, oldest chat message (speech is never evicted by chat; a full queue
+  of speech drops the new input).
+- `stale`: a chat message older than `max_age_s` when a turn is picked is skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +23,28 @@ from vtuber.config import DirectorConfig
 from vtuber.events import Announcement, ChatMessage, Turn, TurnDropped, Utterance
 
 
+DEFAULT_WEIGHTS = {
+    "paid": 3.0,
+    "mention": 2.0,
+    "subscriber": 1.0,
+    "moderator": 1.0,
+    "vip": 1.0,
+    "question": 0.5,
+    "first_time": 1.0,
+}
+
+
 class Director:
-    def __init__(self, cfg: DirectorConfig, clock: Clock, emit: Callable[[object], None]):
+    def __init__(
+        self,
+        cfg: DirectorConfig,
+        clock: Clock,
+        emit: Callable[[object], None],
+        persona_name: str = "",
+        weights: dict[str, float] | None = None,
+    ):
         self.cfg = cfg
+        self.set_triage(persona_name, weights or {})
         self.clock = clock
         self.emit = emit
         self._speech: deque[tuple[Utterance, float]] = deque()
@@ -31,6 +54,24 @@ class Director:
         self._ready = asyncio.Event()
         self._closed = False
         self.counters: Counter[str] = Counter()
+
+    def set_triage(self, persona_name: str, weights: dict[str, float]) -> None:
+        self.persona_name = persona_name.lower()
+        self.weights = {**DEFAULT_WEIGHTS, **weights}
+
+    def score(self, msg: ChatMessage) -> float:
+        """How much a chat message deserves an answer (1 = an ordinary message)."""
+        w, badges = self.weights, {b.lower().split("/")[0] for b in msg.badges}
+        text = msg.text.lower()
+        s = 1.0
+        s += w["paid"] if msg.bits > 0 else 0.0
+        s += w["mention"] if self.persona_name and self.persona_name in text else 0.0
+        s += w["subscriber"] if badges & {"subscriber", "founder", "member"} else 0.0
+        s += w["moderator"] if badges & {"moderator", "broadcaster"} else 0.0
+        s += w["vip"] if "vip" in badges else 0.0
+        s += w["question"] if "?" in text else 0.0
+        s += w["first_time"] if badges & {"first-msg", "first_msg", "first_time"} else 0.0
+        return s
 
     def __len__(self) -> int:
         return len(self._speech) + len(self._lines) + len(self._chat)
@@ -42,7 +83,9 @@ class Director:
         self.counters[f"received_{kind}"] += 1
         if len(self) >= self.cfg.queue_size:
             if self._chat:
-                old, _ = self._chat.popleft()
+                lowest = min(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), self._chat[i][0].t))
+                old, _ = self._chat[lowest]
+                del self._chat[lowest]
                 self._drop(old, "queue_full")
                 self.clock.end_work()
             else:
@@ -67,11 +110,15 @@ class Director:
             if self._lines:
                 line, queued = self._lines.popleft()
                 return Turn(next(self._ids), "line", line.user or line.origin, line.text, line.t, queued, now, None)
-            msg, queued = self._chat.popleft()
-            if now - msg.t > self.cfg.max_age_s:
-                self._drop(msg, "stale")
+            for stale in [e for e in self._chat if now - e[0].t > self.cfg.max_age_s]:
+                self._chat.remove(stale)
+                self._drop(stale[0], "stale")
                 self.clock.end_work()
+            if not self._chat:
                 continue
+            best = max(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), -self._chat[i][0].t))
+            msg, queued = self._chat[best]
+            del self._chat[best]
             return Turn(next(self._ids), "chat", msg.user, msg.text, msg.t, queued, now, msg)
         return None
 

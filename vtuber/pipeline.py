@@ -123,7 +123,7 @@ class Session(Controls):
         self.clock = clock
         self.recorder = recorder or Recorder()
         self.observers: list[Callable[[object], None]] = [self.recorder, *outputs]
-        self.director = Director(cfg.director, clock, self.emit)
+        self.director = Director(cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage)
         h = cfg.hearing
         engine.vad.reset()
         self.hearing = Hearing(
@@ -270,6 +270,7 @@ class Session(Controls):
         self.persona = persona
         self.gate, self.chat_filter = self._safety_for(persona)
         self.mind.set_persona(persona, self.gate)
+        self.director.set_triage(persona.name, persona.triage)
         self.engine.asr.prompt = persona.asr_prompt
         self.engine.asr.names = [persona.name, persona.streamer_name]
         asyncio.get_running_loop().create_task(self.mind.warm_async())

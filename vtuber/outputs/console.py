@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from vtuber.events import ChatMessage, ReplyClause, ReplyFinished, ReplyStarted, TurnDropped, Utterance
+from vtuber.events import ChatMessage, ReplyClause, ReplyFinished, ReplyStarted, StreamEvent, TurnDropped, Utterance
 from vtuber.outputs.recorder import Recorder
 
 
@@ -29,10 +29,13 @@ class ConsoleOutput:
                 f"[dim]{ev.t:7.2f}s[/] [magenta]heard[/] streamer: \"{escape(ev.text)}\" "
                 f"[dim](endpoint {_ms(ev.endpoint_s)} ms, asr {_ms(ev.asr_s)} ms)[/]"
             )
+        elif isinstance(ev, StreamEvent):
+            amount = f" ({ev.amount})" if ev.amount else ""
+            c.print(f"[dim]{ev.t:7.2f}s[/] [yellow]{escape(ev.kind)}[/] from [bold]{escape(ev.user)}[/]{amount}")
         elif isinstance(ev, TurnDropped):
             c.print(f"[dim]{ev.t:7.2f}s dropped ({ev.reason}) {escape(ev.user)}: {escape(ev.text[:60])}[/]")
         elif isinstance(ev, ReplyStarted):
-            who = "streamer" if ev.turn.kind == "speech" else ev.turn.user
+            who = {"speech": "streamer", "line": f"({ev.turn.user or 'a plugin'})"}.get(ev.turn.kind, ev.turn.user)
             c.print(f"[dim]{ev.t:7.2f}s[/] [green]{escape(self.name)}[/] answers {escape(who)}:")
         elif isinstance(ev, ReplyClause):
             c.print(f"          [green]>[/] {escape(ev.text)}")
@@ -41,7 +44,7 @@ class ConsoleOutput:
             if r is None:
                 return
             s = r.stages()
-            head = "speech end" if r.kind == "speech" else "chat"
+            head = {"speech": "speech end", "line": "line"}.get(r.kind, "chat")
             parts = [f"[bold]{head} -> first audio {_ms(s['input_to_first_audio'])} ms[/]"]
             if r.kind == "speech":
                 parts.append(f"endpoint {_ms(s['endpoint'])}, asr {_ms(s['asr'])}")

@@ -12,11 +12,11 @@ from vtuber.errors import UserError
 
 # Markdown, emoji and stage directions read badly aloud.
 _UNSPEAKABLE = re.compile(r"[*_`#~<>\[\]{}|^]|[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F]")
-_ACTION = re.compile(r"\*[^*]{1,60}\*")
+_ACTION = re.compile(r"\*[^*]{1,60}\*|\([a-z][a-z ]{0,24}\)|\[[a-z][a-z ]{0,24}\]")  # *waves*, (laughs), [sighs]
 
 
 def speakable(text: str) -> str:
-    """The text as it should be spoken: no markdown, emoji or *actions*."""
+    """The text as it should be spoken: no markdown, emoji or stage directions (*waves*, (laughs))."""
     text = _ACTION.sub(" ", text)
     text = _UNSPEAKABLE.sub(" ", text)
     return " ".join(text.split())
