@@ -114,8 +114,8 @@ def _print_summary(session, written) -> None:
     console.print(table)
     c = session.director.counters
     console.print(
-        f"answered {c.get('answered', 0)} | dropped {sum(v for k, v in c.items() if k.startswith('dropped'))} "
-        f"| gaps {sum(r.gaps for r in records)} | blocked {len(session.gate.blocked)}"
+        f"answered {c.get('answered', 0)} | not answered {len(session.recorder.dropped)} "
+        f"| gaps {sum(r.gaps for r in records)} | blocked before speech {len(session.all_blocked())}"
     )
     for name, path in sorted(written.items()):
         console.print(f"wrote {path}")

@@ -159,7 +159,7 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
     ax.set_yticks(range(len(records), 0, -1))
     ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8)
     ax.set_xlabel("session time (s)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, loc="right")
     from matplotlib.patches import Patch
 
     ax.legend(
@@ -168,7 +168,10 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
             Patch(color="tab:orange", label="input -> first audio"),
             Patch(color="tab:green", label="reply playing"),
         ],
-        loc="lower right",
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=3,
+        frameon=False,
         fontsize=7,
     )
     fig.tight_layout()
