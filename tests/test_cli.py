@@ -85,6 +85,50 @@ def test_speaker_without_a_usable_device_is_one_line(good_chat, tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--speech-at", "nan"], "--speech-at must be a number of seconds"),
+        (["--speech-at", "inf"], "--speech-at must be a number of seconds"),
+    ],
+)
+def test_bad_speech_offset(argv, expected, good_chat, tmp_path, capsys):
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), *argv, "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and expected in lines[0]
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(good_chat, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), "--out", str(target))
+    assert rc == 2 and lines == [f"vtuber: error: --out {target}: exists and is not a folder"]
+    assert target.read_text() == "keep me"
+
+
+def test_missing_banned_words_file_is_one_line(good_chat, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[safety]\nbanned_words_file = "{tmp_path / "nope.txt"}"\n')
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and "cannot read the banned words file" in lines[0]
+
+
+def test_unknown_plugin_is_one_line(good_chat, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[plugins]\nenabled = ["commands", "nope"]\n')
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and "no plugin named 'nope'" in lines[0]
+
+
+def test_persona_check_lists_every_problem(tmp_path, capsys):
+    p = tmp_path / "p.yaml"
+    p.write_text("name: X\nreply_length: {max_tokens: 2}\nmood: happy\n")
+    rc, lines = run(capsys, "persona", "check", str(p))
+    assert rc == 2 and len(lines) == 3
+    assert any("unknown persona field(s): mood" in line for line in lines)
+    assert any("missing persona field(s): description, speaking_style, greeting" in line for line in lines)
+    assert any("reply_length.max_tokens" in line for line in lines)
+
+
 def test_bench_rejects_a_bad_turn_count(capsys):
     rc, lines = run(capsys, "bench", "--turns", "0")
     assert rc == 2 and lines == ["vtuber: error: --turns must be in [1, 200], got 0"]

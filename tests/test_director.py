@@ -276,3 +276,15 @@ async def test_a_full_queue_evicts_the_lowest_scored_chat():
     assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("plain", "queue_full")]
     d.close()
     assert [t.user for t in await drain(d)] == ["payer", "fan"]
+
+
+async def test_a_full_queue_refuses_a_chat_that_matters_less_than_all_waiting():
+    clock = ManualClock(10.0)
+    emitted = []
+    d = Director(DirectorConfig(queue_size=2), clock, emitted.append, persona_name="Miko")
+    d.submit(rich_chat("cheer", 1.0, "payer1", bits=500))
+    d.submit(rich_chat("cheer", 2.0, "payer2", bits=500))
+    d.submit(rich_chat("lol", 3.0, "spam"))
+    assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("spam", "queue_full")]
+    d.close()
+    assert [t.user for t in await drain(d)] == ["payer1", "payer2"]

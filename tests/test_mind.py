@@ -109,3 +109,40 @@ async def test_empty_generation_falls_back_to_the_greeting():
     persona = load_persona("miko")
     _, sent, _ = await answer([], persona=persona)
     assert sent[0].text == persona.greeting
+
+
+async def test_the_gate_checks_what_will_be_spoken_not_the_raw_clause():
+    # "da(laughs)mn" would be spoken as "da mn": the gate must see that form.
+    _, sent, _ = await answer(tokens("Well da(laughs)mn that was close, wow."), banned=("damn",))
+    clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
+    assert SAFE_LINE in clauses
+    assert not any("da" in c and "mn" in c for c in clauses)
+
+
+async def test_a_failing_tts_clause_is_skipped_and_the_reply_still_finishes():
+    import asyncio
+
+    from vtuber.events import AudioChunk
+    from vtuber.voice import VoiceStage
+
+    class FlakyTTS:
+        sample_rate = 22050
+
+        def synthesize(self, text):
+            if "bad" in text:
+                raise ValueError("embedded null character")
+            import numpy as np
+
+            return np.ones(100, dtype=np.int16)
+
+    out, errors = [], []
+    stage = VoiceStage(FlakyTTS(), Clock(), out.append, errors=errors)
+    task = asyncio.create_task(stage.run())
+    await stage.put(ReplyClause(1, 0, "good one", 0.0))
+    await stage.put(ReplyClause(1, 1, "bad one", 0.0))
+    await stage.put(ReplyFinished(1, "good one bad one", 0.0))
+    await stage.stop()
+    await task
+    stage.close()
+    assert [type(e) for e in out] == [AudioChunk, ReplyFinished]
+    assert len(errors) == 1 and "TTS failed" in errors[0]

@@ -12,7 +12,8 @@ from conftest import words
 from test_cards import b64, png, v2
 from vtuber.cli import main
 from vtuber.config import load_config
-from vtuber.mind.persona import load_persona
+from vtuber.mind import persona as persona_module
+from vtuber.mind.persona import PERSONA_DIR, load_persona
 from vtuber.pipeline import Engine
 from vtuber.plugins import PLUGIN_DIR
 from vtuber.rehearsal import load_inputs, run_rehearsal
@@ -74,7 +75,10 @@ def plugin_session(engine, tmp_path_factory):
             """
         )
     )
-    nova = d / "nova.yaml"
+    personas = d / "personas"  # !persona takes names from the persona folder only
+    personas.mkdir()
+    shutil.copy(PERSONA_DIR / "miko.yaml", personas / "miko.yaml")
+    nova = personas / "nova.yaml"
     nova.write_text(
         "name: Nova\ndescription: A calm space-themed co-host.\nspeaking_style: Soft and dry.\n"
         "greeting: Hello, travellers.\nbanned_words: [heck]\n",
@@ -87,10 +91,11 @@ def plugin_session(engine, tmp_path_factory):
             {"t": 0.5, "user": "alice", "text": "hi Miko!"},
             {"t": 1.0, "event": "raid", "user": "bigstreamer", "amount": 40},
             {"t": 1.5, "user": "bob", "text": "!hello"},
-            {"t": 2.0, "user": "troll", "text": f"!persona {nova}"},
+            {"t": 2.0, "user": "troll", "text": "!persona nova"},
             {"t": 2.5, "user": "troll", "text": "!mute"},
             {"t": 3.0, "user": "carol", "text": "what game is this?"},
-            {"t": 3.5, "user": "mod", "text": f"!persona {nova}", "badges": mod},
+            {"t": 3.2, "user": "mod", "text": f"!persona {nova}", "badges": mod},  # a path: refused
+            {"t": 3.5, "user": "mod", "text": "!persona nova", "badges": mod},
             {"t": 4.0, "user": "dave", "text": "who are you?"},
             {"t": 4.5, "user": "mod", "text": "!mute", "badges": mod},
             {"t": 5.0, "user": "erin", "text": "are you there?"},
@@ -102,7 +107,9 @@ def plugin_session(engine, tmp_path_factory):
         overrides={"plugins": {"enabled": ["slowpoke", "commands", "thanks", "hello"], "folder": str(d), "timeout_s": 0.2}}
     )
     eng = Engine(cfg, engine.persona, engine.paths, engine.llm, engine.asr, engine.tts, engine.vad, engine.canary)
-    session, _ = run_rehearsal(eng, load_inputs(chat, None), d / "out", fast=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(persona_module, "PERSONA_DIR", personas)
+        session, _ = run_rehearsal(eng, load_inputs(chat, None), d / "out", fast=True)
     yield session
     engine.asr.prompt, engine.asr.names = engine.persona.asr_prompt, [engine.persona.name, engine.persona.streamer_name]
 
@@ -122,6 +129,7 @@ def test_raid_is_thanked_and_commands_answer(plugin_session):
     assert "Welcome, raiders! Thank you for the raid, bigstreamer!" in lines
     assert "Hello, bob! Welcome to the stream." in lines
     assert "Nova here now!" in lines and "I'm back!" in lines
+    assert any(line.startswith("I don't know a persona called /") for line in lines)  # paths are refused
     # "!ask" queues the question itself as chat.
     assert ("chat", "frank", "what is your favourite planet?") in [t[:3] for t in _turns(plugin_session)]
 

@@ -77,7 +77,7 @@ def test_chat_hooks_transform_then_drop_in_order():
     assert dropped is None and by == "nolinks"
 
 
-def test_clause_and_pick_hooks():
+async def test_clause_and_pick_hooks():
     class Polite(Plugin):
         name = "polite"
 
@@ -89,10 +89,10 @@ def test_clause_and_pick_hooks():
 
     h, _ = host(Polite())
     t = Turn(1, "chat", "bob", "hi", 0, 0, 0)
-    assert h.clause("hey dude!", t) == "hey friend!"
-    assert h.clause("please skip this", t) is None
-    assert h.pick(t)[0] is t
-    assert h.pick(Turn(2, "chat", "spammer", "buy", 0, 0, 0)) == (None, "polite")
+    assert await h.clause("hey dude!", t) == "hey friend!"
+    assert await h.clause("please skip this", t) is None
+    assert (await h.pick(t))[0] is t
+    assert await h.pick(Turn(2, "chat", "spammer", "buy", 0, 0, 0)) == (None, "polite")
 
 
 def test_commands_respect_permissions():
@@ -141,7 +141,7 @@ def test_a_plugin_that_raises_is_disabled_and_the_rest_go_on(caplog):
     assert h.chat(msg("again"))[0].text == "again [ok]"  # not called again
 
 
-def test_a_plugin_that_hangs_is_timed_out_and_disabled():
+async def test_a_plugin_that_hangs_is_timed_out_and_disabled():
     class Hangs(Plugin):
         name = "hangs"
 
@@ -151,7 +151,7 @@ def test_a_plugin_that_hangs_is_timed_out_and_disabled():
 
     h, _ = host(Hangs(), timeout=0.1)
     t0 = time.monotonic()
-    out = h.clause("hello there", Turn(1, "chat", "a", "x", 0, 0, 0))
+    out = await h.clause("hello there", Turn(1, "chat", "a", "x", 0, 0, 0))
     assert out == "hello there"  # the clause goes on unchanged
     assert time.monotonic() - t0 < 1.0
     assert "hung" in h.disabled["hangs"]
@@ -204,6 +204,43 @@ def test_discovery_from_the_plugins_folder(tmp_path):
     assert "broken" not in found  # a file that fails to import is skipped (and logged)
     [shout] = load_plugins(["shout"], tmp_path)
     assert shout.on_clause("hi", None) == "HI"
+
+
+def test_a_plugin_hook_raising_a_user_error_is_disabled_not_fatal():
+    class Strict(Plugin):
+        name = "strict"
+
+        def on_chat(self, m):
+            raise UserError("bad persona name")
+
+    h, _ = host(Strict())
+    assert h.chat(msg("hi"))[0].text == "hi"
+    assert "strict" in h.disabled
+
+
+async def test_a_hanging_hook_does_not_block_the_event_loop():
+    import asyncio
+
+    class Hangs(Plugin):
+        name = "hangs"
+
+        def on_clause(self, text, turn):
+            time.sleep(1)
+            return text
+
+    h, _ = host(Hangs(), timeout=0.3)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await h.clause("hello", Turn(1, "chat", "a", "x", 0, 0, 0))
+    task.cancel()
+    assert ticks >= 10  # the loop kept running while the plugin hung
 
 
 def test_the_example_plugin_in_the_repo_works():

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from vtuber import __version__
 from vtuber.errors import UserError
@@ -35,12 +36,14 @@ def _config_from(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
-def _check_plugins(cfg) -> None:
-    """Unknown plugin names fail before any model loads."""
+def _check_session_settings(cfg) -> None:
+    """Unknown plugin names and an unreadable banned-words file fail before any model loads."""
     from vtuber.plugins import load_plugins
+    from vtuber.safety import default_banned_words
 
     folder = Path(cfg.plugins.folder) if cfg.plugins.folder else None
     load_plugins(cfg.plugins.enabled, folder)
+    default_banned_words(cfg.safety.banned_words_file or None)
 
 
 def _load_engine(cfg, persona, quiet: bool):
@@ -59,9 +62,9 @@ def _load_engine(cfg, persona, quiet: bool):
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from vtuber.mind.persona import load_persona
-    from vtuber.models import resolve
+    from vtuber.models import persona_voice, resolve, voice_sample_rate
     from vtuber.outputs.console import ConsoleOutput
-    from vtuber.rehearsal import DEMO_CHAT, DEMO_SPEECH, load_inputs, run_rehearsal
+    from vtuber.rehearsal import DEMO_CHAT, DEMO_SPEECH, check_out_dir, load_inputs, run_rehearsal
 
     cfg = _config_from(args)
     persona = load_persona(cfg.persona)
@@ -69,20 +72,22 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if chat is None and speech is None:
         chat, speech = DEMO_CHAT, DEMO_SPEECH
     inputs = load_inputs(chat, speech, args.speech_at)
-    _check_plugins(cfg)
+    check_out_dir(args.out)
+    _check_session_settings(cfg)
     paths = resolve(cfg)  # every model file checked before anything loads
+    voice, voice_config = persona_voice(cfg, paths, persona)
     outputs = []
     speaker = None
     if args.speaker is not None:  # open the device first: a wrong device fails in a second, not after loading
         from vtuber.outputs.speaker import SpeakerOutput
 
         device = None if args.speaker == "default" else args.speaker
-        speaker = SpeakerOutput(device, paths.voice_sample_rate)
+        speaker = SpeakerOutput(device, voice_sample_rate(voice_config))
         outputs.append(speaker)
     engine = _load_engine(cfg, persona, args.quiet)
     from vtuber.outputs.recorder import Recorder
 
-    console.rule(f"rehearsal with {persona.name} ({'fast' if args.fast else 'real time'})")
+    console.rule(f"rehearsal with {escape(persona.name)} ({'fast' if args.fast else 'real time'})")
     recorder = Recorder()
     outputs.insert(0, ConsoleOutput(recorder, persona.name, console))
     try:
@@ -202,9 +207,9 @@ def cmd_persona(args: argparse.Namespace) -> int:
         for name in personas.list_personas():
             try:
                 p = personas.load_persona(name)
-                console.print(f"[bold]{name}[/]  {p.name}: {p.description[:70]}", markup=True)
+                console.print(f"[bold]{escape(name)}[/]  {escape(p.name)}: {escape(p.description[:70])}")
             except UserError as e:
-                console.print(f"[bold]{name}[/]  [red]broken[/]: {e}")
+                console.print(f"[bold]{escape(name)}[/]  [red]broken[/]: {escape(str(e))}")
         return 0
     if args.action == "show":
         p = personas.load_persona(args.target)
@@ -219,11 +224,9 @@ def cmd_persona(args: argparse.Namespace) -> int:
             return 2
         console.print(f"{path}: ok", markup=False)
         return 0
-    from vtuber.mind.cards import load_card, slug, write_persona_yaml
+    from vtuber.mind.cards import import_card
 
-    persona = load_card(args.target, streamer_name=args.streamer)
-    out = Path(args.out) if args.out else personas.PERSONA_DIR / f"{slug(persona.name)}.yaml"
-    write_persona_yaml(persona, out, overwrite=args.force)
+    persona, out = import_card(args.target, args.out, args.streamer, args.force)
     print(f"wrote {out} (persona {persona.name}; use it with --persona {out})")
     return 0
 

@@ -182,6 +182,9 @@ def validate(cfg: Config) -> Config:
         (bool(cfg.safety.safe_line.strip()), "safety.safe_line must not be empty"),
         (0.01 <= cfg.plugins.timeout_s <= 10, "plugins.timeout_s must be in [0.01, 10]"),
     ]
+    for name, table in cfg.plugins.settings.items():
+        if not isinstance(table, dict):
+            raise UserError(f"config: plugins.settings.{name} must be a table ([plugins.settings.{name}])")
     for ok, message in checks:
         if not ok:
             raise UserError(f"config: {message}")

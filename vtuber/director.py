@@ -82,8 +82,15 @@ class Director:
         kind = {Utterance: "speech", Announcement: "line"}.get(type(event), "chat")
         self.counters[f"received_{kind}"] += 1
         if len(self) >= self.cfg.queue_size:
-            if self._chat:
-                lowest = min(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), self._chat[i][0].t))
+            lowest = (
+                min(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), self._chat[i][0].t))
+                if self._chat
+                else None
+            )
+            if kind == "chat" and lowest is not None and self.score(event) < self.score(self._chat[lowest][0]):
+                self._drop(event, "queue_full")  # everything waiting matters more than this one
+                return
+            if lowest is not None:
                 old, _ = self._chat[lowest]
                 del self._chat[lowest]
                 self._drop(old, "queue_full")
@@ -134,9 +141,9 @@ class Director:
             self._ready.clear()
             await self._ready.wait()
 
-    def done(self) -> None:
-        """The current turn is answered (its last audio is out)."""
-        self.counters["answered"] += 1
+    def done(self, answered: bool = True) -> None:
+        """The current turn is over: answered (its last audio is out), or skipped."""
+        self.counters["answered" if answered else "skipped"] += 1
         self.clock.end_work()
 
     def close(self) -> None:

@@ -55,13 +55,6 @@ class ModelPaths:
     voice: Path
     voice_config: Path
 
-    @property
-    def voice_sample_rate(self) -> int:
-        """The Piper voice's output rate, read from its config without loading the voice."""
-        try:
-            return int(json.loads(self.voice_config.read_text(encoding="utf-8"))["audio"]["sample_rate"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{self.voice_config}: not a valid Piper voice config ({e})") from None
 
 
 def _user_path(value: str, key: str, want_dir: bool = False) -> Path:
@@ -87,3 +80,22 @@ def resolve(cfg: Config) -> ModelPaths:
     if not voice_config.exists():
         raise UserError(f"models.voice: {voice_config} missing (a Piper voice needs its .onnx.json beside it)")
     return ModelPaths(llm=llm, asr=asr, voice=voice, voice_config=voice_config)
+
+
+def persona_voice(cfg: Config, paths: ModelPaths, persona) -> tuple[Path, Path]:
+    """The Piper voice to load: a config override wins, then the persona's own voice, then the bundled one."""
+    if persona.voice.model and not cfg.models.voice:
+        voice = Path(persona.voice.model).expanduser()
+        voice_config = voice.with_name(voice.name + ".json")
+        if not voice.is_file() or not voice_config.is_file():
+            raise UserError(f"{persona.path}: voice.model {voice} (with its .onnx.json) not found")
+        return voice, voice_config
+    return paths.voice, paths.voice_config
+
+
+def voice_sample_rate(voice_config: Path) -> int:
+    """A Piper voice's output rate, read from its config without loading the voice."""
+    try:
+        return int(json.loads(voice_config.read_text(encoding="utf-8"))["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{voice_config}: not a valid Piper voice config ({e})") from None

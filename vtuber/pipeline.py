@@ -32,9 +32,9 @@ from vtuber.events import (
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
-from vtuber.mind.persona import Persona, load_persona
+from vtuber.mind.persona import Persona, list_personas, load_persona
 from vtuber.mind.prompt import PromptBuilder, system_prompt
-from vtuber.models import ModelPaths, resolve
+from vtuber.models import ModelPaths, persona_voice, resolve
 from vtuber.outputs.recorder import Recorder
 from vtuber.plugins import Controls, Plugin, PluginHost, load_plugins
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
@@ -71,12 +71,7 @@ class Engine:
             prompt=persona.asr_prompt,
             names=(persona.name, persona.streamer_name),
         )
-        voice, voice_config = paths.voice, paths.voice_config
-        if persona.voice.model and not cfg.models.voice:  # the persona's own voice
-            voice = Path(persona.voice.model).expanduser()
-            voice_config = voice.with_name(voice.name + ".json")
-            if not voice.is_file() or not voice_config.is_file():
-                raise UserError(f"{persona.path}: voice.model {voice} (with its .onnx.json) not found")
+        voice, voice_config = persona_voice(cfg, paths, persona)
         step(f"loading Piper voice {voice.name}")
         tts = PiperTTS(
             voice,
@@ -135,7 +130,8 @@ class Session(Controls):
             continuation_ms=h.continuation_ms,
             speculative_ms=h.speculative_ms,
         )
-        self.voice = VoiceStage(engine.tts, clock, self.emit)
+        self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
+        self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
         self.gate, self.chat_filter = self._safety_for(self.persona)
@@ -160,7 +156,7 @@ class Session(Controls):
             clause_hook=self.plugins.clause,
         )
         self.muted = False
-        self.errors: list[str] = []
+        self._pending_persona: Persona | None = None
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -228,18 +224,21 @@ class Session(Controls):
 
     async def _answer_turns(self) -> None:
         while (turn := await self.director.next_turn()) is not None:
-            picked, by = (turn, "") if turn.kind == "line" else self.plugins.pick(turn)
-            if picked is None or self.muted:
-                reason = "muted" if picked is not None else f"plugin {by}"
-                self._observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
-                self.director.done()
-                continue
+            if self._pending_persona is not None:  # a switch lands between turns, never mid-reply
+                self._switch_persona(self._pending_persona)
+                self._pending_persona = None
             try:
+                picked, by = (turn, "") if turn.kind == "line" else await self.plugins.pick(turn)
+                if picked is None or self.muted:
+                    reason = "muted" if picked is not None else f"plugin {by}"
+                    self._observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
+                    self.director.done(answered=False)
+                    continue
                 await self.mind.answer(picked)
             except Exception as e:  # one failed reply must not end the stream
                 log.exception("reply to turn %s failed", turn.id)
                 self.errors.append(f"turn {turn.id}: {e}")
-                self.director.done()
+                self.director.done(answered=False)
 
     # --- controls for plugins (called from plugin threads) ---------------------------
 
@@ -261,8 +260,11 @@ class Session(Controls):
         return self.persona.name
 
     def set_persona(self, name: str) -> str:
-        persona = load_persona(name)  # UserError for an unknown name, before anything changes
-        self._soon(self._switch_persona, persona)
+        """Only personas in personas/ by name: chat commands must not open arbitrary files."""
+        if name not in list_personas():
+            raise UserError(f"no persona named '{name}' (available: {', '.join(list_personas())})")
+        persona = load_persona(name)
+        self._soon(setattr, self, "_pending_persona", persona)
         return persona.name
 
     def _switch_persona(self, persona: Persona) -> None:
@@ -286,8 +288,24 @@ class Session(Controls):
         self.clock.start()
         voice_task = asyncio.create_task(self.voice.run(), name="voice")
         mind_task = asyncio.create_task(self._answer_turns(), name="mind")
+        feeding = asyncio.gather(*(s.run(self.clock, self.emit) for s in sources))
+
+        def stage_died(task: asyncio.Task) -> None:
+            # The mind and voice stages catch their own errors; if one still dies, stop
+            # feeding a pipeline that can no longer answer instead of going on silently.
+            if not task.cancelled() and task.exception() is not None and not feeding.done():
+                feeding.cancel()
+
+        for task in (mind_task, voice_task):
+            task.add_done_callback(stage_died)
         try:
-            await asyncio.gather(*(s.run(self.clock, self.emit) for s in sources))
+            try:
+                await feeding
+            except asyncio.CancelledError:
+                for task in (mind_task, voice_task):
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        raise task.exception() from None
+                raise
             await self.hearing.drain()
             self.director.close()
             await mind_task

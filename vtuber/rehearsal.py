@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import statistics
@@ -32,6 +33,7 @@ from vtuber.sources import ChatScriptSource, WavReplaySource, parse_chat_script
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHAT = ROOT / "audio" / "demo_chat.jsonl"
 DEMO_SPEECH = ROOT / "audio" / "demo_speech.wav"
+MAX_SESSION_S = 24 * 3600.0
 
 
 @dataclass
@@ -50,6 +52,19 @@ class RehearsalInputs:
         return end
 
 
+def check_out_dir(out: str | Path) -> Path:
+    """The output folder must be a folder we can create and write: checked before any work."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--out {p}: exists and is not a folder")
+    parent = p if p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"--out {p}: cannot write in {parent}")
+    return p
+
+
 def load_inputs(chat: str | Path | None, speech: str | Path | None, speech_at: float = 0.0) -> RehearsalInputs:
     """Parse and validate every input before any model loads or any file is written."""
     if chat is None and speech is None:
@@ -61,8 +76,8 @@ def load_inputs(chat: str | Path | None, speech: str | Path | None, speech_at: f
     if speech is not None:
         inputs.speech = read_wav_16k_mono(speech)
         inputs.speech_path = str(speech)
-    if speech_at < 0:
-        raise UserError(f"--speech-at must be >= 0, got {speech_at}")
+    if not math.isfinite(speech_at) or not 0 <= speech_at <= MAX_SESSION_S:
+        raise UserError(f"--speech-at must be a number of seconds in [0, {MAX_SESSION_S}], got {speech_at}")
     return inputs
 
 

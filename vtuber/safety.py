@@ -80,6 +80,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from vtuber.errors import UserError
 from vtuber.events import Turn
 
 log = logging.getLogger("vtuber.safety")
@@ -478,7 +479,10 @@ def default_banned_words(path: str | Path | None = None) -> list[str]:
         res = resources.files("vtuber").joinpath("data/banned_words.txt")
         text = res.read_text(encoding="utf-8")
     else:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: cannot read the banned words file ({getattr(e, 'strerror', None) or e})") from None
     words = []
     for line in text.splitlines():
         line = line.strip()

@@ -101,7 +101,7 @@ class Hearing:
                 segment = _join(self._prefix, segment)
                 self._prefix = None
             spec, self._spec = self._spec, None
-            if spec is not None and spec.segment.t_end == segment.t_end:
+            if spec is not None and spec.segment.t_end == segment.t_end and spec.segment.t_start == segment.t_start:
                 # Nothing was said since the speculation started: its transcript is this one.
                 segment = Segment(spec.segment.audio, segment.t_start, segment.t_end, segment.t_endpoint)
                 self._conclude(segment, spec.task)
@@ -143,6 +143,7 @@ class Hearing:
                 # by the joined utterance.
                 if self._prefix is None:
                     self._prefix = seg
+                    self._spec = None  # it was taken without this prefix
                 return
             if _complete(text):
                 self._send(seg, text, t_done, t_endpoint=seg.t_endpoint)

@@ -16,6 +16,7 @@ from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
+from vtuber.voice.tts import speakable
 
 _DONE = object()
 
@@ -55,7 +56,7 @@ class Mind:
         emit: Callable[[object], None],
         send: Callable[[object], Awaitable[None]],
         canary: str = "",
-        clause_hook: Callable[[str, Turn], str | None] | None = None,
+        clause_hook: Callable[[str, Turn], Awaitable[str | None]] | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
@@ -106,8 +107,8 @@ class Mind:
                 stats["t1"] = time.perf_counter()
                 loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
 
+        worker = loop.run_in_executor(self._executor, produce)  # the LLM starts before we print
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
-        worker = loop.run_in_executor(self._executor, produce)
         splitter = ClauseSplitter(
             first_clause_words=self.voice_cfg.first_clause_words,
             first_clause_max_words=self.voice_cfg.first_clause_max_words,
@@ -133,7 +134,7 @@ class Mind:
                 return False
             if len(clause) > room:
                 clause, truncated = _cap(clause, room), True
-            safe = self._gated(clause, turn)
+            safe = await self._gated(clause, turn)
             if safe is None:
                 return True
             spoken.append(safe)
@@ -178,7 +179,7 @@ class Mind:
                     break
         await worker
         if not spoken:
-            fallback = self.gate.check(self.persona.greeting, turn)  # fixed text: no plugin hook
+            fallback = self.gate.check(speakable(self.persona.greeting), turn)  # fixed text: no plugin hook
             spoken.append(fallback)
             await self.send(ReplyClause(turn_id=turn.id, index=0, text=fallback, t=self.clock.now()))
         text = " ".join(spoken)
@@ -194,13 +195,17 @@ class Mind:
             )
         )
 
-    def _gated(self, clause: str, turn: Turn) -> str | None:
-        """Plugins first, then the moderation gate, which always has the last word."""
+    async def _gated(self, clause: str, turn: Turn) -> str | None:
+        """Plugins first, then the moderation gate, which always has the last word and
+        checks exactly what Piper will say (stage directions and markup removed)."""
         if self.clause_hook is not None:
-            hooked = self.clause_hook(clause, turn)
+            hooked = await self.clause_hook(clause, turn)
             if hooked is None or not hooked.strip():
                 return None
             clause = hooked
+        clause = speakable(clause)
+        if not clause:
+            return None
         return self.gate.check(clause, turn)
 
     async def _say_line(self, turn: Turn) -> None:
@@ -209,7 +214,7 @@ class Mind:
         clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
         spoken = []
         for clause in clauses:
-            safe = self._gated(clause, turn)
+            safe = await self._gated(clause, turn)
             if safe is None:
                 continue
             if not spoken:

@@ -52,7 +52,8 @@ _CONTROL = re.compile(r"</?s>|<\|[^<>]{0,40}?\|>|<\||\|>|\[/?INST\]|<</?SYS>>", 
 
 def quote_input(turn: Turn, persona: Persona) -> str:
     text = " ".join(_CONTROL.sub(" ", turn.text).split())[:MAX_INPUT_CHARS]
-    who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else turn.user
+    user = " ".join(_CONTROL.sub(" ", turn.user).replace(":", " ").split())[:64] or "viewer"
+    who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else user
     return f"{who}: {text}"
 
 

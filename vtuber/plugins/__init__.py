@@ -17,6 +17,7 @@ is not a plugin: it runs after every `on_clause` hook, so no plugin can undo it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import logging
@@ -192,25 +193,42 @@ class PluginHost:
         for p in plugins:
             ctx = PluginContext(p.name, controls, self.commands, dict(settings.get(p.name, {})))
             try:
-                self._call(p, p.setup, ctx)
+                self._call(p, p.setup, ctx, setup=True)
             except _Disabled:
                 continue
 
-    def _call(self, plugin: Plugin, fn: Callable, *args):
+    def _disable(self, plugin: Plugin, why: str) -> _Disabled:
+        self.disabled[plugin.name] = why
+        log.error("plugin %s disabled: %s", plugin.name, why)
+        return _Disabled()
+
+    def _call(self, plugin: Plugin, fn: Callable, *args, setup: bool = False):
+        """Run a hook from synchronous code (chat in, events, commands), time-limited."""
         if plugin.name in self.disabled:
             raise _Disabled
         future = self._workers[plugin.name].submit(fn, *args)
         try:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:
-            why = f"hung for more than {self.timeout_s:g} s in {fn.__name__}"
+            raise self._disable(plugin, f"hung for more than {self.timeout_s:g} s in {fn.__name__}") from None
         except UserError:
-            raise
+            if setup:  # a configuration mistake (e.g. a command name taken twice): stop at start
+                raise
+            raise self._disable(plugin, f"failed in {fn.__name__}") from None
         except Exception as e:  # a plugin's bug must not end the stream
-            why = f"raised {type(e).__name__}: {e} in {fn.__name__}"
-        self.disabled[plugin.name] = why
-        log.error("plugin %s disabled: %s", plugin.name, why)
-        raise _Disabled
+            raise self._disable(plugin, f"raised {type(e).__name__}: {e} in {fn.__name__}") from None
+
+    async def _acall(self, plugin: Plugin, fn: Callable, *args):
+        """Run a hook from the pipeline's async path without blocking the event loop."""
+        if plugin.name in self.disabled:
+            raise _Disabled
+        future = self._workers[plugin.name].submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise self._disable(plugin, f"hung for more than {self.timeout_s:g} s in {fn.__name__}") from None
+        except Exception as e:  # a plugin's bug must not end the stream
+            raise self._disable(plugin, f"raised {type(e).__name__}: {e} in {fn.__name__}") from None
 
     def _active(self, hook: str):
         return [p for p in self.plugins if p.name not in self.disabled and _overrides(p, hook)]
@@ -228,10 +246,10 @@ class PluginHost:
                 msg = out
         return msg, ""
 
-    def pick(self, turn: Turn) -> tuple[Turn | None, str]:
+    async def pick(self, turn: Turn) -> tuple[Turn | None, str]:
         for p in self._active("on_pick"):
             try:
-                out = self._call(p, p.on_pick, turn)
+                out = await self._acall(p, p.on_pick, turn)
             except _Disabled:
                 continue
             if out is None:
@@ -240,10 +258,10 @@ class PluginHost:
                 turn = out
         return turn, ""
 
-    def clause(self, text: str, turn: Turn) -> str | None:
+    async def clause(self, text: str, turn: Turn) -> str | None:
         for p in self._active("on_clause"):
             try:
-                out = self._call(p, p.on_clause, text, turn)
+                out = await self._acall(p, p.on_clause, text, turn)
             except _Disabled:
                 continue
             if out is None:

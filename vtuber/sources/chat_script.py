@@ -25,6 +25,7 @@ from vtuber.errors import UserError
 from vtuber.events import ChatMessage, StreamEvent
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
+MAX_T = 24 * 3600.0  # a script longer than a day is a mistake (epoch timestamps, say)
 EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 
 
@@ -59,8 +60,8 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}: missing 'text' (a non-empty string)")
         t = obj.get("t", last_t)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-            raise UserError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_T:
+            raise UserError(f"{where}: 't' must be a number of seconds in [0, {MAX_T:g}], got {t!r}")
         user = obj.get("user", "viewer")
         if not isinstance(user, str) or not user.strip():
             raise UserError(f"{where}: 'user' must be a non-empty string")
@@ -91,8 +92,8 @@ def _event(obj: dict, where: str, last_t: float) -> StreamEvent:
     if kind not in EVENT_KINDS:
         raise UserError(f"{where}: 'event' must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
     t = obj.get("t", last_t)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-        raise UserError(f"{where}: 't' must be a number of seconds >= 0, got {t!r}")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_T:
+        raise UserError(f"{where}: 't' must be a number of seconds in [0, {MAX_T:g}], got {t!r}")
     user = obj.get("user")
     if not isinstance(user, str) or not user.strip():
         raise UserError(f"{where}: an event needs 'user' (a non-empty string)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,8 @@ from vtuber.voice.tts import PiperTTS, speakable
 
 __all__ = ["PiperTTS", "VoiceStage", "speakable"]
 
+log = logging.getLogger("vtuber.voice")
+
 
 class VoiceStage:
     """Consumes `ReplyClause`/`ReplyFinished` in order; emits `AudioChunk`s, then the `ReplyFinished`.
@@ -20,12 +23,20 @@ class VoiceStage:
     clause of a reply that was started is spoken).
     """
 
-    def __init__(self, tts: PiperTTS, clock: Clock, emit: Callable[[object], None], queue_size: int = 32):
+    def __init__(
+        self,
+        tts: PiperTTS,
+        clock: Clock,
+        emit: Callable[[object], None],
+        queue_size: int = 32,
+        errors: list[str] | None = None,
+    ):
         self.tts = tts
         self.clock = clock
         self.emit = emit
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self.errors = errors if errors is not None else []
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
         await self.queue.put(event)
@@ -37,7 +48,12 @@ class VoiceStage:
             if event is None:
                 return
             if isinstance(event, ReplyClause):
-                samples = await loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
+                try:
+                    samples = await loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
+                except Exception as e:  # one unspeakable clause must not silence the co-host
+                    log.error("TTS failed on clause %r: %s: %s", event.text[:60], type(e).__name__, e)
+                    self.errors.append(f"turn {event.turn_id}: TTS failed ({type(e).__name__}: {e})")
+                    continue
                 self.emit(
                     AudioChunk(
                         turn_id=event.turn_id,
