@@ -146,3 +146,30 @@ async def test_a_failing_tts_clause_is_skipped_and_the_reply_still_finishes():
     stage.close()
     assert [type(e) for e in out] == [AudioChunk, ReplyFinished]
     assert len(errors) == 1 and "TTS failed" in errors[0]
+
+
+async def test_the_llm_pauses_while_the_first_clause_is_synthesized():
+    import asyncio
+
+    import numpy as np
+
+    from vtuber.voice import VoiceStage
+
+    seen = {}
+
+    class WatchingTTS:
+        sample_rate = 22050
+
+        def synthesize(self, text):
+            seen[text] = stage.first_audio_priority.is_set()
+            return np.ones(10, dtype=np.int16)
+
+    stage = VoiceStage(WatchingTTS(), Clock(), [].append)
+    task = asyncio.create_task(stage.run())
+    await stage.put(ReplyClause(1, 0, "first", 0.0))
+    await stage.put(ReplyClause(1, 1, "second", 0.0))
+    await stage.stop()
+    await task
+    stage.close()
+    assert seen == {"first": False, "second": True}  # LLM held only for the first clause
+    assert stage.first_audio_priority.is_set()

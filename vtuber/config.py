@@ -33,11 +33,12 @@ class ThreadsConfig:
 
     # Decoding a small model is bound by memory, not cores: one thread decodes as fast
     # as two (measured: 148 vs 146 tok/s) and leaves the other core to Piper, which
-    # synthesizes clause k while the LLM writes clause k+1. Prefill uses both.
+    # synthesizes clause k while the LLM writes clause k+1. Prefill uses both. Piper gets
+    # two: the LLM pauses while the first clause is synthesized (first audio first).
     llm: int = 1
     llm_batch: int = 2
     asr: int = 2
-    tts: int = 1
+    tts: int = 2
 
 
 @dataclass

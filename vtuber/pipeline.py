@@ -154,6 +154,7 @@ class Session(Controls):
             self._to_voice,
             canary=engine.canary,
             clause_hook=self.plugins.clause,
+            llm_may_run=self.voice.first_audio_priority,
         )
         self.muted = False
         self._pending_persona: Persona | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ class Mind:
         send: Callable[[object], Awaitable[None]],
         canary: str = "",
         clause_hook: Callable[[str, Turn], Awaitable[str | None]] | None = None,
+        llm_may_run: threading.Event | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
@@ -66,6 +68,10 @@ class Mind:
         self.emit = emit  # notifications (console, trace)
         self.send = send  # data for the voice stage, with backpressure
         self.clause_hook = clause_hook  # plugins' on_clause, run before the gate
+        if llm_may_run is None:
+            llm_may_run = threading.Event()
+            llm_may_run.set()
+        self.llm_may_run = llm_may_run  # cleared by the voice stage while it makes first audio
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
         self.set_persona(persona, gate)
 
@@ -99,6 +105,9 @@ class Mind:
             stats["t0"] = time.perf_counter()
             try:
                 for piece in self.backend.stream(messages, max_tokens):
+                    # While Piper makes the first clause's audio, the LLM waits: the
+                    # first sample is what the audience hears, and the LLM has slack.
+                    self.llm_may_run.wait(timeout=1.0)
                     stats["tokens"] += 1
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # surface backend failures in the loop, not a dead thread

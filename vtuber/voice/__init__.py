@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +38,10 @@ class VoiceStage:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
         self.errors = errors if errors is not None else []
+        # Set while the LLM may decode; cleared while the first clause of a reply is
+        # synthesized (the mind waits on it between tokens).
+        self.first_audio_priority = threading.Event()
+        self.first_audio_priority.set()
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
         await self.queue.put(event)
@@ -48,12 +53,18 @@ class VoiceStage:
             if event is None:
                 return
             if isinstance(event, ReplyClause):
+                first = event.index == 0
+                if first:
+                    self.first_audio_priority.clear()  # the LLM pauses: both cores for the first audio
                 try:
                     samples = await loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
                 except Exception as e:  # one unspeakable clause must not silence the co-host
                     log.error("TTS failed on clause %r: %s: %s", event.text[:60], type(e).__name__, e)
                     self.errors.append(f"turn {event.turn_id}: TTS failed ({type(e).__name__}: {e})")
                     continue
+                finally:
+                    if first:
+                        self.first_audio_priority.set()
                 self.emit(
                     AudioChunk(
                         turn_id=event.turn_id,
