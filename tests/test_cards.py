@@ -412,3 +412,19 @@ def test_unrecognised_file(tmp_path):
     path = tmp_path / "card.txt"
     path.write_text("hello", encoding="utf-8")
     assert "not a character card" in one_line_error(load_card, path)
+
+
+def test_a_compressed_chunk_that_unpacks_huge_is_refused(tmp_path):
+    bomb = b"A" * (40 << 20)  # 40 MiB of nothing, a few KB compressed
+    p = write_png(tmp_path, png(itxt=("chara", bomb)))
+    assert p.stat().st_size < 200_000
+    msg = one_line_error(load_card, p)
+    assert "unpacks to more than 16 MiB" in msg and str(p) in msg
+
+
+def test_written_persona_is_an_ordinary_readable_file(tmp_path):
+    import stat
+
+    persona = load_card(write_json(tmp_path, v2()))
+    out = write_persona_yaml(persona, tmp_path / "luna.yaml")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644

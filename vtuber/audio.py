@@ -94,6 +94,7 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
             w.setsampwidth(2)
             w.setframerate(rate)
             w.writeframes(to_int16(samples).tobytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the report is an ordinary file
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -152,6 +152,17 @@ def _card_text_from_png(raw: bytes, p: Path) -> str:
     raise UserError(f"{p}: not a character card: no 'chara' or 'ccv3' text chunk")
 
 
+MAX_CARD_TEXT = 16 << 20  # a card is text: more than 16 MiB unpacked is a zip bomb, not a card
+
+
+def _inflate(data: bytes, key: str, p: Path) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, MAX_CARD_TEXT)
+    if d.unconsumed_tail:
+        raise UserError(f"{p}: the {key!r} chunk unpacks to more than {MAX_CARD_TEXT >> 20} MiB; not a card")
+    return out
+
+
 def _text_chunk(ctype: bytes, data: bytes, key: str, p: Path) -> str:
     rest = data.partition(b"\0")[2]
     try:
@@ -160,7 +171,7 @@ def _text_chunk(ctype: bytes, data: bytes, key: str, p: Path) -> str:
         if ctype == b"zTXt":
             if not rest or rest[0] != 0:
                 raise UserError(f"{p}: damaged PNG (unknown compression in the {key!r} chunk)")
-            return zlib.decompress(rest[1:]).decode("latin-1")
+            return _inflate(rest[1:], key, p).decode("latin-1")
         # iTXt: compression flag, method, language tag\0, translated keyword\0, UTF-8 text
         if len(rest) < 2:
             raise UserError(f"{p}: damaged PNG (short {key!r} iTXt chunk)")
@@ -172,7 +183,7 @@ def _text_chunk(ctype: bytes, data: bytes, key: str, p: Path) -> str:
         if flag:
             if method != 0:
                 raise UserError(f"{p}: damaged PNG (unknown compression in the {key!r} chunk)")
-            text = zlib.decompress(text)
+            text = _inflate(text, key, p)
         return text.decode("utf-8")
     except zlib.error as e:
         raise UserError(f"{p}: damaged PNG (cannot decompress the {key!r} chunk: {e})") from None
@@ -444,6 +455,7 @@ def write_persona_yaml(persona: Persona, path: str | os.PathLike, overwrite: boo
             f.write(header + body)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a persona is an ordinary file
         os.replace(tmp, p)
         tmp = None
     except OSError as e:

@@ -117,6 +117,8 @@ class Recorder:
     def _chunk(self, ev: AudioChunk) -> None:
         r = self.records[ev.turn_id]
         self.sample_rate = ev.sample_rate
+        if not len(ev.samples):  # nothing to hear: not the first audio, not a gap filler
+            return
         if r.t_first_audio is None:
             r.t_first_audio = ev.t
             start = max(ev.t, self._cursor)
