@@ -20,7 +20,16 @@ from collections.abc import Callable
 
 from vtuber.clock import Clock
 from vtuber.config import DirectorConfig
-from vtuber.events import Announcement, ChatMessage, Turn, TurnDropped, Utterance
+from vtuber.events import (
+    MODERATOR_BADGES,
+    SUBSCRIBER_BADGES,
+    Announcement,
+    ChatMessage,
+    Turn,
+    TurnDropped,
+    Utterance,
+    badge_names,
+)
 
 
 DEFAULT_WEIGHTS = {
@@ -61,13 +70,13 @@ class Director:
 
     def score(self, msg: ChatMessage) -> float:
         """How much a chat message deserves an answer (1 = an ordinary message)."""
-        w, badges = self.weights, {b.lower().split("/")[0] for b in msg.badges}
+        w, badges = self.weights, badge_names(msg.badges)
         text = msg.text.lower()
         s = 1.0
         s += w["paid"] if msg.bits > 0 else 0.0
         s += w["mention"] if self.persona_name and self.persona_name in text else 0.0
-        s += w["subscriber"] if badges & {"subscriber", "founder", "member"} else 0.0
-        s += w["moderator"] if badges & {"moderator", "broadcaster"} else 0.0
+        s += w["subscriber"] if badges & SUBSCRIBER_BADGES else 0.0
+        s += w["moderator"] if badges & (MODERATOR_BADGES | {"broadcaster"}) else 0.0
         s += w["vip"] if "vip" in badges else 0.0
         s += w["question"] if "?" in text else 0.0
         s += w["first_time"] if badges & {"first-msg", "first_msg", "first_time"} else 0.0

@@ -28,6 +28,15 @@ class ChatMessage:
     id: str = ""
 
 
+SUBSCRIBER_BADGES = frozenset({"subscriber", "founder", "member"})
+MODERATOR_BADGES = frozenset({"moderator", "mod"})
+
+
+def badge_names(badges: tuple[str, ...]) -> frozenset[str]:
+    """Badge names without versions ("subscriber/12" -> "subscriber"), lower case."""
+    return frozenset(b.lower().split("/")[0] for b in badges)
+
+
 @dataclass(frozen=True)
 class StreamEvent:
     """Something happened on the channel: follow, sub, gift, bits, raid."""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vtuber.errors import UserError
-from vtuber.events import ChatMessage, StreamEvent, Turn
+from vtuber.events import MODERATOR_BADGES, SUBSCRIBER_BADGES, ChatMessage, StreamEvent, Turn, badge_names
 
 log = logging.getLogger("vtuber.plugins")
 
@@ -54,14 +54,14 @@ class Permission(IntEnum):
 
 def permission_of(msg: ChatMessage) -> Permission:
     """The highest level the message's badges grant."""
-    badges = {b.lower().split("/")[0] for b in msg.badges}
+    badges = badge_names(msg.badges)
     if "broadcaster" in badges:
         return Permission.BROADCASTER
-    if "moderator" in badges or "mod" in badges:
+    if badges & MODERATOR_BADGES:
         return Permission.MODERATOR
     if "vip" in badges:
         return Permission.VIP
-    if badges & {"subscriber", "founder", "member"}:
+    if badges & SUBSCRIBER_BADGES:
         return Permission.SUBSCRIBER
     return Permission.EVERYONE
 
