@@ -146,3 +146,32 @@ def test_moderator_switches_persona_and_mutes(plugin_session):
     dropped = [(d.user, d.reason) for d in plugin_session.recorder.dropped]
     assert ("erin", "muted") in dropped
     assert "erin" not in {t[1] for t in _turns(plugin_session)}
+
+
+def test_the_personas_own_voice_settings_are_used(tmp_path, engine):
+    from vtuber.models import bundled_voice
+
+    p = tmp_path / "slow.yaml"
+    p.write_text(
+        "name: Slow\ndescription: d\nspeaking_style: s\ngreeting: Hi.\n"
+        f"voice: {{model: {bundled_voice()}, length_scale: 1.6}}\n",
+        encoding="utf-8",
+    )
+    slow = Engine.load(load_config(), load_persona(str(p)))
+    assert slow.tts.syn_config.length_scale == 1.6
+    text = "Hello there, welcome to the stream."
+    # A slower voice: the same sentence takes clearly longer to say.
+    assert len(slow.tts.synthesize(text)) > 1.3 * len(engine.tts.synthesize(text))
+    slow.close()
+
+
+def test_a_persona_voice_that_does_not_exist_is_one_line(tmp_path, capsys):
+    p = tmp_path / "novoice.yaml"
+    p.write_text(
+        "name: Mute\ndescription: d\nspeaking_style: s\ngreeting: Hi.\nvoice: {model: nowhere.onnx}\n", encoding="utf-8"
+    )
+    chat = jsonl(tmp_path / "c.jsonl", [{"t": 0.1, "text": "hi"}])
+    rc = main(["rehearse", "--persona", str(p), "--chat", str(chat), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "voice.model" in err[0] and "not found" in err[0]
+    assert not (tmp_path / "o").exists()
