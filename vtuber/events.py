@@ -144,7 +144,6 @@ class ReplyClause:
     index: int
     text: str
     t: float
-    final: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +155,6 @@ class AudioChunk:
     samples: np.ndarray
     sample_rate: int
     t: float  # when this audio became ready to play
-    final: bool = False  # last chunk of the reply
 
     @property
     def duration(self) -> float:
@@ -175,7 +173,8 @@ class ReplyFinished:
 
 @dataclass(frozen=True)
 class Interrupt:
-    """Flows back: the streamer started speaking, the co-host should stop talking."""
+    """Flows back: the streamer started speaking, the co-host should stop talking.
+    (Defined for the live mode's barge-in; nothing emits it yet.)"""
 
     t: float
     reason: str = "streamer_speech"
