@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from vtuber.errors import UserError
+from vtuber.errors import UserError, read_text
 
 
 @dataclass
@@ -197,16 +197,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     cfg = Config()
     if path is not None:
         p = Path(path)
+        text = read_text(p, "config file")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{p}: config file not found") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{p}: not valid TOML ({e})") from None
-        except UnicodeDecodeError:
-            raise UserError(f"{p}: not a UTF-8 text file") from None
-        except OSError as e:
-            raise UserError(f"{p}: cannot read config ({e.strerror or e})") from None
         _apply(cfg, data, str(p))
     if overrides:
         _apply(cfg, overrides, "command line")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from vtuber.errors import UserError
+from vtuber.errors import UserError, read_text
 
 PERSONA_DIR = Path(__file__).resolve().parents[2] / "personas"
 
@@ -292,14 +292,7 @@ def _read(name_or_path: str) -> tuple[Path, object]:
     p = Path(name_or_path).expanduser()
     if not p.suffix and not p.exists():
         p = PERSONA_DIR / f"{name_or_path}.yaml"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{p}: persona not found (bundled personas: {', '.join(list_personas()) or 'none'})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: persona file is not UTF-8 text") from None
-    except OSError as e:
-        raise UserError(f"{p}: cannot read persona ({e.strerror or e})") from None
+    text = read_text(p, "persona", not_found=f"{p}: persona not found (bundled personas: {', '.join(list_personas()) or 'none'})")
     try:
         return p, yaml.safe_load(text)
     except yaml.YAMLError as e:

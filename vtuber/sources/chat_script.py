@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vtuber.clock import Clock
-from vtuber.errors import UserError
+from vtuber.errors import UserError, read_text
 from vtuber.events import ChatMessage, StreamEvent
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
@@ -31,14 +31,7 @@ EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 
 def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{p}: chat script not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: chat script is not UTF-8 text") from None
-    except OSError as e:
-        raise UserError(f"{p}: cannot read chat script ({e.strerror or e})") from None
+    lines = read_text(p, "chat script").splitlines()
     messages: list[ChatMessage] = []
     last_t = 0.0
     for number, line in enumerate(lines, start=1):
