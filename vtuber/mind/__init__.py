@@ -169,8 +169,7 @@ class Mind:
             # ("Miko,\n..." is a salutation, not a finished reply: a newline after
             # fewer than four words is just a space.)
             text, newline, rest = item.partition("\n")
-            said = len(" ".join([*spoken, splitter.pending, text]).split())
-            if newline and said < 4:
+            if newline and len(" ".join([*spoken, splitter.pending, text]).split()) < 4:
                 text, newline = text + " " + rest, ""
             for clause in splitter.feed(text):
                 if not await say(clause):
