@@ -19,3 +19,26 @@ def read_text(path: Path, what: str, not_found: str | None = None) -> str:
         raise UserError(f"{path}: {what} is not UTF-8 text") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """A user's value for an error line: repr-like, at most `limit` characters of it.
+
+    A longer value is cut with an ellipsis and its full length, so a 5 MB value is not
+    repeated in the message: quote("a" * 5000000) == "'aaaa…' (5000000 characters)".
+    Strings and bytes keep their quotes and escapes (a newline shows as \\n, so the
+    error stays one line); anything else is shown by its repr, cut the same way.
+    """
+    limit = max(0, limit)
+    if isinstance(value, (str, bytes, bytearray)):
+        text = bytes(value) if isinstance(value, bytearray) else value
+        show = str.__repr__ if isinstance(text, str) else bytes.__repr__
+        if len(text) <= limit:
+            return show(text)
+        r = show(text[:limit])
+        unit = "characters" if isinstance(text, str) else "bytes"
+        return f"{r[:-1]}…{r[-1]} ({len(text)} {unit})"
+    r = repr(value)
+    if len(r) <= limit:
+        return r
+    return f"{r[:limit]}… ({len(r)} characters)"
