@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -82,9 +83,53 @@ def test_unicode_text_kept(tmp_path):
     assert m.text == "こんにちは Miko ✨"
 
 
-def test_empty_file_gives_no_messages(tmp_path):
-    assert parse_chat_script(write(tmp_path, "")) == []
-    assert parse_chat_script(write(tmp_path, "# only a comment\n\n", "c.jsonl")) == []
+@pytest.mark.parametrize("content", ["", "# only a comment\n\n", "\n   \n"])
+def test_a_script_with_nothing_in_it_is_one_line(tmp_path, content):
+    path = write(tmp_path, content)
+    msg = str(user_error(path))
+    assert str(path) in msg and "no messages" in msg
+
+
+def test_huge_integer_time_is_one_line(tmp_path):
+    path = write(tmp_path, '{"t": ' + "9" * 400 + ', "text": "hi"}\n')
+    msg = str(user_error(path))
+    assert f"{path}:1" in msg and "'t'" in msg
+    assert len(msg) < 300  # the 400-digit value is quoted cut short
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    path = write(tmp_path, '{"text": ' + "[" * 10000 + "]" * 10000 + "}\n")
+    msg = str(user_error(path))
+    assert f"{path}:1" in msg and ("nested" in msg or "text" in msg)
+
+
+def test_a_huge_value_is_not_repeated_in_the_error_line(tmp_path):
+    path = write(tmp_path, json.dumps({"event": "x" * 50_000, "user": "a"}) + "\n")
+    msg = str(user_error(path))
+    assert len(msg) < 400 and "50000 characters" in msg
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_is_refused_up_front(tmp_path):
+    fifo = tmp_path / "chat.jsonl"
+    os.mkfifo(fifo)  # nobody writes: reading it would block forever
+    msg = str(user_error(fifo))
+    assert str(fifo) in msg and "not a regular file" in msg
+
+
+@pytest.mark.timeout(10)
+def test_dev_zero_is_refused_not_read_forever():
+    msg = str(user_error("/dev/zero"))
+    assert "/dev/zero" in msg and "not a regular file" in msg
+
+
+def test_a_script_over_the_size_cap_is_one_line(tmp_path):
+    from vtuber.errors import MAX_TEXT_FILE
+
+    line = '{"text": "hi"}\n'
+    path = write(tmp_path, line * (MAX_TEXT_FILE // len(line) + 1))
+    msg = str(user_error(path))
+    assert str(path) in msg and "too large" in msg
 
 
 # ---- bad input: every one is a one-line UserError naming the file (and line) ----

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from vtuber.errors import UserError
-from vtuber.mind.persona import PERSONA_DIR, Persona, load_persona, persona_from_dict
+from vtuber.mind.persona import Persona, load_persona, persona_from_dict
+from vtuber.paths import bundled
 
 GOOD = {
     "name": "Nova",
@@ -42,7 +43,7 @@ def test_bundled_miko_loads_by_name():
     assert p.max_chars == 220
     assert len(p.example_lines) == 3
     assert p.greeting.startswith("Hi chat")
-    assert p.path == str(PERSONA_DIR / "miko.yaml")
+    assert p.path == str(bundled("personas") / "miko.yaml")
     # The recogniser is primed with the persona's and the streamer's names first.
     assert p.asr_prompt.startswith("Hi Miko. Hello, Sam!")
 
@@ -166,8 +167,7 @@ def test_invalid_yaml_tab_indent_line_number(tmp_path):
 
 def test_missing_persona_name_lists_bundled_personas():
     msg = one_line_error(load_persona, "no_such_persona")
-    assert "no_such_persona" in msg
-    assert "not found" in msg
+    assert "no persona named 'no_such_persona'" in msg
     assert "miko" in msg
 
 
@@ -193,3 +193,63 @@ def test_empty_persona_name():
     # `persona = ""` in the config ends up here; it must not try to read the current directory.
     msg = one_line_error(load_persona, "")
     assert "persona" in msg
+
+
+# ---- where personas come from: the user's folder, the config's folders, the package ----
+
+
+def _persona_yaml(name: str) -> str:
+    return f"name: {name}\ndescription: d\nspeaking_style: s\ngreeting: hi\n"
+
+
+def test_user_folder_is_the_platform_config_dir(user_config_dir):
+    from vtuber.paths import user_personas
+
+    assert user_personas() == user_config_dir / "personas"
+
+
+def test_a_persona_in_the_user_folder_is_found_by_name_and_hides_the_bundled_one(user_config_dir):
+    from vtuber.mind.persona import find_personas
+
+    folder = user_config_dir / "personas"
+    folder.mkdir(parents=True)
+    (folder / "miko.yaml").write_text(_persona_yaml("My Miko"), encoding="utf-8")
+    (folder / "nova.yaml").write_text(_persona_yaml("Nova"), encoding="utf-8")
+    assert load_persona("nova").name == "Nova"
+    assert load_persona("miko").name == "My Miko"
+    found = find_personas()
+    assert found["miko"] == (folder / "miko.yaml", "user")
+    assert found["nova"][1] == "user"
+
+
+def test_config_folders_come_after_the_user_folder_and_before_the_bundled_ones(tmp_path, user_config_dir):
+    from vtuber.mind.persona import find_personas, list_personas
+
+    extra = tmp_path / "team-personas"
+    extra.mkdir()
+    (extra / "rook.yaml").write_text(_persona_yaml("Rook"), encoding="utf-8")
+    (extra / "miko.yaml").write_text(_persona_yaml("Team Miko"), encoding="utf-8")
+    assert load_persona("rook", [str(extra)]).name == "Rook"
+    assert load_persona("miko", [str(extra)]).name == "Team Miko"
+    assert find_personas([str(extra)])["rook"] == (extra / "rook.yaml", "config")
+    assert "rook" not in list_personas()  # only where the config names the folder
+    with pytest.raises(UserError):
+        load_persona("rook")
+
+
+def test_persona_list_shows_where_each_comes_from(user_config_dir, tmp_path, capsys):
+    from vtuber.cli import main
+
+    folder = user_config_dir / "personas"
+    folder.mkdir(parents=True)
+    (folder / "nova.yaml").write_text(_persona_yaml("Nova"), encoding="utf-8")
+    extra = tmp_path / "more"
+    extra.mkdir()
+    (extra / "rook.yaml").write_text(_persona_yaml("Rook"), encoding="utf-8")
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f'persona_folders = ["{extra}"]\n', encoding="utf-8")
+    assert main(["persona", "list", "--config", str(cfg)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nova Nova" in out and f"(user: {folder / 'nova.yaml'})" in out
+    assert "rook Rook" in out and f"(config: {extra / 'rook.yaml'})" in out
+    assert "miko Miko" in out and "(bundled: " in out

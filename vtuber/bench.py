@@ -24,6 +24,7 @@ from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.outputs.recorder import TurnRecord
+from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
 from vtuber.rehearsal import summary
 from vtuber.sources import ChatScriptSource, WavReplaySource
@@ -247,10 +248,20 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write(result: dict, out_dir: Path) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    j = out_dir / "bench.json"
-    j.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    p = out_dir / "bench.png"
-    plot(result, p)
-    return {"json": j, "plot": p}
+FILES = ("bench.json", "bench.png")
+
+
+def write(result: dict, out: OutFolder | Path) -> dict[str, Path]:
+    """bench.json and bench.png, published together (see `vtuber.out_folder`)."""
+    folder = out if isinstance(out, OutFolder) else OutFolder(out, FILES).claim()
+
+    def files(stage: Path) -> None:
+        (stage / "bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        plot(result, stage / "bench.png")
+
+    try:
+        written = folder.publish(files)
+    finally:
+        if folder is not out:
+            folder.release()
+    return {"json": written["bench.json"], "plot": written["bench.png"]}

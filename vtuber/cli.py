@@ -18,7 +18,7 @@ console = Console(highlight=False)
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="settings TOML file (see docs/config.md)")
-    p.add_argument("--persona", metavar="NAME|FILE", help="persona name in personas/ or a YAML file (default: miko)")
+    p.add_argument("--persona", metavar="NAME|FILE", help="persona name (see `vtuber persona list`) or a YAML file (default: miko)")
     p.add_argument("--llm", metavar="GGUF", help="LLM model file (default: bundled SmolLM2-135M-Instruct Q4_1)")
     p.add_argument("--asr", metavar="DIR", help="faster-whisper model folder (default: bundled Whisper tiny.en)")
     p.add_argument("--voice", metavar="ONNX", help="Piper voice .onnx (default: bundled en_US-joe-medium)")
@@ -28,12 +28,12 @@ def _config_from(args: argparse.Namespace):
     from vtuber.config import load_config
 
     overrides: dict = {"models": {}}
-    if args.persona:
+    if getattr(args, "persona", None):
         overrides["persona"] = args.persona
     for key in ("llm", "asr", "voice"):
-        if getattr(args, key):
+        if getattr(args, key, None):
             overrides["models"][key] = getattr(args, key)
-    return load_config(args.config, overrides)
+    return load_config(getattr(args, "config", None), overrides)
 
 
 def _check_session_settings(cfg) -> None:
@@ -62,19 +62,26 @@ def _load_engine(cfg, persona, quiet: bool):
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from vtuber.mind.persona import load_persona
-    from vtuber.models import persona_voice, resolve, voice_sample_rate
-    from vtuber.outputs.console import ConsoleOutput
-    from vtuber.rehearsal import DEMO_CHAT, DEMO_SPEECH, check_out_dir, load_inputs, run_rehearsal
+    from vtuber.models import resolve
+    from vtuber.rehearsal import DEMO_CHAT, DEMO_SPEECH, claim_out_dir, load_inputs
 
     cfg = _config_from(args)
-    persona = load_persona(cfg.persona)
+    persona = load_persona(cfg.persona, cfg.persona_folders)
     chat, speech = args.chat, args.speech
     if chat is None and speech is None:
         chat, speech = DEMO_CHAT, DEMO_SPEECH
     inputs = load_inputs(chat, speech, args.speech_at)
-    check_out_dir(args.out)
     _check_session_settings(cfg)
     paths = resolve(cfg)  # every model file checked before anything loads
+    with claim_out_dir(args.out, args.force) as out:
+        return _rehearse(args, cfg, persona, inputs, paths, out)
+
+
+def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
+    from vtuber.models import persona_voice, voice_sample_rate
+    from vtuber.outputs.console import ConsoleOutput
+    from vtuber.rehearsal import run_rehearsal
+
     voice, voice_config = persona_voice(cfg, paths, persona)
     outputs = []
     speaker = None
@@ -91,7 +98,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     recorder = Recorder()
     outputs.insert(0, ConsoleOutput(recorder, persona.name, console))
     try:
-        session, written = run_rehearsal(engine, inputs, Path(args.out), args.fast, outputs, recorder)
+        session, written = run_rehearsal(engine, inputs, out, args.fast, outputs, recorder)
     finally:
         if speaker is not None:
             speaker.close()
@@ -130,16 +137,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vtuber import bench
     from vtuber.mind.persona import load_persona
     from vtuber.models import resolve
+    from vtuber.out_folder import OutFolder
 
     if not 1 <= args.turns <= 200:
         raise UserError(f"--turns must be in [1, 200], got {args.turns}")
     cfg = _config_from(args)
-    persona = load_persona(cfg.persona)
+    persona = load_persona(cfg.persona, cfg.persona_folders)
     resolve(cfg)
-    engine = _load_engine(cfg, persona, quiet=True)
-    with console.status("benchmarking", spinner="dots") as status:
-        result = bench.run_bench(engine, args.turns, progress=lambda m: (status.update(m), console.print(f"[dim]{m}[/]")))
-    files = bench.write(result, Path(args.out))
+    with OutFolder(args.out, bench.FILES, force=args.force) as out:
+        engine = _load_engine(cfg, persona, quiet=True)
+        with console.status("benchmarking", spinner="dots") as status:
+            result = bench.run_bench(engine, args.turns, progress=lambda m: (status.update(m), console.print(f"[dim]{m}[/]")))
+        files = bench.write(result, out)
     console.print(bench_table(result))
     for line in bench_verdict(result):
         console.print(line)
@@ -203,21 +212,25 @@ def cmd_persona(args: argparse.Namespace) -> int:
 
     from vtuber.mind import persona as personas
 
+    folders = _config_from(args).persona_folders if getattr(args, "config", None) else []
     if args.action == "list":
-        for name in personas.list_personas():
+        for name, (path, origin) in sorted(personas.find_personas(folders).items()):
             try:
-                p = personas.load_persona(name)
-                console.print(f"[bold]{escape(name)}[/]  {escape(p.name)}: {escape(p.description[:70])}")
+                p = personas.load_persona(str(path))
+                about = f"{escape(p.name)}: {escape(p.description[:70])}"
             except UserError as e:
-                console.print(f"[bold]{escape(name)}[/]  [red]broken[/]: {escape(str(e))}")
+                about = f"[red]broken[/]: {escape(str(e))}"
+            console.print(f"[bold]{escape(name)}[/]  {about}  [dim]({origin}: {escape(str(path))})[/]")
         return 0
     if args.action == "show":
-        p = personas.load_persona(args.target)
+        p = personas.load_persona(args.target, folders)
         console.print(f"# {p.path}", markup=False)
         console.print(yaml.safe_dump(personas.persona_to_dict(p), sort_keys=False, allow_unicode=True), markup=False)
         return 0
     if args.action == "check":
-        path, problems = personas.check_persona(args.target)
+        path, problems = personas.check_persona(args.target, folders)
+        if not problems:
+            problems = _context_problems(args, str(path))
         if problems:
             for problem in problems:
                 print(f"{path}: {problem}", file=sys.stderr)
@@ -229,6 +242,22 @@ def cmd_persona(args: argparse.Namespace) -> int:
     persona, out = import_card(args.target, args.out, args.streamer, args.force)
     print(f"wrote {out} (persona {persona.name}; use it with --persona {out})")
     return 0
+
+
+def _context_problems(args, path: str) -> list[str]:
+    """Does the persona's largest prompt fit the model's context? Measured in the model's
+    own tokens (its vocabulary only is read: no weights load)."""
+    from vtuber.mind.llm import token_counter
+    from vtuber.mind.persona import load_persona
+    from vtuber.mind.prompt import context_problem
+    from vtuber.models import resolve
+
+    cfg = _config_from(args)
+    count = token_counter(resolve(cfg).llm, cfg)
+    if count is None:
+        return []
+    problem = context_problem(load_persona(path), count, cfg.llm.context, cfg.llm.history_turns)
+    return [problem] if problem else []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speech", metavar="WAV", help="recording of the streamer (any PCM WAV; converted to 16 kHz mono)")
     p.add_argument("--speech-at", type=float, default=0.0, metavar="S", help="session time the recording starts (default 0)")
     p.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    p.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     p.add_argument("--fast", action="store_true", help="do not wait for real time: inputs one after another, as fast as the pipeline allows")
     p.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="also play replies on a sound device (name or index; default device if none given)")
     p.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
@@ -270,19 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
+    b.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     _add_common(b)
     b.set_defaults(func=cmd_bench)
 
     pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
     psub = pp.add_subparsers(dest="action", required=True)
-    psub.add_parser("list", help="the personas in personas/")
+    ls = psub.add_parser("list", help="every persona by name, and where it comes from (your folder, the config's, bundled)")
+    ls.add_argument("--config", metavar="FILE", help="settings TOML file (its persona_folders are listed too)")
     s = psub.add_parser("show", help="a persona as the program reads it")
     s.add_argument("target", metavar="NAME|FILE")
-    c = psub.add_parser("check", help="every problem in a persona file at once (exit 2 if any)")
+    s.add_argument("--config", metavar="FILE", help="settings TOML file")
+    c = psub.add_parser("check", help="every problem in a persona file at once, and whether its prompt fits the model (exit 2 if any)")
     c.add_argument("target", metavar="NAME|FILE")
+    c.add_argument("--config", metavar="FILE", help="settings TOML file (model, llm.context)")
     i = psub.add_parser("import", help="import a SillyTavern character card (V1/V2/V3, JSON or PNG) as a YAML persona")
     i.add_argument("target", metavar="CARD")
-    i.add_argument("--out", metavar="FILE", help="where to write (default: personas/NAME.yaml)")
+    i.add_argument("--out", metavar="FILE", help="where to write (default: NAME.yaml in your persona folder, see `persona list`)")
     i.add_argument("--streamer", default="the streamer", metavar="NAME", help="what {{user}} becomes (default: the streamer)")
     i.add_argument("--force", action="store_true", help="overwrite an existing file")
     pp.set_defaults(func=cmd_persona)
@@ -308,8 +342,30 @@ def _tune_malloc() -> None:
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run unwinds (temporary files removed) and stops."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     _tune_malloc()
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -321,8 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"vtuber: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("vtuber: stopped (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("vtuber: stopped", file=sys.stderr)
+        print("vtuber: stopped; nothing half-written was left", file=sys.stderr)
         return 130
 
 

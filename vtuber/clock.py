@@ -3,8 +3,10 @@
 Sources never call `asyncio.sleep` themselves; they ask the clock to wake them at
 a session time. The real clock just sleeps. The fast clock is a small discrete-event
 scheduler: while the pipeline is busy (ASR running, a turn queued or being answered)
-time runs at wall speed, so every measured latency is real compute time; once the
-pipeline is idle and every source is waiting, time jumps to the earliest wake-up.
+time runs at wall speed and inputs arrive on time, exactly as live, so every measured
+latency is real compute time and triage (queue limits, stale messages) drops what it
+would drop live; once the pipeline is idle and every source is waiting, time jumps to
+the earliest wake-up.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Clock:
 
 
 class FastClock(Clock):
-    """Runs inputs as fast as the pipeline allows, one after the other, with honest latencies."""
+    """Real time while the pipeline works, idle time skipped: honest latencies, the same triage as live."""
 
     fast = True
 
@@ -102,23 +104,28 @@ class FastClock(Clock):
     async def _schedule(self) -> None:
         assert self._changed is not None
         while True:
-            await self._changed.wait()
             self._changed.clear()
-            # Wake the earliest source only when nothing is in flight: every live
-            # source is parked here and no stage holds work.
-            while (
-                self._waiters
-                and not self.busy
-                and len(self._waiters) >= self._live_sources
-            ):
-                t, _, fut = heapq.heappop(self._waiters)
-                if fut.cancelled():  # its source was cancelled: nobody to wake
-                    continue
+            while self._waiters and self._waiters[0][2].cancelled():  # its source was cancelled
+                heapq.heappop(self._waiters)
+            timeout = None
+            if self._waiters:
+                t, _, fut = self._waiters[0]
                 lag = t - self.now()
-                if lag > 0:
-                    self._offset += lag
-                fut.set_result(None)
-                # Let the woken source run and park again (or finish) before the next pick.
-                break
-            if self._live_sources <= 0 and not self._waiters:
+                every_source_parked = len(self._waiters) >= self._live_sources
+                # Due inputs arrive on time, busy or not (so triage sees the same queue as
+                # live); idle time, with every source parked, is skipped.
+                if lag <= 0 or (not self.busy and every_source_parked):
+                    heapq.heappop(self._waiters)
+                    if lag > 0:
+                        self._offset += lag
+                    fut.set_result(None)
+                    # Let the woken source run and park again (or finish) before the next pick.
+                    await self._changed.wait()
+                    continue
+                timeout = lag
+            elif self._live_sources <= 0:
                 return
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass

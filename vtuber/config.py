@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from vtuber.errors import UserError, read_text
+from vtuber.errors import UserError, quote, read_text
 
 
 @dataclass
@@ -106,7 +106,8 @@ class PluginsConfig:
 
 @dataclass
 class Config:
-    persona: str = "miko"  # a name in personas/ or a path to a YAML file
+    persona: str = "miko"  # a persona name (user folder, persona_folders, bundled) or a YAML file
+    persona_folders: list[str] = field(default_factory=list)  # more folders of NAME.yaml personas
     models: ModelsConfig = field(default_factory=ModelsConfig)
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -121,14 +122,14 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{where}: expected a finite number, got {value!r}")
+        raise UserError(f"{where}: expected a finite number, got {quote(value)}")
     if typ == list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UserError(f"{where}: expected a list of strings, got {value!r}")
+            raise UserError(f"{where}: expected a list of strings, got {quote(value)}")
         return list(value)
     if typ is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{where}: expected a table, got {value!r}")
+            raise UserError(f"{where}: expected a table, got {quote(value)}")
         return dict(value)
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -138,7 +139,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     }.get(typ)
     if not ok:
         name = getattr(typ, "__name__", str(typ))
-        raise UserError(f"{where}: expected {name}, got {value!r}")
+        raise UserError(f"{where}: expected {name}, got {quote(value)}")
     return value
 
 
@@ -147,7 +148,7 @@ def _apply(obj: Any, data: dict, source: str, prefix: str = "") -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in data.items():
         if key not in names:
-            raise UserError(f"{source}: unknown key '{prefix}{key}' (known: {', '.join(sorted(names))})")
+            raise UserError(f"{source}: unknown key {quote(prefix + str(key))} (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current) and not isinstance(current, type):
             if not isinstance(value, dict):
@@ -202,6 +203,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{p}: not valid TOML ({e})") from None
+        except RecursionError:
+            raise UserError(f"{p}: not valid TOML (nested too deeply)") from None
         _apply(cfg, data, str(p))
     if overrides:
         _apply(cfg, overrides, "command line")

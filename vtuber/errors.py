@@ -9,16 +9,46 @@ class UserError(Exception):
     """A mistake in the user's input (file, flag, config value): shown as one line, exit code 2."""
 
 
-def read_text(path: Path, what: str, not_found: str | None = None) -> str:
-    """A user's UTF-8 text file, or one clear `UserError` naming it and what it was meant to be."""
+MAX_TEXT_FILE = 16 * 1024 * 1024  # a chat script, persona or config larger than this is a mistake
+
+
+def open_regular(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE):
+    """Open a user's file for reading in binary, refusing up front what would block or never
+    end (a FIFO, a device such as /dev/zero, a folder) and anything over `max_bytes`."""
+    import os
+    import stat
+
     try:
-        return path.read_text(encoding="utf-8")
+        st = os.stat(path)
     except FileNotFoundError:
         raise UserError(not_found or f"{path}: {what} not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: {what} is not UTF-8 text") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path}: {what} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: {what} is not a regular file (a pipe or a device cannot be read)")
+    if st.st_size > max_bytes:
+        raise UserError(f"{path}: {what} is too large ({st.st_size} bytes; at most {max_bytes})")
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+
+
+def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE) -> str:
+    """A user's UTF-8 text file, or one clear `UserError` naming it and what it was meant to be."""
+    with open_regular(path, what, not_found, max_bytes) as f:
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if len(data) > max_bytes:  # it grew while we read it
+        raise UserError(f"{path}: {what} is too large (more than {max_bytes} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: {what} is not UTF-8 text") from None
 
 
 def quote(value: object, limit: int = 80) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 from vtuber.clock import Clock
 from vtuber.config import Config
 from vtuber.director import Director
-from vtuber.errors import UserError
+from vtuber.door import admit
+from vtuber.errors import UserError, quote
 from vtuber.events import (
     Announcement,
     AudioFrame,
@@ -33,7 +34,7 @@ from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona, list_personas, load_persona
-from vtuber.mind.prompt import PromptBuilder, system_prompt
+from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
 from vtuber.models import ModelPaths, persona_voice, resolve
 from vtuber.outputs.recorder import Recorder
 from vtuber.plugins import Controls, Plugin, PluginHost, load_plugins
@@ -62,6 +63,7 @@ class Engine:
         paths = resolve(cfg)
         step(f"loading LLM {paths.llm.name}")
         llm = make_backend(paths.llm, cfg)
+        check_context(persona, llm, cfg)
         step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name}")
         asr = WhisperASR(
             paths.asr,
@@ -94,6 +96,13 @@ class Engine:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
+    """A persona whose prompt cannot fit the model's context is a one-line error, not a crash mid-stream."""
+    problem = context_problem(persona, llm.count_tokens, cfg.llm.context, cfg.llm.history_turns)
+    if problem:
+        raise UserError(f"persona {persona.name} ({persona.path or 'built in'}): {problem}")
 
 
 class Session(Controls):
@@ -181,6 +190,10 @@ class Session(Controls):
             observe(ev)
 
     def emit(self, ev: object) -> None:
+        if isinstance(ev, (ChatMessage, StreamEvent)):  # untrusted: through the door first
+            ev = admit(ev)
+            if ev is None:
+                return
         self._observe(ev)
         if isinstance(ev, AudioFrame):
             self.hearing.feed(ev)
@@ -261,10 +274,12 @@ class Session(Controls):
         return self.persona.name
 
     def set_persona(self, name: str) -> str:
-        """Only personas in personas/ by name: chat commands must not open arbitrary files."""
-        if name not in list_personas():
-            raise UserError(f"no persona named '{name}' (available: {', '.join(list_personas())})")
-        persona = load_persona(name)
+        """Only personas by name (never a path): chat commands must not open arbitrary files."""
+        folders = self.cfg.persona_folders
+        if name not in list_personas(folders):
+            raise UserError(f"no persona named {quote(name, 40)} (available: {', '.join(list_personas(folders))})")
+        persona = load_persona(name, folders)
+        check_context(persona, self.engine.llm, self.cfg)
         self._soon(setattr, self, "_pending_persona", persona)
         return persona.name
 

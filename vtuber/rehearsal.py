@@ -1,7 +1,8 @@
 """Offline rehearsal: a chat script and a recording of the streamer through the real pipeline.
 
 Writes to the output folder only once the whole run succeeded (files are staged
-beside it and moved in at the end), so a failed run never leaves half a report:
+in it and moved into place at the end, see `vtuber.out_folder`), so a failed run
+never leaves half a report:
 - `replies.wav`: every reply on one timeline aligned with the input times
 - `transcript.md`: who said what, and what the co-host answered
 - `timings.json`: per-turn stage latencies and session counters
@@ -13,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import shutil
+import re
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +25,15 @@ from vtuber.audio import read_wav_16k_mono, write_wav
 from vtuber.clock import Clock, FastClock
 from vtuber.errors import UserError
 from vtuber.events import ChatMessage
+from vtuber.out_folder import OutFolder
 from vtuber.outputs.recorder import Recorder, TurnRecord
+from vtuber.paths import bundled
 from vtuber.pipeline import Engine, Session
 from vtuber.sources import ChatScriptSource, WavReplaySource, parse_chat_script
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CHAT = ROOT / "audio" / "demo_chat.jsonl"
-DEMO_SPEECH = ROOT / "audio" / "demo_speech.wav"
+DEMO_CHAT = bundled("audio") / "demo_chat.jsonl"
+DEMO_SPEECH = bundled("audio") / "demo_speech.wav"
+REPORT_FILES = ("replies.wav", "transcript.md", "timings.json", "timeline.png")
 MAX_SESSION_S = 24 * 3600.0
 
 
@@ -52,17 +53,9 @@ class RehearsalInputs:
         return end
 
 
-def check_out_dir(out: str | Path) -> Path:
-    """The output folder must be a folder we can create and write: checked before any work."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"--out {p}: exists and is not a folder")
-    parent = p if p.exists() else p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"--out {p}: cannot write in {parent}")
-    return p
+def claim_out_dir(out: str | Path, force: bool = False) -> OutFolder:
+    """The output folder, checked, created and locked before any work (see `OutFolder`)."""
+    return OutFolder(out, REPORT_FILES, force=force).claim()
 
 
 def load_inputs(chat: str | Path | None, speech: str | Path | None, speech_at: float = 0.0) -> RehearsalInputs:
@@ -122,6 +115,16 @@ def summary(records: list[TurnRecord]) -> dict:
     return out
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md(text: str) -> str:
+    """Text from chat (or a model) as inert Markdown: one line, no markup, no HTML."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     persona = session.engine.persona
     rec = session.recorder
@@ -138,17 +141,16 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     for r in rec.finished():
         who = "streamer (heard)" if r.kind == "speech" else r.user
         lat = r.stages()["input_to_first_audio"]
-        cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
         lines.append(
-            f"| {r.t_input:.2f}s | {cell(who)} | {cell(r.input_text)} | {cell(r.reply_text)} | "
+            f"| {r.t_input:.2f}s | {md(who)} | {md(r.input_text)} | {md(r.reply_text)} | "
             f"{'-' if lat is None else f'{lat * 1000:.0f} ms'} |"
         )
     if rec.dropped:
         lines += ["", "## Not answered", ""]
-        lines += [f"- {d.t:.2f}s {d.user}: {d.text} ({d.reason})" for d in rec.dropped]
+        lines += [f"- {d.t:.2f}s {md(d.user)}: {md(d.text)} ({md(d.reason)})" for d in rec.dropped]
     if session.all_blocked():
         lines += ["", "## Blocked before speech", ""]
-        lines += [f"- turn {tid}: {reason}" for tid, _clause, reason in session.all_blocked()]
+        lines += [f"- turn {tid}: {md(reason)}" for tid, _clause, reason in session.all_blocked()]
     return "\n".join(lines) + "\n"
 
 
@@ -194,14 +196,13 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(session: Session, inputs: RehearsalInputs, out_dir: Path, fast: bool) -> dict[str, Path]:
-    """Stage every file beside out_dir, then move them in: out_dir never holds half a report."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Path, fast: bool) -> dict[str, Path]:
+    """Every report file at once: staged, then moved in (the folder never holds half a report)."""
+    folder = out if isinstance(out, OutFolder) else claim_out_dir(out)
     rec: Recorder = session.recorder
     records = rec.finished()
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+
+    def write(stage: Path) -> None:
         write_wav(stage / "replies.wav", rec.timeline(min_duration=inputs.duration), rec.sample_rate)
         (stage / "transcript.md").write_text(transcript_md(session, inputs, fast), encoding="utf-8")
         timings = {
@@ -217,18 +218,16 @@ def write_report(session: Session, inputs: RehearsalInputs, out_dir: Path, fast:
         }
         (stage / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
         plot_timeline(records, stage / "timeline.png", f"rehearsal with {session.engine.persona.name}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = {}
-        for f in stage.iterdir():
-            os.replace(f, out_dir / f.name)
-            written[f.name] = out_dir / f.name
-        return written
+
+    try:
+        return folder.publish(write)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if folder is not out:
+            folder.release()
 
 
 def run_rehearsal(
-    engine: Engine, inputs: RehearsalInputs, out_dir: Path, fast: bool, outputs=(), recorder: Recorder | None = None
+    engine: Engine, inputs: RehearsalInputs, out: OutFolder | Path, fast: bool, outputs=(), recorder: Recorder | None = None
 ) -> tuple[Session, dict]:
     session = asyncio.run(rehearse(engine, inputs, fast, outputs, recorder))
-    return session, write_report(session, inputs, out_dir, fast)
+    return session, write_report(session, inputs, out, fast)

@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from vtuber.errors import UserError
-from vtuber.mind.persona import PERSONA_DIR, Persona, persona_from_dict, persona_to_dict
+from vtuber.mind.persona import Persona, persona_from_dict, persona_to_dict
+from vtuber.paths import user_personas
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CARD_KEYWORDS = ("ccv3", "chara")  # order = preference
@@ -478,5 +479,5 @@ def import_card(
     """`vtuber persona import`: load a card and write it as a persona YAML file
     (default: personas/<slug of name>.yaml, where `--persona <slug>` finds it)."""
     persona = load_card(card, streamer_name)
-    target = Path(out).expanduser() if out else PERSONA_DIR / f"{slug(persona.name)}.yaml"
+    target = Path(out).expanduser() if out else user_personas() / f"{slug(persona.name)}.yaml"
     return persona, write_persona_yaml(persona, target, overwrite=overwrite)

@@ -30,6 +30,9 @@ class LLMBackend(Protocol):
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         """Blocking generator of text pieces; stops early if `cancel` is set."""
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model (to keep prompts inside the context)."""
+
     def close(self) -> None: ...
 
 
@@ -93,6 +96,9 @@ class LlamaCppBackend:
             finally:
                 chunks.close()
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def reset(self) -> None:
         """Forget the KV cache (the next prompt is evaluated from scratch)."""
         self.llm.reset()
@@ -147,6 +153,9 @@ class CTransformersBackend:
         for _ in self.stream(prefix, max_tokens=1):
             pass
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text))
+
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         self.cancel.clear()
         for piece in self.llm(
@@ -165,6 +174,20 @@ class CTransformersBackend:
 
     def close(self) -> None:
         pass
+
+
+def token_counter(path: Path, cfg: Config):
+    """A token counter for a model file without loading its weights (GGUF: vocabulary
+    only, a fraction of a second); None where that is not possible (legacy GGML)."""
+    if cfg.models.llm_backend != "llama_cpp" or file_magic(path) != b"GGUF":
+        return None
+    from llama_cpp import Llama
+
+    try:
+        vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: llama.cpp could not read this model ({e})") from None
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
 
 def make_backend(path: Path, cfg: Config) -> LLMBackend:

@@ -1,5 +1,9 @@
 """Personas: YAML files the streamer owns (schema and examples: docs/personas.md).
 
+A persona is named by a file path or by name: NAME.yaml in, first match wins, the
+user's folder (`vtuber.paths.user_personas()`), the folders named in the config
+(`persona_folders`), then the personas the package ships.
+
 `load_persona` reads one; `check_persona` lists every problem in a file at once.
 Unknown top-level fields are an error (a typo should not silently do nothing),
 except under `extensions`, which keeps whatever a character card carried.
@@ -11,12 +15,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Sequence
 
 import yaml
 
-from vtuber.errors import UserError, read_text
+from vtuber.errors import UserError, quote, read_text
 
-PERSONA_DIR = Path(__file__).resolve().parents[2] / "personas"
+from vtuber.paths import bundled, user_personas
 
 REQUIRED = ("name", "description", "speaking_style", "greeting")
 OPTIONAL = (
@@ -151,7 +156,7 @@ class _Problems:
         ok = ok and math.isfinite(value) and lo <= value <= hi and (not whole or isinstance(value, int))
         if not ok:
             kind = "a whole number" if whole else "a number"
-            self.add(f"'{key}' must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+            self.add(f"'{key}' must be {kind} in [{lo:g}, {hi:g}], got {quote(value)}")
         return ok
 
 
@@ -161,7 +166,7 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
     pr = _Problems(where)
     unknown = sorted((k for k in data if k not in REQUIRED and k not in OPTIONAL), key=str)
     if unknown:
-        pr.add(f"unknown persona field(s): {', '.join(map(str, unknown))}")
+        pr.add(f"unknown persona field(s): {', '.join(quote(str(k), 40) for k in unknown[:10])}")
     missing = [k for k in REQUIRED if not isinstance(data.get(k), str) or not data[k].strip()]
     if missing:
         pr.add(f"missing persona field(s): {', '.join(missing)}")
@@ -211,7 +216,7 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
     else:
         for k, v in raw_triage.items():
             if k not in TRIAGE_KEYS:
-                pr.add(f"unknown triage weight '{k}' (known: {', '.join(TRIAGE_KEYS)})")
+                pr.add(f"unknown triage weight {quote(k, 40)} (known: {', '.join(TRIAGE_KEYS)})")
             elif pr.number(f"triage.{k}", v, 0, 100):
                 triage[k] = float(v)
 
@@ -286,36 +291,63 @@ def persona_from_dict(data: object, where: str) -> Persona:
     return persona
 
 
-def _read(name_or_path: str) -> tuple[Path, object]:
+def persona_folders(extra: Sequence[str | Path] = ()) -> list[tuple[str, Path]]:
+    """(origin, folder) in lookup order: the user's own, the config's, the bundled ones."""
+    return [
+        ("user", user_personas()),
+        *(("config", Path(f).expanduser()) for f in extra),
+        ("bundled", bundled("personas")),
+    ]
+
+
+def find_personas(extra: Sequence[str | Path] = ()) -> dict[str, tuple[Path, str]]:
+    """Every persona by name: (file, origin); a name in an earlier folder hides a later one."""
+    found: dict[str, tuple[Path, str]] = {}
+    for origin, folder in persona_folders(extra):
+        try:
+            files = sorted(folder.glob("*.yaml"))
+        except OSError:
+            continue
+        for f in files:
+            found.setdefault(f.stem, (f, origin))
+    return found
+
+
+def list_personas(extra: Sequence[str | Path] = ()) -> list[str]:
+    return sorted(find_personas(extra))
+
+
+def _read(name_or_path: str, extra: Sequence[str | Path] = ()) -> tuple[Path, object]:
     if not name_or_path.strip():
-        raise UserError("persona: empty name (give a name in personas/ or a YAML file)")
+        raise UserError("persona: empty name (give a persona name or a YAML file)")
     p = Path(name_or_path).expanduser()
     if not p.suffix and not p.exists():
-        p = PERSONA_DIR / f"{name_or_path}.yaml"
-    text = read_text(p, "persona", not_found=f"{p}: persona not found (bundled personas: {', '.join(list_personas()) or 'none'})")
+        found = find_personas(extra)
+        if name_or_path not in found:
+            raise UserError(f"no persona named {quote(name_or_path, 40)} (available: {', '.join(sorted(found)) or 'none'})")
+        p = found[name_or_path][0]
+    text = read_text(p, "persona")
     try:
         return p, yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise UserError(f"{p}: not valid YAML (nested too deeply)") from None
 
 
-def load_persona(name_or_path: str) -> Persona:
-    """Load a persona by name (personas/NAME.yaml) or by path."""
-    p, data = _read(name_or_path)
+def load_persona(name_or_path: str, folders: Sequence[str | Path] = ()) -> Persona:
+    """Load a persona by name (see the module docstring) or by path."""
+    p, data = _read(name_or_path, folders)
     return persona_from_dict(data, str(p))
 
 
-def check_persona(name_or_path: str) -> tuple[Path, list[str]]:
+def check_persona(name_or_path: str, folders: Sequence[str | Path] = ()) -> tuple[Path, list[str]]:
     """Every problem in a persona file (empty list: it is fine)."""
-    p, data = _read(name_or_path)
+    p, data = _read(name_or_path, folders)
     _, problems = _parse(data, str(p))
     return p, problems
-
-
-def list_personas() -> list[str]:
-    return sorted(x.stem for x in PERSONA_DIR.glob("*.yaml"))
 
 
 def persona_to_dict(p: Persona) -> dict:

@@ -17,6 +17,10 @@ from vtuber.mind.persona import Persona
 
 MAX_INPUT_CHARS = 300
 MAX_LORE_CHARS = 600
+# Room kept for one quoted input (author + MAX_INPUT_CHARS) and for the chat template's
+# own tokens around each message: generous, so an input never pushes the prompt over.
+INPUT_TOKENS = 160
+TEMPLATE_TOKENS_PER_MESSAGE = 8
 
 
 def system_prompt(persona: Persona, canary: str = "") -> str:
@@ -97,3 +101,32 @@ class PromptBuilder:
     def remember(self, turn: Turn, reply: str) -> None:
         if self._keep > 0 and reply.strip():
             self.history.append(Exchange(quote_input(turn, self.persona), reply.strip()))
+
+
+def context_needed(persona: Persona, count_tokens, history_turns: int = 0, canary: str = "x" * 21) -> int:
+    """Tokens the largest prompt for this persona can take, plus its reply.
+
+    The stable prefix, every enabled lore entry (capped as in a turn), the
+    post-history note, one full-length input, the history kept, and the reply."""
+    builder = PromptBuilder(persona, 0, canary)
+    msgs = builder.prefix()
+    lore = [e.content for e in persona.lore if e.enabled]
+    if lore:
+        msgs.append({"role": "system", "content": f"Background you know: {' '.join(lore)[:MAX_LORE_CHARS]}"})
+    if persona.post_history_instructions:
+        msgs.append({"role": "system", "content": persona.post_history_instructions})
+    n = sum(count_tokens(m["content"]) + TEMPLATE_TOKENS_PER_MESSAGE for m in msgs)
+    per_turn = INPUT_TOKENS + persona.max_tokens + 2 * TEMPLATE_TOKENS_PER_MESSAGE
+    return n + per_turn + history_turns * per_turn
+
+
+def context_problem(persona: Persona, count_tokens, context: int, history_turns: int = 0) -> str | None:
+    """One line saying how far the persona's prompt runs past the model's context, or None."""
+    needed = context_needed(persona, count_tokens, history_turns)
+    if needed <= context:
+        return None
+    return (
+        f"the prompt needs about {needed} tokens (with a {persona.max_tokens}-token reply and "
+        f"{history_turns} past exchanges) but llm.context is {context}: {needed - context} over; "
+        "shorten the persona (description, examples, lore) or raise llm.context"
+    )

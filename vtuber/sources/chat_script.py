@@ -21,10 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vtuber.clock import Clock
-from vtuber.errors import UserError, read_text
+from vtuber.errors import UserError, quote, read_text
 from vtuber.events import ChatMessage, StreamEvent
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
+MAX_LINE = 64 * 1024  # one JSON line; a longer one is a mistake, not a chat message
 MAX_T = 24 * 3600.0  # a script longer than a day is a mistake (epoch timestamps, say)
 EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 
@@ -39,10 +40,14 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
+        if len(stripped) > MAX_LINE:
+            raise UserError(f"{where}: line too long ({len(stripped)} characters; at most {MAX_LINE})")
         try:
             obj = json.loads(stripped)
         except json.JSONDecodeError as e:
             raise UserError(f"{where}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise UserError(f"{where}: expected a JSON object")
         if "event" in obj:
@@ -52,9 +57,7 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}: missing 'text' (a non-empty string)")
-        t = obj.get("t", last_t)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_T:
-            raise UserError(f"{where}: 't' must be a number of seconds in [0, {MAX_T:g}], got {t!r}")
+        t = _time(obj, where, last_t)
         user = obj.get("user", "viewer")
         if not isinstance(user, str) or not user.strip():
             raise UserError(f"{where}: 'user' must be a non-empty string")
@@ -76,17 +79,26 @@ def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
                 id=f"script-{number}",
             )
         )
+    if not messages:
+        raise UserError(f"{p}: the chat script has no messages or events (every line is blank or a comment)")
     messages.sort(key=lambda m: m.t)
     return messages
+
+
+def _time(obj: dict, where: str, last_t: float) -> float:
+    t = obj.get("t", last_t)
+    ok = isinstance(t, (int, float)) and not isinstance(t, bool)
+    # Compare before converting: a 400-digit integer does not fit a float.
+    if not ok or (isinstance(t, float) and not math.isfinite(t)) or not 0 <= t <= MAX_T:
+        raise UserError(f"{where}: 't' must be a number of seconds in [0, {MAX_T:g}], got {quote(t)}")
+    return float(t)
 
 
 def _event(obj: dict, where: str, last_t: float) -> StreamEvent:
     kind = obj.get("event")
     if kind not in EVENT_KINDS:
-        raise UserError(f"{where}: 'event' must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-    t = obj.get("t", last_t)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 <= t <= MAX_T:
-        raise UserError(f"{where}: 't' must be a number of seconds in [0, {MAX_T:g}], got {t!r}")
+        raise UserError(f"{where}: 'event' must be one of {', '.join(EVENT_KINDS)}, got {quote(kind)}")
+    t = _time(obj, where, last_t)
     user = obj.get("user")
     if not isinstance(user, str) or not user.strip():
         raise UserError(f"{where}: an event needs 'user' (a non-empty string)")
