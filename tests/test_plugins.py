@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 import time
@@ -267,3 +268,72 @@ def test_discovery_from_entry_points(tmp_path, monkeypatch):
 def test_unknown_plugin_name_is_a_clear_error():
     with pytest.raises(UserError, match="no plugin named 'nope'"):
         load_plugins(["nope"])
+
+
+def _disabled_lines(caplog, name):
+    return [r for r in caplog.records if r.getMessage().startswith(f"plugin {name} disabled")]
+
+
+@pytest.mark.parametrize(
+    "exit_call, kind",
+    [
+        ("sys.exit(0)", "SystemExit: 0"),
+        ("sys.exit('bye')", "SystemExit: bye"),
+        ("raise GeneratorExit", "GeneratorExit"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ],
+)
+def test_a_hook_that_exits_disables_the_plugin_and_the_session_goes_on(exit_call, kind, caplog):
+    """sys.exit in a hook used to come back out of future.result() in the caller and end
+    the program with nothing written. Plugin threads never get the program's own Ctrl-C."""
+    caplog.set_level(logging.ERROR, logger="vtuber.plugins")
+    body = f"import sys\n{exit_call}"
+    ns = {}
+
+    class Quits(Plugin):
+        def setup(self, ctx):
+            ctx.command("quit")(self.quit)
+
+        def quit(self, m, args):
+            exec(body, ns)
+
+        def on_chat(self, m):
+            exec(body, ns)
+
+        def on_event(self, e):
+            exec(body, ns)
+
+    class QuitsAsync(Plugin):
+        def on_pick(self, turn):
+            exec(body, ns)
+
+        def on_clause(self, text, turn):
+            exec(body, ns)
+
+    class QuitsInSetup(Plugin):
+        def setup(self, ctx):
+            exec(body, ns)
+
+    import asyncio
+
+    t = Turn(1, "chat", "a", "x", 0, 0, 0)
+    for hook in ("chat", "event", "command"):
+        h, _ = host(Quits(), ThankYou())
+        if hook == "chat":
+            assert h.chat(msg("hi"))[0].text == "hi"
+        elif hook == "event":
+            assert h.event(StreamEvent("follow", "bo", 0.0)) == [("Thanks for the follow, bo!", "thanks")]
+        else:
+            assert h.command(msg("!quit")) == (True, None)
+        assert "p0" in h.disabled, hook
+        h.close()
+    h, _ = host(QuitsAsync())
+    assert asyncio.run(h.pick(t)) == (t, "")
+    assert "p0" in h.disabled
+    h, _ = host(QuitsAsync())
+    assert asyncio.run(h.clause("hello", t)) == "hello"
+    assert "p0" in h.disabled
+    h, _ = host(QuitsInSetup(), ThankYou())
+    assert "p0" in h.disabled and "thanks" not in h.disabled
+    assert len(_disabled_lines(caplog, "p0")) == 6  # one line per disabled plugin
+    assert all(f"raised {kind}" in r.getMessage() for r in _disabled_lines(caplog, "p0"))

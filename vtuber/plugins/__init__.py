@@ -150,6 +150,27 @@ class _Disabled(Exception):
     pass
 
 
+class _PluginExit(Exception):
+    """A BaseException that is not an Exception (SystemExit, GeneratorExit, ...) raised by
+    plugin code in a plugin's thread, carried back as an ordinary exception: the caller
+    disables the plugin instead of ending the program. The program's own Ctrl-C is raised
+    in the main thread while it waits, never in a plugin's thread, so it is not caught."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
+def _from_plugin(e: BaseException) -> Exception:
+    return e if isinstance(e, Exception) else _PluginExit(e)
+
+
+def _describe(e: BaseException) -> str:
+    e = e.original if isinstance(e, _PluginExit) else e
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 class _Worker:
     """One daemon thread per plugin: a plugin that hangs forever cannot keep the
     program from exiting (a ThreadPoolExecutor's threads are joined at exit)."""
@@ -168,7 +189,7 @@ class _Worker:
                 try:
                     future.set_result(fn(*args))
                 except BaseException as e:  # handed to the caller, who disables the plugin
-                    future.set_exception(e)
+                    future.set_exception(_from_plugin(e))
 
     def submit(self, fn: Callable, *args) -> Future:
         future: Future = Future()
@@ -216,7 +237,7 @@ class PluginHost:
                 raise
             raise self._disable(plugin, f"failed in {fn.__name__}") from None
         except Exception as e:  # a plugin's bug must not end the stream
-            raise self._disable(plugin, f"raised {type(e).__name__}: {e} in {fn.__name__}") from None
+            raise self._disable(plugin, f"raised {_describe(e)} in {fn.__name__}") from None
 
     async def _acall(self, plugin: Plugin, fn: Callable, *args):
         """Run a hook from the pipeline's async path without blocking the event loop."""
@@ -228,7 +249,7 @@ class PluginHost:
         except asyncio.TimeoutError:
             raise self._disable(plugin, f"hung for more than {self.timeout_s:g} s in {fn.__name__}") from None
         except Exception as e:  # a plugin's bug must not end the stream
-            raise self._disable(plugin, f"raised {type(e).__name__}: {e} in {fn.__name__}") from None
+            raise self._disable(plugin, f"raised {_describe(e)} in {fn.__name__}") from None
 
     def _active(self, hook: str):
         return [p for p in self.plugins if p.name not in self.disabled and _overrides(p, hook)]
