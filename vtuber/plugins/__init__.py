@@ -8,11 +8,17 @@ A plugin subclasses `Plugin` and overrides any of:
 - `on_event(event)`: follows, subs, bits, raids; return a line to say, or None.
 - `setup(ctx)`: register chat commands with `ctx.command(name, permission)`.
 
-Plugins are found in Python entry points (group `vtuber.plugins`) and in .py files in
-the top-level `plugins/` folder, and run only when enabled by name in the config
-(`[plugins] enabled = [...]`). Every hook runs with a time limit: a plugin that raises
-or hangs is disabled with one logged line and the stream goes on. The moderation gate
-is not a plugin: it runs after every `on_clause` hook, so no plugin can undo it.
+Plugins are found, in this order, among the built-ins, Python entry points (group
+`vtuber.plugins`), .py files in the user's plugin folder (`vtuber.paths.user_plugins()`),
+in the folder named in the config (`plugins.folder`), and in the bundled folder
+(`vtuber.paths.bundled("plugins")`). A file plugin's name is its file stem. Listing names
+imports nothing; only the enabled plugins are imported, each once per process, each with
+a time limit (`IMPORT_TIMEOUT_S`).
+
+Every hook runs with a time limit: a plugin that raises (even `SystemExit`) or hangs, in a
+hook, at import or in its constructor, is disabled with one logged line and the stream goes
+on. The moderation gate is not a plugin: it runs after every `on_clause` hook, so no plugin
+can undo it.
 """
 
 from __future__ import annotations
@@ -33,13 +39,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from vtuber import paths
 from vtuber.errors import UserError
 from vtuber.events import MODERATOR_BADGES, SUBSCRIBER_BADGES, ChatMessage, StreamEvent, Turn, badge_names
 
 log = logging.getLogger("vtuber.plugins")
 
-PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins"
 ENTRY_POINT_GROUP = "vtuber.plugins"
+IMPORT_TIMEOUT_S = 5.0  # importing (and constructing) one plugin; hooks have plugins.timeout_s
 
 
 class Permission(IntEnum):
@@ -328,78 +335,185 @@ class PluginHost:
 
 
 # --- discovery -------------------------------------------------------------------------
+#
+# Listing what exists never runs plugin code: built-in classes, entry point names and file
+# stems. Only an enabled plugin is imported, once per process (the CLI's start-up check and
+# the session both call load_plugins), in a daemon thread with a time limit.
 
 
-def _instantiate(obj: Any, name: str, where: str) -> Plugin:
-    if inspect.isclass(obj) and issubclass(obj, Plugin):
-        obj = obj()
-    elif callable(obj) and not isinstance(obj, Plugin):
-        obj = obj()
-    if not isinstance(obj, Plugin):
-        raise UserError(f"{where}: plugin '{name}' is not a vtuber.plugins.Plugin")
-    if not obj.name:
-        obj.name = name
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    where: str  # for messages: "built-in", "entry point pkg:Cls", a file path
+    load: Callable[[], Any]  # runs the plugin's import; returns what _pick reads
+    pick: Callable[[Any], Any] = lambda obj: obj  # the class, factory or instance to start
+
+
+_lock = threading.RLock()
+_imported: dict[str, Any] = {}  # where -> what load() returned
+_failed: dict[str, str] = {}  # where -> why (logged once, when it happened)
+
+
+def _run_limited(fn: Callable[[], Any], timeout_s: float, thread_name: str) -> Any:
+    """fn() in a daemon thread; FutureTimeout after timeout_s (the thread is left behind,
+    and cannot keep the program from exiting). What fn raises comes back as an Exception."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as e:  # SystemExit at import must not end the program
+            future.set_exception(_from_plugin(e))
+
+    threading.Thread(target=run, name=thread_name, daemon=True).start()
+    return future.result(timeout=timeout_s)
+
+
+def _exec_file(path: Path, mod_name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if sys.modules.get(mod_name) is module:
+            del sys.modules[mod_name]
+        raise
+    return module
+
+
+def _pick_from_module(module: Any, path: Path) -> Any:
+    """The module-level `PLUGIN`, else its one Plugin subclass (or the one named as the file)."""
+    if hasattr(module, "PLUGIN"):
+        return module.PLUGIN
+    classes = [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Plugin) and cls is not Plugin and cls.__module__ == module.__name__
+    ]
+    if len(classes) == 1:
+        return classes[0]
+    named = [cls for cls in classes if cls.name == path.stem]
+    if len(named) == 1:
+        return named[0]
+    if not classes:
+        raise UserError(f"{path}: no vtuber.plugins.Plugin subclass (or module-level PLUGIN) in the file")
+    names = ", ".join(cls.__name__ for cls in classes)
+    raise UserError(
+        f"{path}: several Plugin classes ({names}); set name = \"{path.stem}\" on the one to run, or PLUGIN = TheClass"
+    )
+
+
+def _file_source(path: Path) -> _Source:
+    mod_name = f"vtuber_plugin_{path.stem}"
+    return _Source(
+        path.stem,
+        str(path),
+        lambda: _exec_file(path, mod_name),
+        lambda module: _pick_from_module(module, path),
+    )
+
+
+def _construct(obj: Any) -> Any:
+    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, Plugin)):
+        return obj()
     return obj
 
 
-def _from_file(path: Path) -> list[tuple[str, Callable[[], Plugin]]]:
-    """Plugin classes defined in a .py file (or its module-level `PLUGIN`)."""
-    mod_name = f"vtuber_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        return []
-    module = importlib.util.module_from_spec(spec)
-    try:
-        sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
-    except Exception as e:
-        log.error("plugin file %s failed to load: %s: %s", path, type(e).__name__, e)
-        sys.modules.pop(mod_name, None)
-        return []
-    if hasattr(module, "PLUGIN"):
-        obj = module.PLUGIN
-        name = getattr(obj, "name", "") or path.stem
-        return [(name, lambda obj=obj, name=name: _instantiate(obj, name, str(path)))]
-    found = []
-    for _, cls in inspect.getmembers(module, inspect.isclass):
-        if issubclass(cls, Plugin) and cls is not Plugin and cls.__module__ == mod_name:
-            name = cls.name or path.stem
-            found.append((name, lambda cls=cls, name=name: _instantiate(cls, name, str(path))))
+def plugin_folders(folder: Path | None = None) -> list[Path]:
+    """Where .py plugins are looked for, in order: the user's folder, `folder` (from the
+    config), the bundled folder. The first file with a given stem wins."""
+    found: list[Path] = []
+    for f in (paths.user_plugins(), Path(folder) if folder is not None else None, paths.bundled("plugins")):
+        if f is not None and f not in found:
+            found.append(f)
     return found
 
 
-def available_plugins(folder: Path | None = None) -> dict[str, Callable[[], Plugin]]:
-    """Every plugin that can be enabled: built-ins, entry points, then files in plugins/."""
+def _sources(folder: Path | None) -> dict[str, _Source]:
+    """Every plugin that can be enabled, by name, without importing any of them."""
     from vtuber.plugins import builtin
 
-    found: dict[str, Callable[[], Plugin]] = {}
+    found: dict[str, _Source] = {}
     for cls in builtin.BUILTINS:
-        found[cls.name] = cls
+        found[cls.name] = _Source(cls.name, f"built-in {cls.__name__}", lambda cls=cls: cls)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, lambda ep=ep: _instantiate(ep.load(), ep.name, f"entry point {ep.value}"))
-    folder = PLUGIN_DIR if folder is None else folder
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_"):
+        found.setdefault(ep.name, _Source(ep.name, f"entry point {ep.value}", ep.load))
+    for f in plugin_folders(folder):
+        if not f.is_dir():
+            continue
+        for path in sorted(f.glob("*.py")):
+            if path.name.startswith(("_", ".")) or not path.is_file():
                 continue
-            for name, factory in _from_file(path):
-                found.setdefault(name, factory)
+            found.setdefault(path.stem, _file_source(path))
     return found
 
 
-def load_plugins(enabled: list[str], folder: Path | None = None) -> list[Plugin]:
-    """Instantiate the enabled plugins, in the order given. An unknown name is a UserError."""
-    found = available_plugins(folder)
+def _give_up(src: _Source, why: str) -> None:
+    _failed[src.where] = why
+    log.error("plugin %s disabled: %s", src.name, why)
+    return None
+
+
+def _start(src: _Source, import_timeout_s: float) -> Plugin | None:
+    """Import (once) and construct one plugin, each step time-limited. None when plugin code
+    failed or hung (logged once, the first time); UserError when what it holds is not a plugin."""
+    with _lock:
+        if src.where in _failed:
+            log.debug("plugin %s stays disabled: %s", src.name, _failed[src.where])
+            return None
+        if src.where not in _imported:
+            try:
+                _imported[src.where] = _run_limited(src.load, import_timeout_s, f"plugin-import-{src.name}")
+            except FutureTimeout:
+                return _give_up(src, f"took more than {import_timeout_s:g} s to import {src.where}")
+            except Exception as e:
+                return _give_up(src, f"failed to import {src.where} ({_describe(e)})")
+        obj = src.pick(_imported[src.where])
+        try:
+            plugin = _run_limited(lambda: _construct(obj), import_timeout_s, f"plugin-start-{src.name}")
+        except FutureTimeout:
+            return _give_up(src, f"took more than {import_timeout_s:g} s to start ({src.where})")
+        except Exception as e:
+            return _give_up(src, f"failed to start ({_describe(e)}, {src.where})")
+    if not isinstance(plugin, Plugin):
+        raise UserError(f"{src.where}: plugin '{src.name}' is not a vtuber.plugins.Plugin")
+    return plugin
+
+
+def available_plugins(folder: Path | None = None) -> dict[str, Callable[[], Plugin | None]]:
+    """Every plugin that can be enabled, by name: built-ins, entry points, then .py files in
+    `plugin_folders(folder)`. Nothing is imported until a factory is called; a factory
+    returns None when the plugin failed to import or start (logged once)."""
+    return {
+        name: (lambda src=src: _start(src, IMPORT_TIMEOUT_S))
+        for name, src in _sources(folder).items()
+    }
+
+
+def load_plugins(
+    enabled: list[str], folder: Path | None = None, *, import_timeout_s: float = IMPORT_TIMEOUT_S
+) -> list[Plugin]:
+    """Import and instantiate the enabled plugins, in the order given, and nothing else.
+
+    An unknown name, or a file that holds no plugin, is a UserError. A plugin whose code
+    raises (SystemExit included) or takes more than import_timeout_s to import or construct
+    is left out with one logged line, and the rest go on."""
+    sources = _sources(folder)
     plugins = []
     for name in enabled:
-        if name not in found:
-            raise UserError(f"plugins.enabled: no plugin named '{name}' (available: {', '.join(sorted(found))})")
-        try:
-            plugin = found[name]()
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"plugin '{name}' failed to start ({type(e).__name__}: {e})") from None
+        src = sources.get(name)
+        if src is None:
+            folders = ", ".join(str(f) for f in plugin_folders(folder))
+            available = ", ".join(sorted(sources))
+            raise UserError(
+                f"plugins.enabled: no plugin named '{name}' (available: {available}; folders searched: {folders})"
+            )
+        plugin = _start(src, import_timeout_s)
+        if plugin is None:
+            continue
         plugin.name = name
         plugins.append(plugin)
     return plugins
@@ -415,4 +529,5 @@ __all__ = [
     "available_plugins",
     "load_plugins",
     "permission_of",
+    "plugin_folders",
 ]
