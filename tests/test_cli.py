@@ -124,7 +124,7 @@ def test_persona_check_lists_every_problem(tmp_path, capsys):
     p.write_text("name: X\nreply_length: {max_tokens: 2}\nmood: happy\n")
     rc, lines = run(capsys, "persona", "check", str(p))
     assert rc == 2 and len(lines) == 3
-    assert any("unknown persona field(s): mood" in line for line in lines)
+    assert any("unknown persona field(s): 'mood'" in line for line in lines)
     assert any("missing persona field(s): description, speaking_style, greeting" in line for line in lines)
     assert any("reply_length.max_tokens" in line for line in lines)
 
@@ -141,3 +141,63 @@ def test_help_lists_the_options(capsys):
     text = capsys.readouterr().out
     for flag in ("--chat", "--speech", "--fast", "--out", "--speaker", "--persona", "--config"):
         assert flag in text
+
+
+def test_an_empty_chat_script_is_one_line(tmp_path, capsys):
+    chat = tmp_path / "empty.jsonl"
+    chat.write_text("# nothing yet\n\n", encoding="utf-8")
+    rc, lines = run(capsys, "rehearse", "--chat", str(chat), "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and "no messages" in lines[0] and str(chat) in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_as_chat_script_is_refused_at_once(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "chat.jsonl"
+    os.mkfifo(fifo)
+    rc, lines = run(capsys, "rehearse", "--chat", str(fifo), "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and "not a regular file" in lines[0]
+
+
+@pytest.mark.timeout(20)
+def test_dev_zero_as_chat_script_is_refused_at_once(tmp_path, capsys):
+    rc, lines = run(capsys, "rehearse", "--chat", "/dev/zero", "--out", str(tmp_path / "o"))
+    assert rc == 2 and len(lines) == 1 and "/dev/zero" in lines[0]
+
+
+def test_out_holding_the_users_files_is_refused_before_any_work(good_chat, tmp_path, capsys):
+    mine = tmp_path / "transcript.md"
+    mine.write_text("my own notes", encoding="utf-8")
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), "--out", str(tmp_path))
+    assert rc == 2 and len(lines) == 1 and "--force" in lines[0] and "chat.jsonl" in lines[0]
+    assert mine.read_text(encoding="utf-8") == "my own notes"
+
+
+def test_out_that_cannot_be_written_is_found_up_front(good_chat, capsys):
+    rc, lines = run(capsys, "rehearse", "--chat", str(good_chat), "--out", "/proc/vtuber-x")
+    assert rc == 2 and len(lines) == 1 and "/proc/vtuber-x" in lines[0] and "cannot write" in lines[0]
+
+
+@pytest.mark.models
+def test_a_persona_too_long_for_the_context_fails_check_and_load(tmp_path, capsys):
+    p = tmp_path / "long.yaml"
+    lore = "\n".join(f"  - keys: [k{i}]\n    content: {'lots of background words ' * 20}" for i in range(3))
+    p.write_text(
+        "name: Long\ndescription: " + "a very long description of who she is. " * 120
+        + "\nspeaking_style: s\ngreeting: hi\nlore:\n" + lore + "\n",
+        encoding="utf-8",
+    )
+    rc, lines = run(capsys, "persona", "check", str(p))
+    assert rc == 2 and len(lines) == 1
+    assert "llm.context is 1024" in lines[0] and " over" in lines[0]
+    cfg = tmp_path / "big.toml"
+    cfg.write_text("[llm]\ncontext = 8192\n", encoding="utf-8")
+    rc, lines = run(capsys, "persona", "check", str(p), "--config", str(cfg))
+    assert rc == 0, lines
+    chat = tmp_path / "c.jsonl"
+    chat.write_text('{"text": "hi"}\n', encoding="utf-8")
+    rc, lines = run(capsys, "rehearse", "--chat", str(chat), "--persona", str(p), "--out", str(tmp_path / "o"), "-q")
+    assert rc == 2 and len(lines) == 1 and "llm.context is 1024" in lines[0]
+    assert not (tmp_path / "o").exists()

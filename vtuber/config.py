@@ -99,7 +99,7 @@ class SafetyConfig:
 @dataclass
 class PluginsConfig:
     enabled: list[str] = field(default_factory=lambda: ["commands", "thanks"])
-    folder: str = ""  # .py plugins; empty = the top-level plugins/ folder
+    folder: str = ""  # one more folder of .py plugins, searched after the user's plugin folder, before the bundled one
     timeout_s: float = 0.25  # a hook slower than this disables its plugin
     settings: dict = field(default_factory=dict)  # [plugins.settings.NAME] tables, handed to each plugin
 

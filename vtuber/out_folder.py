@@ -102,7 +102,7 @@ class OutFolder:
         self._undo_create()
 
     def __enter__(self) -> OutFolder:
-        return self.claim()
+        return self if self._fd is not None else self.claim()
 
     def __exit__(self, *exc) -> None:
         self.release()

@@ -183,8 +183,11 @@ def token_counter(path: Path, cfg: Config):
         return None
     from llama_cpp import Llama
 
+    from llama_cpp._utils import suppress_stdout_stderr
+
     try:
-        vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        with suppress_stdout_stderr(disable=False):  # llama.cpp's C logging, not ours to show
+            vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{path}: llama.cpp could not read this model ({e})") from None
     return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
