@@ -201,3 +201,27 @@ def test_a_persona_too_long_for_the_context_fails_check_and_load(tmp_path, capsy
     rc, lines = run(capsys, "rehearse", "--chat", str(chat), "--persona", str(p), "--out", str(tmp_path / "o"), "-q")
     assert rc == 2 and len(lines) == 1 and "llm.context is 1024" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.models
+def test_a_plugin_that_calls_sys_exit_is_disabled_and_the_run_goes_on(tmp_path, capsys, caplog):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "quitter.py").write_text(
+        "import sys\nfrom vtuber.plugins import Plugin\n"
+        "class Quitter(Plugin):\n    def on_chat(self, msg):\n        sys.exit(0)\n",
+        encoding="utf-8",
+    )
+    (plugins / "leaver.py").write_text("import sys\nsys.exit(0)\n", encoding="utf-8")
+    (plugins / "sleeper.py").write_text("import time\ntime.sleep(3600)\n", encoding="utf-8")  # never enabled: never run
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[plugins]\nfolder = "{plugins}"\nenabled = ["commands", "quitter", "leaver"]\n', encoding="utf-8")
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('{"t": 0.1, "user": "amy", "text": "hi Miko!"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(["rehearse", "--chat", str(chat), "--config", str(cfg), "--fast", "-q", "--out", str(out)])
+    assert rc == 0
+    assert (out / "transcript.md").is_file() and "amy" in (out / "transcript.md").read_text(encoding="utf-8")
+    disabled = [r.getMessage() for r in caplog.records if "disabled" in r.getMessage()]
+    assert any("quitter" in m and "SystemExit" in m for m in disabled), disabled
+    assert sum("leaver" in m for m in disabled) == 1, disabled  # logged once, not once per load
