@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import random
 import struct
 import zipfile
 import zlib
 
 import pytest
 import yaml
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from vtuber.errors import UserError
+from vtuber.errors import UserError, quote
 from vtuber.mind.cards import import_card, load_card, parse_examples, slug, write_persona_yaml
 from vtuber.mind.persona import Exchange, load_persona
 
@@ -26,17 +29,37 @@ def b64(card: dict) -> bytes:
     return base64.b64encode(json.dumps(card, ensure_ascii=False).encode("utf-8"))
 
 
-def png(*text_chunks: tuple[str, bytes], itxt: tuple[str, bytes] | None = None) -> bytes:
-    """A valid 1x1 grey PNG with the given tEXt chunks (keyword, text bytes)."""
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
-    idat = zlib.compress(b"\x00\x80")  # filter byte + one pixel
+def text_chunk(key: str, text: bytes, kind: bytes = b"tEXt") -> bytes:
+    """A tEXt chunk, or a compressed zTXt / iTXt one, holding `text` under `key`."""
+    k = key.encode("latin-1") + b"\0"
+    if kind == b"zTXt":
+        return chunk(b"zTXt", k + b"\0" + zlib.compress(text))
+    if kind == b"iTXt":
+        return chunk(b"iTXt", k + b"\x01\x00\0\0" + zlib.compress(text))
+    return chunk(b"tEXt", k + text)
+
+
+def png(
+    *text_chunks: tuple[str, bytes],
+    itxt: tuple[str, bytes] | None = None,
+    after: tuple[bytes, ...] = (),
+    before: tuple[bytes, ...] = (),
+    size: tuple[int, int] = (1, 1),
+    idat: bytes | None = None,
+) -> bytes:
+    """A valid greyscale PNG (1x1 unless `size`) with the given tEXt chunks (keyword, text
+    bytes) before the pixels, and raw chunks `before` / `after` the pixels (SillyTavern
+    writes its card after them, just before IEND)."""
+    ihdr = struct.pack(">IIBBBBB", *size, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    if idat is None:
+        idat = zlib.compress((b"\x00" + b"\x80" * size[0]) * size[1])  # filter byte + pixels, per row
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
     for key, text in text_chunks:
-        out += chunk(b"tEXt", key.encode("latin-1") + b"\0" + text)
+        out += text_chunk(key, text)
     if itxt:
-        key, text = itxt
-        out += chunk(b"iTXt", key.encode("latin-1") + b"\0\x01\x00\0\0" + zlib.compress(text))
-    return out + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        out += text_chunk(*itxt, kind=b"iTXt")
+    out += b"".join(before) + chunk(b"IDAT", idat) + b"".join(after)
+    return out + chunk(b"IEND", b"")
 
 
 def write_json(tmp_path, card: dict, name: str = "card.json"):
@@ -379,12 +402,30 @@ def test_truncated_png(tmp_path):
         assert "cut.png" in msg and "truncated PNG" in msg
 
 
-def test_damaged_card_chunk_crc(tmp_path):
-    data = bytearray(png(("chara", b64(v2()))))
+def test_truncated_png_anywhere_card_after_the_pixels(tmp_path):
+    data = png(after=(text_chunk("chara", b64(v2())),))
+    for cut in range(8, len(data) - 4, 7):  # every kind of place, up to IEND's own header
+        path = write_png(tmp_path, data[:cut], "cut.png")
+        msg = one_line_error(load_card, path)
+        assert "cut.png" in msg and "truncated PNG" in msg, cut
+    assert "not a PNG" in one_line_error(load_card, write_png(tmp_path, data[:5], "cut.png"))
+
+
+@pytest.mark.parametrize("where", ["before the pixels", "after the pixels"])
+def test_damaged_card_chunk_crc(tmp_path, where):
+    card = text_chunk("chara", b64(v2()))
+    data = bytearray(png(before=(card,)) if where == "before the pixels" else png(after=(card,)))
     i = data.index(b"tEXtchara") + 20
     data[i] ^= 0x01  # flip a bit inside the base64 text, CRC now wrong
     msg = one_line_error(load_card, write_png(tmp_path, bytes(data)))
-    assert "CRC" in msg
+    assert "card.png" in msg and "damaged PNG" in msg  # Pillow's reason follows: "bad header checksum"
+
+
+def test_damaged_pixels_are_one_line(tmp_path):
+    # the card after the pixels is only reached by decoding them: a broken zlib stream (with a right CRC)
+    data = png(after=(text_chunk("chara", b64(v2())),), idat=b"not a zlib stream")
+    msg = one_line_error(load_card, write_png(tmp_path, data))
+    assert "card.png" in msg and "damaged PNG" in msg
 
 
 def test_unknown_spec(tmp_path):
@@ -414,12 +455,160 @@ def test_unrecognised_file(tmp_path):
     assert "not a character card" in one_line_error(load_card, path)
 
 
-def test_a_compressed_chunk_that_unpacks_huge_is_refused(tmp_path):
-    bomb = b"A" * (40 << 20)  # 40 MiB of nothing, a few KB compressed
-    p = write_png(tmp_path, png(itxt=("chara", bomb)))
+@pytest.mark.parametrize("kind", [b"iTXt", b"zTXt"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_compressed_chunk_that_unpacks_huge_is_refused(tmp_path, kind, where):
+    bomb = text_chunk("chara", b"A" * (40 << 20), kind)  # 40 MiB of nothing, a few KB compressed
+    p = write_png(tmp_path, png(**{where: (bomb,)}))
     assert p.stat().st_size < 200_000
     msg = one_line_error(load_card, p)
-    assert "unpacks to more than 16 MiB" in msg and str(p) in msg
+    limit = PngImagePlugin.MAX_TEXT_CHUNK >> 20  # Pillow's own limit, 1 MiB unless changed
+    assert f"unpacks to more than Pillow allows ({limit} MiB a chunk" in msg and str(p) in msg
+    assert len(msg) < len(str(p)) + 120
+
+
+def test_many_compressed_chunks_over_pillows_total_text_limit_are_refused(tmp_path):
+    # each chunk under MAX_TEXT_CHUNK, all of them over MAX_TEXT_MEMORY (64 MiB): a bomb too
+    each = PngImagePlugin.MAX_TEXT_CHUNK - 1
+    count = PngImagePlugin.MAX_TEXT_MEMORY // each + 2
+    piece = text_chunk("Comment", b"B" * each, b"zTXt")
+    p = write_png(tmp_path, png(("chara", b64(v2())), after=(piece,) * count))
+    assert p.stat().st_size < 2_000_000
+    msg = one_line_error(load_card, p)
+    assert "unpacks to more than Pillow allows" in msg and str(p) in msg
+
+
+def test_compressed_card_chunks_are_read(tmp_path):
+    for kind in (b"zTXt", b"iTXt"):
+        for where in ("before", "after"):
+            p = write_png(tmp_path, png(**{where: (text_chunk("chara", b64(v2(name="Zed")), kind),)}))
+            assert load_card(p).name == "Zed", (kind, where)
+
+
+def test_sillytavern_layout_card_after_the_pixels(tmp_path):
+    # SillyTavern writes 'chara' (and 'ccv3') as tEXt chunks between the last IDAT and IEND
+    p = write_png(tmp_path, png(("chara", b64(v2())), after=(text_chunk("ccv3", b64(v3())),)))
+    assert load_card(p).name == "Vela"
+    p = write_png(tmp_path, png(after=(text_chunk("chara", b64(v2())),)))
+    assert load_card(p).name == "Luna"
+
+
+def test_compressed_chunk_that_does_not_unpack(tmp_path):
+    broken = chunk(b"zTXt", b"chara\0\0" + b"not zlib data")  # Pillow reads it as empty text
+    msg = one_line_error(load_card, write_png(tmp_path, png(after=(broken,))))
+    assert "card.png" in msg and "'chara' text chunk is empty or cannot be unpacked" in msg
+    unknown = chunk(b"zTXt", b"chara\0\x05" + zlib.compress(b"x"))  # compression method 5
+    msg = one_line_error(load_card, write_png(tmp_path, png(after=(unknown,))))
+    assert "card.png" in msg and "damaged PNG" in msg
+
+
+@pytest.mark.parametrize("size", [(8000, 8000), (1, 40_000_000)])
+def test_pixel_bomb_is_refused_before_decoding(tmp_path, size):
+    # the card after the pixels is reached by decoding them: a tiny file claiming a huge image is refused
+    p = write_png(tmp_path, png(size=size, idat=zlib.compress(b"\0"), after=(text_chunk("chara", b64(v2())),)))
+    msg = one_line_error(load_card, p)
+    assert str(p) in msg and "image too large for a character card" in msg
+
+
+def test_animated_png_with_too_many_frames_is_refused(tmp_path):
+    actl = chunk(b"acTL", struct.pack(">II", 4000, 0))  # 4000 frames of 128 x 128: 65 Mpx to decode
+    p = write_png(tmp_path, png(size=(128, 128), before=(actl,), after=(text_chunk("chara", b64(v2())),)))
+    msg = one_line_error(load_card, p)
+    assert "image too large" in msg and "frame" in msg
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Image.DecompressionBombError("Image size (200000000 pixels) exceeds limit"),
+        UnidentifiedImageError("cannot identify image file"),
+        ValueError("Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK"),
+        ValueError("APNG contains truncated acTL chunk"),
+        OSError("image file is truncated (3 bytes not processed)"),
+        SyntaxError("broken PNG file (bad header checksum in b'tEXt')"),
+        EOFError(),
+        struct.error("unpack requires a buffer of 4 bytes"),
+        MemoryError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_no_pillow_exception_escapes(tmp_path, monkeypatch, error):
+    class Broken:
+        def __init__(self, fp):
+            raise error
+
+    monkeypatch.setattr(PngImagePlugin, "PngImageFile", Broken)
+    msg = one_line_error(load_card, write_png(tmp_path, png(("chara", b64(v2())))))
+    assert "card.png" in msg and ("damaged PNG" in msg or "unpacks to more than" in msg)
+
+
+def test_no_pillow_exception_escapes_from_reading_the_text(tmp_path, monkeypatch):
+    class Lazy(PngImagePlugin.PngImageFile):
+        @property
+        def text(self):
+            raise OSError("broken data stream when reading image file")
+
+    monkeypatch.setattr(PngImagePlugin, "PngImageFile", Lazy)
+    msg = one_line_error(load_card, write_png(tmp_path, png(("chara", b64(v2())))))
+    assert "card.png" in msg and "damaged PNG (broken data stream" in msg
+
+
+def test_mangled_pngs_are_one_line_or_a_card(tmp_path):
+    # whatever Pillow makes of a damaged file, the user sees a card or one line naming it
+    rng = random.Random(7)
+    layouts = (png(("chara", b64(v2()))), png(after=(text_chunk("ccv3", b64(v3()), b"iTXt"),)))
+    for n in range(300):
+        data = bytearray(rng.choice(layouts))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(8, len(data))]
+        path = write_png(tmp_path, bytes(data), "mangled.png")
+        try:
+            load_card(path)
+        except UserError as e:
+            assert "\n" not in str(e) and str(path) in str(e), n
+
+
+def test_garbage_after_the_png_signature(tmp_path):
+    for junk in (b"", b"\0" * 50, bytes(range(256)), b"IHDR" * 20):
+        msg = one_line_error(load_card, write_png(tmp_path, b"\x89PNG\r\n\x1a\n" + junk, "junk.png"))
+        assert "junk.png" in msg and ("truncated PNG" in msg or "damaged PNG" in msg)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_fifo_is_refused_at_once(tmp_path):
+    p = tmp_path / "card.png"
+    os.mkfifo(p)  # opening it for reading would wait for a writer forever
+    msg = one_line_error(load_card, p)
+    assert str(p) in msg and "not a regular file" in msg
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero here")
+def test_dev_zero_is_refused_at_once():
+    msg = one_line_error(load_card, "/dev/zero")  # st_size 0, but it never ends
+    assert "/dev/zero" in msg and "not a regular file" in msg
+
+
+def test_folder_is_one_line(tmp_path):
+    assert "is a folder" in one_line_error(load_card, tmp_path)
+
+
+def test_a_huge_spec_value_is_quoted_short(tmp_path):
+    msg = one_line_error(load_card, write_json(tmp_path, {"spec": "x" * 5_000_000, "data": {"name": "X"}}))
+    assert "unknown character card spec 'xxxx" in msg and "…' (5000000 characters)" in msg
+    assert len(msg) < 300
+
+
+def test_quote_shows_at_most_limit_characters():
+    assert quote("abc") == "'abc'"
+    assert quote("a" * 5_000_000) == "'" + "a" * 80 + "…' (5000000 characters)"
+    assert quote("line\nbreak" * 20, 8) == "'line\\nbre…' (200 characters)"  # stays one line
+    assert quote(b"\x00" * 100, 2) == "b'\\x00\\x00…' (100 bytes)"
+    assert quote(list(range(1000))).endswith("… (4890 characters)")
+    assert quote(42) == "42"
 
 
 def test_written_persona_is_an_ordinary_readable_file(tmp_path):

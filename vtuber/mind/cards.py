@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import os
 import re
-import struct
 import tempfile
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from PIL import PngImagePlugin
 
-from vtuber.errors import UserError
+from vtuber.errors import UserError, open_regular, quote
 from vtuber.mind.persona import Persona, persona_from_dict, persona_to_dict
 from vtuber.paths import user_personas
 
@@ -33,6 +35,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CARD_KEYWORDS = ("ccv3", "chara")  # order = preference
 SPECS = {"chara_card_v2": 2, "chara_card_v3": 3}
 MAX_CARD_BYTES = 256 * 1024 * 1024
+# Decoding a card image is how Pillow reaches the text chunks after the pixels; a card
+# is a portrait, so more pixels than this (all frames together) is a bomb, not a card.
+MAX_CARD_PIXELS = 1 << 25  # 32 Mpx: 5792 x 5792, or 4096 x 8192
 
 # Card fields the mapping turns into persona fields (anything else goes to extensions).
 MAPPED = (
@@ -72,27 +77,29 @@ _TURN = re.compile(r"^\s*(\{\{\s*(?:user|char)\s*\}\}|<(?:user|bot)>)\s*:\s?(.*)
 def read_card(path: str | os.PathLike) -> dict:
     """The card's JSON object from a .json, .png or .charx file (raises UserError)."""
     p = Path(path).expanduser()
-    try:
-        size = p.stat().st_size
-        if size > MAX_CARD_BYTES:
-            raise UserError(f"{p}: file too large for a character card ({size // (1024 * 1024)} MiB)")
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{p}: character card not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{p}: is a folder, not a character card") from None
-    except OSError as e:
-        raise UserError(f"{p}: cannot read character card ({e.strerror or e})") from None
-
+    raw = _read_card_file(p)
     suffix = p.suffix.lower()
     if suffix == ".png" or (suffix not in (".json", ".charx") and raw.startswith(PNG_SIGNATURE)):
         text = _card_text_from_png(raw, p)
         return _parse_json(_decode_chunk(text, p), p, "card chunk")
     if suffix == ".charx" or (suffix != ".json" and raw.startswith(b"PK\x03\x04")):
-        return _parse_json(_card_from_charx(p), p, "card.json")
+        return _parse_json(_card_from_charx(raw, p), p, "card.json")
     if suffix == ".json" or raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return _parse_json(_utf8(raw, p, "file"), p, "file")
     raise UserError(f"{p}: not a character card (expected a .png, .json or .charx file)")
+
+
+def _read_card_file(p: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CARD_BYTES (a pipe, a device or a folder
+    is refused before anything is read)."""
+    with open_regular(p, "character card", max_bytes=MAX_CARD_BYTES) as f:
+        try:
+            raw = f.read(MAX_CARD_BYTES + 1)
+        except OSError as e:
+            raise UserError(f"{p}: cannot read character card ({e.strerror or e})") from None
+    if len(raw) > MAX_CARD_BYTES:  # it grew while being read
+        raise UserError(f"{p}: character card is too large (more than {MAX_CARD_BYTES} bytes)")
+    return raw
 
 
 def _utf8(raw: bytes, p: Path, what: str) -> str:
@@ -116,80 +123,53 @@ def _parse_json(text: str, p: Path, what: str) -> dict:
 
 
 def _card_text_from_png(raw: bytes, p: Path) -> str:
-    """The text of the preferred card chunk (`ccv3`, else `chara`)."""
+    """The text of the preferred card chunk (`ccv3`, else `chara`), read by Pillow.
+
+    Pillow checks every chunk's CRC up to IEND (`verify`), then reads the tEXt, zTXt and
+    iTXt chunks wherever they are (SillyTavern puts the card after the pixels, so the image
+    is decoded to reach it), bounding what compressed text may unpack to by its own limits,
+    `PngImagePlugin.MAX_TEXT_CHUNK` (each chunk) and `MAX_TEXT_MEMORY` (all of them).
+    """
     if not raw.startswith(PNG_SIGNATURE):
-        raise UserError(f"{p}: not a PNG file (bad signature)")
-    found: dict[str, str] = {}
-    pos, end = len(PNG_SIGNATURE), len(raw)
-    seen_iend = False
-    while pos < end:
-        if end - pos < 12:
-            raise UserError(f"{p}: truncated PNG (partial chunk header at byte {pos})")
-        length, ctype = struct.unpack(">I4s", raw[pos : pos + 8])
-        if length > 0x7FFFFFFF:
-            raise UserError(f"{p}: damaged PNG (chunk length {length} at byte {pos})")
-        data_end = pos + 8 + length
-        if data_end + 4 > end:
-            kind = ctype.decode("latin-1", "replace")
-            raise UserError(f"{p}: truncated PNG ({kind!r} chunk cut short: the file ends at byte {end})")
-        data = raw[pos + 8 : data_end]
-        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
-            keyword, _, _ = data.partition(b"\0")
-            key = keyword.decode("latin-1").lower()
-            if key in CARD_KEYWORDS and key not in found:
-                (crc,) = struct.unpack(">I", raw[data_end : data_end + 4])
-                if zlib.crc32(ctype + data) & 0xFFFFFFFF != crc:
-                    raise UserError(f"{p}: damaged PNG (CRC mismatch in the {key!r} text chunk)")
-                found[key] = _text_chunk(ctype, data, key, p)
-        pos = data_end + 4
-        if ctype == b"IEND":
-            seen_iend = True
-            break
-    if not seen_iend:
-        raise UserError(f"{p}: truncated PNG (no IEND chunk)")
+        raise UserError(f"{p}: not a PNG file (it starts with {quote(raw[:8])})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about odd APNG headers: the errors below say enough
+            with PngImagePlugin.PngImageFile(io.BytesIO(raw)) as im:
+                frames = getattr(im, "n_frames", 1)
+                if im.width * im.height * frames > MAX_CARD_PIXELS:
+                    raise UserError(
+                        f"{p}: image too large for a character card ({im.width} x {im.height}, "
+                        f"{frames} frame(s); at most {MAX_CARD_PIXELS} pixels in all)"
+                    )
+                im.verify()  # CRCs and IEND; the image cannot be used after this
+            with PngImagePlugin.PngImageFile(io.BytesIO(raw)) as im:
+                text = {str(k).lower(): str(v) for k, v in im.text.items()}
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Pillow reports a bad PNG by many types (SyntaxError, OSError, ...)
+        reason = str(e) or type(e).__name__
+        if isinstance(e, ValueError) and "MAX_TEXT" in reason:  # Pillow's text limits: a zip bomb
+            per_chunk, in_all = PngImagePlugin.MAX_TEXT_CHUNK >> 20, PngImagePlugin.MAX_TEXT_MEMORY >> 20
+            raise UserError(
+                f"{p}: the PNG's text unpacks to more than Pillow allows "
+                f"({per_chunk} MiB a chunk, {in_all} MiB in all); not a character card"
+            ) from None
+        if raw.rfind(b"\0\0\0\0IEND") < 0:  # no IEND chunk header anywhere: the file was cut short
+            raise UserError(f"{p}: truncated PNG (the file ends before its IEND chunk)") from None
+        raise UserError(f"{p}: damaged PNG ({_short(reason)})") from None
     for key in CARD_KEYWORDS:
-        if key in found:
-            return found[key]
+        if key in text:
+            if not text[key].strip():  # Pillow leaves the text empty when it cannot unpack it
+                raise UserError(f"{p}: the {key!r} text chunk is empty or cannot be unpacked")
+            return text[key]
     raise UserError(f"{p}: not a character card: no 'chara' or 'ccv3' text chunk")
 
 
-MAX_CARD_TEXT = 16 << 20  # a card is text: more than 16 MiB unpacked is a zip bomb, not a card
-
-
-def _inflate(data: bytes, key: str, p: Path) -> bytes:
-    d = zlib.decompressobj()
-    out = d.decompress(data, MAX_CARD_TEXT)
-    if d.unconsumed_tail:
-        raise UserError(f"{p}: the {key!r} chunk unpacks to more than {MAX_CARD_TEXT >> 20} MiB; not a card")
-    return out
-
-
-def _text_chunk(ctype: bytes, data: bytes, key: str, p: Path) -> str:
-    rest = data.partition(b"\0")[2]
-    try:
-        if ctype == b"tEXt":
-            return rest.decode("latin-1")
-        if ctype == b"zTXt":
-            if not rest or rest[0] != 0:
-                raise UserError(f"{p}: damaged PNG (unknown compression in the {key!r} chunk)")
-            return _inflate(rest[1:], key, p).decode("latin-1")
-        # iTXt: compression flag, method, language tag\0, translated keyword\0, UTF-8 text
-        if len(rest) < 2:
-            raise UserError(f"{p}: damaged PNG (short {key!r} iTXt chunk)")
-        flag, method = rest[0], rest[1]
-        parts = rest[2:].split(b"\0", 2)
-        if len(parts) != 3:
-            raise UserError(f"{p}: damaged PNG (malformed {key!r} iTXt chunk)")
-        text = parts[2]
-        if flag:
-            if method != 0:
-                raise UserError(f"{p}: damaged PNG (unknown compression in the {key!r} chunk)")
-            text = _inflate(text, key, p)
-        return text.decode("utf-8")
-    except zlib.error as e:
-        raise UserError(f"{p}: damaged PNG (cannot decompress the {key!r} chunk: {e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: damaged PNG (the {key!r} chunk is not valid text)") from None
+def _short(reason: str, limit: int = 80) -> str:
+    """An error message from a library, cut to `limit` characters for a one-line error."""
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= limit else reason[:limit] + "…"
 
 
 def _decode_chunk(text: str, p: Path) -> str:
@@ -206,9 +186,9 @@ def _decode_chunk(text: str, p: Path) -> str:
     return _utf8(raw, p, "chunk")
 
 
-def _card_from_charx(p: Path) -> str:
+def _card_from_charx(raw: bytes, p: Path) -> str:
     try:
-        with zipfile.ZipFile(p) as z:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
             try:
                 info = z.getinfo("card.json")
             except KeyError:
@@ -219,7 +199,7 @@ def _card_from_charx(p: Path) -> str:
     except zipfile.BadZipFile:
         raise UserError(f"{p}: not a valid .charx (zip) archive") from None
     except (OSError, RuntimeError, zlib.error) as e:
-        raise UserError(f"{p}: cannot read the .charx archive ({e})") from None
+        raise UserError(f"{p}: cannot read the .charx archive ({_short(str(e) or type(e).__name__)})") from None
     return _utf8(raw, p, "card.json")
 
 
@@ -248,7 +228,7 @@ def card_to_persona(card: dict, where: str, streamer_name: str = "the streamer")
         top_unused: dict[str, Any] = {}
     else:
         if not isinstance(spec, str) or spec not in SPECS:
-            raise UserError(f"{where}: unknown character card spec {spec!r} (known: chara_card_v2, chara_card_v3)")
+            raise UserError(f"{where}: unknown character card spec {quote(spec)} (known: chara_card_v2, chara_card_v3)")
         version, spec_version = SPECS[spec], card.get("spec_version")
         data = card.get("data")
         if not isinstance(data, dict):
