@@ -14,26 +14,34 @@ MAX_TEXT_FILE = 16 * 1024 * 1024  # a chat script, persona or config larger than
 
 def open_regular(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE):
     """Open a user's file for reading in binary, refusing up front what would block or never
-    end (a FIFO, a device such as /dev/zero, a folder) and anything over `max_bytes`."""
+    end (a FIFO, a device such as /dev/zero, a folder) and anything over `max_bytes`.
+
+    Opened non-blocking and checked on the open descriptor, so a path swapped for a
+    pipe between a check and the open cannot hang the program."""
     import os
     import stat
 
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UserError(not_found or f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: {what} is a folder, not a file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UserError(f"{path}: {what} is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{path}: {what} is not a regular file (a pipe or a device cannot be read)")
-    if st.st_size > max_bytes:
-        raise UserError(f"{path}: {what} is too large ({st.st_size} bytes; at most {max_bytes})")
     try:
-        return open(path, "rb")
-    except OSError as e:
-        raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{path}: {what} is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path}: {what} is not a regular file (a pipe or a device cannot be read)")
+        if st.st_size > max_bytes:
+            raise UserError(f"{path}: {what} is too large ({st.st_size} bytes; at most {max_bytes})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE) -> str:
