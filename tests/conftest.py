@@ -1,7 +1,18 @@
-"""Shared fixtures: the real bundled models, loaded once per test session."""
+"""Shared fixtures: the real bundled models, loaded once per test session.
+
+Also:
+- `require_system(what, ok, hint)`: a test that needs a system piece (PulseAudio,
+  Chromium) skips with one clear reason when the piece is missing, and fails with that
+  same reason when the environment says `CI=true` (CI must prove everything).
+- The `models` marker goes on every test that uses the real bundled models (the
+  `engine` / `speak16k` fixtures, or the modules in `MODEL_MODULES`), so
+  `pytest -m "not models"` runs the unit tests alone. A test without the marker that
+  tries to load a real model fails at once and says so.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -10,6 +21,88 @@ import pytest
 from vtuber.audio import HEARING_RATE, resample
 from vtuber.config import load_config
 from vtuber.mind.persona import load_persona
+
+# Test modules whose tests load the real models without the session fixtures (CLI runs,
+# an Engine.load of their own).
+MODEL_MODULES = {"test_models.py", "test_persona_live.py"}
+MODEL_FIXTURES = {"engine", "speak16k"}
+
+
+@pytest.fixture(autouse=True)
+def user_config_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty user config folder (platformdirs honours
+    XDG_CONFIG_HOME): no test reads or writes the real one."""
+    d = tmp_path_factory.mktemp("xdg-config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(d))
+    return d / "vtuber"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require_system(what: str, ok: bool, hint: str) -> None:
+    """Skip (or, under CI=true, fail) the calling test or fixture when a system piece is missing.
+
+    `what` names the piece and what of it is missing ("PulseAudio (missing: pactl)",
+    "Chromium (no chromium on PATH)"), `ok` says whether it is there, `hint` says how to
+    turn the tests on (the Debian packages). The reason is one line, the same whether the
+    test skips or fails.
+    """
+    if ok:
+        return
+    reason = f"needs {what}: {hint}"
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: system pieces are required)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in MODEL_MODULES:
+            item.add_marker(pytest.mark.models)
+
+
+# --- no real model outside the `models` tests ------------------------------------------
+
+
+def _refuse_model(what: str):
+    def refuse(*args, **kwargs):
+        pytest.fail(
+            f"this test loads the real {what} but is not marked 'models': use the engine fixture, "
+            "or add its module to MODEL_MODULES in tests/conftest.py",
+            pytrace=False,
+        )
+
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _models_only_in_model_tests(request, monkeypatch):
+    if request.node.get_closest_marker("models") is not None:
+        yield
+        return
+    from vtuber.hearing import SileroVAD, WhisperASR
+    from vtuber.mind.llm import LlamaCppBackend
+    from vtuber.voice import PiperTTS
+
+    for cls, what in ((WhisperASR, "Whisper model"), (SileroVAD, "Silero VAD"), (PiperTTS, "Piper voice")):
+        monkeypatch.setattr(cls, "__init__", _refuse_model(what))
+    # The GGUF check runs before llama.cpp is touched (a non-GGUF file is still a user
+    # error in unit tests); only the load itself is refused.
+    original = LlamaCppBackend.__init__
+
+    def llama_init(self, path, cfg):
+        import llama_cpp
+
+        monkeypatch.setattr(llama_cpp, "Llama", _refuse_model("LLM"))
+        original(self, path, cfg)
+
+    monkeypatch.setattr(LlamaCppBackend, "__init__", llama_init)
+    yield
+
+
+# --- the real models -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

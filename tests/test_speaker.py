@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -11,8 +12,47 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import words
+from conftest import require_system, words
 from vtuber.events import AudioChunk
+
+# The Debian packages that turn these tests on: the server and pactl, PortAudio for
+# sounddevice, and the ALSA plugin that gives PortAudio its "pulse" device.
+PULSE_PACKAGES = "pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins"
+PULSE_HINT = f"apt install {PULSE_PACKAGES} turns the speaker tests on"
+
+
+def _portaudio() -> bool:
+    # Looked up the way sounddevice does, without importing it: PortAudio lists its
+    # devices once, at import, and the "pulse" device is only there once the server runs.
+    return ctypes.util.find_library("portaudio") is not None
+
+
+def _pulse_device() -> bool:
+    import sounddevice as sd
+
+    def listed() -> bool:
+        return any(d["name"] == "pulse" for d in sd.query_devices())
+
+    if not listed() and hasattr(sd, "_terminate"):
+        # PortAudio lists devices when it starts: if sounddevice was imported before the
+        # server ran, start it again to see the device now.
+        sd._terminate()
+        sd._initialize()
+    return listed()
+
+
+def require_pulseaudio() -> None:
+    """Skip (fail under CI=true) unless pulseaudio, pactl and PortAudio are installed."""
+    missing = [
+        name
+        for name, ok in (
+            ("pulseaudio", shutil.which("pulseaudio")),
+            ("pactl", shutil.which("pactl")),
+            ("libportaudio2", _portaudio()),
+        )
+        if not ok
+    ]
+    require_system(f"PulseAudio and PortAudio (missing: {', '.join(missing)})", not missing, PULSE_HINT)
 
 
 def _pactl(*args: str) -> str:
@@ -22,13 +62,14 @@ def _pactl(*args: str) -> str:
 @pytest.fixture(scope="module")
 def null_sink():
     """A fresh null sink on a running PulseAudio server (started here if needed, as .ci/run does)."""
-    assert shutil.which("pulseaudio") and shutil.which("pactl"), "PulseAudio is not installed (.ci/run installs it)"
+    require_pulseaudio()
     if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode != 0:
         subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1"], check=True, timeout=20)
         for _ in range(50):
             if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
                 break
             time.sleep(0.1)
+    require_system("PortAudio's ALSA 'pulse' device (missing: libasound2-plugins)", _pulse_device(), PULSE_HINT)
     name = f"vtuber_{uuid.uuid4().hex[:8]}"
     module = _pactl("load-module", "module-null-sink", f"sink_name={name}")
     old = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE")}
@@ -96,5 +137,6 @@ def test_rehearse_with_speaker_plays_the_replies(null_sink, engine, tmp_path, ca
 
     reply = json.loads((tmp_path / "out" / "timings.json").read_text())["turns"][0]["reply_text"]
     heard = set(words(engine.asr.transcribe(cap.audio)))
-    said = [w for w in words(reply) if len(w) > 1]
-    assert said and sum(w in heard for w in said) / len(said) >= 0.6, (reply, heard)
+    said = [w for w in words(reply) if len(w) > 1] or words(reply)
+    assert said, reply  # a reply is never empty (the greeting stands in for an empty generation)
+    assert sum(w in heard for w in said) / len(said) >= 0.6, (reply, heard)
