@@ -15,14 +15,24 @@ from vtuber.safety import SAFE_LINE, OutputGate
 
 
 class ScriptedLLM:
+    """An LLM backend that says what the test scripts (the protocol: warm / stream / close, `cancel`).
+
+    `pieces`: the text pieces of every reply, or a function messages -> pieces (to answer
+    each input differently). `hold_after`: after that many pieces of a reply, wait (up
+    to 30 s) for the mind to cancel, so a test proves the mind stops a runaway generation
+    without racing it. `cancelled` says, per reply, whether it ended by a cancel.
+    """
+
     name = "scripted"
 
-    def __init__(self, pieces, delay=0.0):
+    def __init__(self, pieces, delay=0.0, hold_after=None):
         self.pieces = pieces
         self.delay = delay
+        self.hold_after = hold_after
         self.cancel = threading.Event()
         self.seen = []
         self.produced = 0
+        self.cancelled: list[bool] = []
 
     def warm(self, system):
         pass
@@ -30,25 +40,33 @@ class ScriptedLLM:
     def stream(self, messages, max_tokens):
         self.cancel.clear()
         self.seen.append(messages)
-        for p in self.pieces[:max_tokens]:
-            if self.cancel.is_set():
-                return
-            self.produced += 1
-            time.sleep(self.delay)
-            yield p
+        pieces = self.pieces(messages) if callable(self.pieces) else self.pieces
+        stopped = False
+        try:
+            for i, p in enumerate(pieces[:max_tokens]):
+                if i == self.hold_after:
+                    self.cancel.wait(30.0)
+                if self.cancel.is_set():
+                    stopped = True
+                    return
+                self.produced += 1
+                time.sleep(self.delay)
+                yield p
+        finally:
+            self.cancelled.append(stopped)
 
     def close(self):
         pass
 
 
-async def answer(pieces, persona=None, banned=(), delay=0.0):
+async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None):
     persona = persona or load_persona("miko")
     events, sent = [], []
 
     async def send(ev):
         sent.append(ev)
 
-    llm = ScriptedLLM(pieces, delay)
+    llm = ScriptedLLM(pieces, delay, hold_after)
     mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(banned), Clock(), events.append, send)
     await mind.answer(Turn(1, "chat", "alice", "hello", 0.0, 0.0, 0.0))
     mind.close()
@@ -91,11 +109,13 @@ async def test_reply_is_one_paragraph():
 async def test_max_chars_caps_the_reply_and_stops_the_llm():
     persona = dataclasses.replace(load_persona("miko"), max_tokens=512)
     long = tokens("This is a sentence that goes on. " * 40)
-    _, sent, llm = await answer(long, persona=persona, delay=0.002)
+    # After 100 tokens (far past max_chars) the scripted model waits for the cancel.
+    _, sent, llm = await answer(long, persona=persona, hold_after=100)
     fin = sent[-1]
     assert len(fin.text) <= persona.max_chars
     assert fin.truncated
-    assert llm.produced < len(long)  # generation was cancelled, not run to the end
+    assert llm.cancelled == [True]  # generation was cancelled, not run to the end
+    assert llm.produced <= 100 < len(long)
 
 
 async def test_banned_word_clause_is_replaced_before_it_is_sent():
