@@ -16,16 +16,28 @@ from vtuber.sources import WavReplaySource
 RATE = 16000
 
 
+FRAME_S = 512 / RATE
+HANGOVER_S = Endpointer().hangover * FRAME_S  # silence that ends an utterance (448 ms)
+
+
 class CountingASR:
-    """The real Whisper model, counting its calls (to see speculation at work)."""
+    """The real Whisper model, recording each call's audio length and transcript (to see speculation at work)."""
 
     def __init__(self, asr):
         self.asr = asr
         self.calls: list[float] = []
+        self.results: list[str] = []
 
     def transcribe(self, audio):
         self.calls.append(len(audio) / RATE)
-        return self.asr.transcribe(audio)
+        text = self.asr.transcribe(audio)
+        self.results.append(text)
+        return text
+
+
+def trailing_silence(call_s: float, u: Utterance) -> float:
+    """How much audio a call had past the utterance's last voiced frame (pre-roll included)."""
+    return call_s - (u.t_end - u.t_start)
 
 
 def track(*parts):
@@ -65,18 +77,25 @@ def test_one_sentence_is_one_utterance_from_the_speculative_transcript(engine, s
     voiced = np.flatnonzero(np.abs(track(speech)) > 0.02)
     assert abs(u.t_start - voiced[0] / RATE) < 0.3
     assert abs(u.t_end - voiced[-1] / RATE) < 0.3
-    # Decided at the hangover, transcript already there: the speculative ASR was used.
-    assert u.endpoint_s == pytest.approx(0.448, abs=0.05)
-    assert u.asr_s < 0.25
-    # The transcript used covers the whole utterance (speculations at earlier pauses were dropped).
-    assert asr.calls[-1] == pytest.approx(u.t_end - u.t_start + 0.2, abs=0.4)
+    # Decided at the hangover (audio time: 14 frames of silence).
+    assert u.endpoint_s == pytest.approx(HANGOVER_S, abs=FRAME_S)
+    # The transcript used is the speculative one, taken at a short pause: Whisper never ran
+    # on the endpointed audio (every call stopped well short of the hangover's silence),
+    # and the last call, over the whole utterance, is the text that went out.
+    assert all(trailing_silence(c, u) < HANGOVER_S for c in asr.calls), (asr.calls, u)
+    assert u.text == asr.results[-1]
+    assert trailing_silence(asr.calls[-1], u) > 0  # it covers the whole utterance
 
 
 def test_without_speculation_asr_starts_at_the_endpoint(engine, speak16k):
     speech = speak16k("That jump was really close, what should I do now?")
     utts, _, asr = hear(engine, track(speech), speculative_ms=0)
     assert len(utts) == 1 and len(asr.calls) == 1
-    assert utts[0].asr_s > 0.05  # ASR time is no longer hidden in the hangover
+    # One call, on the endpointed audio (the whole hangover's silence in it) ...
+    assert trailing_silence(asr.calls[0], utts[0]) >= HANGOVER_S
+    assert utts[0].text == asr.results[0]
+    # ... so its time is no longer hidden in the hangover: the transcript came after the endpoint.
+    assert utts[0].t_asr_done > utts[0].t_endpoint
 
 
 def test_a_pause_mid_sentence_is_heard_as_one_utterance(engine, speak16k):

@@ -29,16 +29,16 @@ def test_whisper_on_silence_and_empty_input(engine):
     assert engine.asr.transcribe(np.zeros(800, dtype=np.float32)) == ""
 
 
-def test_llm_streams_an_in_persona_reply_and_max_tokens_cuts_it(engine):
+def test_llm_streams_an_in_persona_reply_and_max_tokens_caps_it(engine):
+    # What the model says is its own business; how much of it comes out is ours.
     builder = PromptBuilder(engine.persona, history_turns=0)
-    turn = Turn(1, "chat", "alice", "hi Miko! what is your favourite drink?", 0.0, 0.0, 0.0)
+    turn = Turn(1, "chat", "alice", "hi Miko! tell me a long story about foxes", 0.0, 0.0, 0.0)
     messages = builder.messages(turn)
     assert messages[0]["role"] == "system" and "Miko" in messages[0]["content"]
-    long_pieces = list(engine.llm.stream(messages, max_tokens=48))
-    short_pieces = list(engine.llm.stream(messages, max_tokens=4))
-    assert len(words("".join(long_pieces))) >= 5
-    assert 1 <= len(short_pieces) <= 4
-    assert len("".join(short_pieces)) < len("".join(long_pieces))
+    for max_tokens in (48, 4):
+        pieces = list(engine.llm.stream(messages, max_tokens=max_tokens))
+        assert pieces and all(isinstance(p, str) and p for p in pieces), pieces
+        assert len(pieces) <= max_tokens  # a piece is at least one token
 
 
 def test_llm_cancel_stops_the_stream(engine):
@@ -47,9 +47,8 @@ def test_llm_cancel_stops_the_stream(engine):
     got = []
     for piece in engine.llm.stream(messages, max_tokens=200):
         got.append(piece)
-        if len(got) == 3:
-            engine.llm.cancel.set()
-    assert len(got) == 3
+        engine.llm.cancel.set()  # after the first piece: nothing more may come
+    assert len(got) == 1
     # The next turn streams normally after a cancel.
     assert len(list(engine.llm.stream(messages, max_tokens=6))) >= 1
 

@@ -44,7 +44,7 @@ def test_every_input_gets_a_reply(rehearsal):
     speech = next(r for r in records if r.kind == "speech")
     assert "game" in words(speech.input_text) and "Miko" in speech.input_text
     for r in records:
-        assert len(words(r.reply_text)) >= 2, r.reply_text
+        assert words(r.reply_text), r.reply_text  # never empty: the greeting stands in for an empty generation
         assert len(r.reply_text) <= session.engine.persona.max_chars
         assert r.t_first_audio is not None and r.t_first_audio >= r.t_input
     assert session.errors == []
@@ -81,9 +81,8 @@ def test_reply_audio_says_the_reply_text(rehearsal, engine):
     for r in session.recorder.finished():
         clip = audio[int(r.play_start * HEARING_RATE) : int(r.play_end * HEARING_RATE) + 1600]
         heard = set(words(engine.asr.transcribe(clip)))
-        said = [w for w in words(r.reply_text) if len(w) > 3]
-        if not said:
-            continue
+        said = [w for w in words(r.reply_text) if len(w) > 3] or words(r.reply_text)
+        assert said, r.reply_text  # every reply has words to hear
         hit = sum(w in heard for w in said) / len(said)
         assert hit >= 0.6, (r.reply_text, heard)
 
