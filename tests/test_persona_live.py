@@ -12,10 +12,9 @@ from conftest import words
 from test_cards import b64, png, v2
 from vtuber.cli import main
 from vtuber.config import load_config
-from vtuber.mind import persona as persona_module
-from vtuber.mind.persona import PERSONA_DIR, load_persona
+from vtuber.mind.persona import load_persona
+from vtuber.paths import bundled
 from vtuber.pipeline import Engine
-from vtuber.plugins import PLUGIN_DIR
 from vtuber.rehearsal import load_inputs, run_rehearsal
 
 
@@ -53,14 +52,14 @@ def test_a_card_imported_from_png_drives_a_rehearsal(tmp_path, capsys):
     data = json.loads((out / "timings.json").read_text())
     assert data["persona"] == "Luna"
     assert [t["user"] for t in data["turns"]] == ["alice", "bob"]
-    assert all(len(words(t["reply_text"])) >= 2 for t in data["turns"])
+    assert all(words(t["reply_text"]) for t in data["turns"])  # whatever the model says, every turn has a reply
     assert (out / "transcript.md").read_text().startswith("# Rehearsal with Luna")
 
 
 @pytest.fixture(scope="module")
 def plugin_session(engine, tmp_path_factory):
     d = tmp_path_factory.mktemp("plugins")
-    shutil.copy(PLUGIN_DIR / "hello.py", d / "hello.py")  # the example plugin, from this folder
+    shutil.copy(bundled("plugins") / "hello.py", d / "hello.py")  # the example plugin, from this folder
     (d / "slowpoke.py").write_text(
         textwrap.dedent(
             """
@@ -75,9 +74,9 @@ def plugin_session(engine, tmp_path_factory):
             """
         )
     )
-    personas = d / "personas"  # !persona takes names from the persona folder only
+    personas = d / "personas"  # !persona takes names from the persona folders only
     personas.mkdir()
-    shutil.copy(PERSONA_DIR / "miko.yaml", personas / "miko.yaml")
+    shutil.copy(bundled("personas") / "miko.yaml", personas / "miko.yaml")
     nova = personas / "nova.yaml"
     nova.write_text(
         "name: Nova\ndescription: A calm space-themed co-host.\nspeaking_style: Soft and dry.\n"
@@ -97,19 +96,25 @@ def plugin_session(engine, tmp_path_factory):
             {"t": 3.2, "user": "mod", "text": f"!persona {nova}", "badges": mod},  # a path: refused
             {"t": 3.5, "user": "mod", "text": "!persona nova", "badges": mod},
             {"t": 4.0, "user": "dave", "text": "who are you?"},
-            {"t": 4.5, "user": "mod", "text": "!mute", "badges": mod},
-            {"t": 5.0, "user": "erin", "text": "are you there?"},
-            {"t": 5.5, "user": "mod", "text": "!unmute", "badges": mod},
-            {"t": 6.0, "user": "frank", "text": "!ask what is your favourite planet?"},
+            # Fast mode keeps live triage (a mute holds for what is picked while it is on), so the
+            # mute comes long after everything before it was answered, and lasts until erin's
+            # message has been picked. Idle time is skipped: the gaps cost no wall time.
+            {"t": 200.0, "user": "mod", "text": "!mute", "badges": mod},
+            {"t": 200.5, "user": "erin", "text": "are you there?"},
+            {"t": 400.0, "user": "mod", "text": "!unmute", "badges": mod},
+            {"t": 400.5, "user": "frank", "text": "!ask what is your favourite planet?"},
         ],
     )
     cfg = load_config(
-        overrides={"plugins": {"enabled": ["slowpoke", "commands", "thanks", "hello"], "folder": str(d), "timeout_s": 0.2}}
+        overrides={
+            "plugins": {"enabled": ["slowpoke", "commands", "thanks", "hello"], "folder": str(d), "timeout_s": 0.2},
+            "persona_folders": [str(personas)],
+            # Fast mode keeps live triage: with a slow CPU nothing may go stale before it is answered.
+            "director": {"queue_size": 64, "max_age_s": 3600.0},
+        }
     )
     eng = Engine(cfg, engine.persona, engine.paths, engine.llm, engine.asr, engine.tts, engine.vad, engine.canary)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(persona_module, "PERSONA_DIR", personas)
-        session, _ = run_rehearsal(eng, load_inputs(chat, None), d / "out", fast=True)
+    session, _ = run_rehearsal(eng, load_inputs(chat, None), d / "out", fast=True)
     yield session
     engine.asr.prompt, engine.asr.names = engine.persona.asr_prompt, [engine.persona.name, engine.persona.streamer_name]
 
