@@ -79,6 +79,40 @@ def test_the_naive_run_is_reported_with_its_fields(result):
     assert min(result["naive_samples"]["speech"]) > bench.NAIVE_HANGOVER_S
 
 
+def test_the_plain_run_is_reported_with_its_fields(result):
+    samples = result["plain_samples"]["chat"]
+    assert len(samples) == 2 and all(math.isfinite(v) and v > 0 for v in samples)
+    _consistent(result["plain"]["chat"], 2)
+    assert result["plain"]["chat"]["p50"] > 0 and result["plain"]["chat"]["max"] == max(samples)
+    assert "speech" not in result["plain"]  # plain streaming answers the chat turns only
+    streaming = result["streaming"]["chat"]["input_to_first_audio"]["p50"]
+    assert result["chat_speedup_vs_plain_p50"] == pytest.approx(result["plain"]["chat"]["p50"] / streaming)
+    assert result["config"]["plain_llm_threads"] == bench.PLAIN_THREADS
+
+
+def test_the_plain_run_gives_the_pipeline_its_thread_setting_back(result, engine):
+    import llama_cpp
+
+    ctx = engine.llm.llm.ctx
+    assert llama_cpp.llama_n_threads(ctx) == engine.cfg.threads.llm
+    assert llama_cpp.llama_n_threads_batch(ctx) == engine.cfg.threads.llm_batch
+
+
+@pytest.mark.parametrize(
+    "text, clause",
+    [
+        ("Hi, I'm Miko. Nice", "Hi, I'm Miko."),  # a comma after one word is too early
+        ("Oh hey there, chat", "Oh hey there,"),
+        ("Hello there! Welcome", "Hello there!"),
+        ("Yes: tea", None),
+        ("Hey ... what", None),
+        ("Hello", None),
+    ],
+)
+def test_plain_first_clause_is_cut_at_the_first_mark_after_two_words(text, clause):
+    assert bench.first_clause(text) == clause
+
+
 def test_machine_memory_and_gaps_are_reported(result):
     assert result["peak_rss_mib"] > 100  # three models loaded
     assert result["gaps"] == sum(r["gaps"] for r in result["records"])
@@ -91,6 +125,7 @@ def test_bench_writes_json_plot_and_a_table(result, tmp_path):
     files = bench.write(result, tmp_path)
     data = json.loads(files["json"].read_text())
     assert data["turns"] == 2 and data["naive"] == result["naive"] and data["streaming"] == result["streaming"]
+    assert data["plain"] == result["plain"]
     assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = _table_text(result)
     for row in ("chat -> first audio", "speech end -> first audio", "llm first token", "tts first chunk", "peak RSS", "tokens/s"):
@@ -106,7 +141,7 @@ def _dist(p50: float, p95: float | None = None) -> dict:
     return {"n": 3, "p50": p50, "p95": p95, "max": p95, "mean": p50}
 
 
-def crafted(chat=(0.150, 0.250), speech=0.600, naive_chat=0.900, rss=500.0, gaps=0) -> dict:
+def crafted(chat=(0.150, 0.250), speech=0.600, naive_chat=0.900, plain_chat=(0.450, 0.600), rss=500.0, gaps=0) -> dict:
     """A bench result with the numbers given (defaults: every target met)."""
     chat_stages = {stage: _dist(0.05) for stage in STAGES}
     chat_stages["input_to_first_audio"] = _dist(*chat)
@@ -117,7 +152,9 @@ def crafted(chat=(0.150, 0.250), speech=0.600, naive_chat=0.900, rss=500.0, gaps
         "turns": 3,
         "streaming": {"chat": chat_stages, "speech": speech_stages},
         "naive": {"chat": _dist(naive_chat), "speech": _dist(2.0)},
+        "plain": {"chat": _dist(*plain_chat)},
         "chat_speedup_p50": naive_chat / chat[0],
+        "chat_speedup_vs_plain_p50": plain_chat[0] / chat[0],
         "speech_speedup_p50": 2.0 / speech,
         "peak_rss_mib": rss,
         "gaps": gaps,
@@ -141,8 +178,13 @@ def test_verdict_exactly_on_each_target_is_met():
     assert met(crafted(chat=(0.200, 0.300), speech=0.800, naive_chat=0.800, rss=700.0)) == [True] * len(TARGETS)
 
 
+def test_verdict_equal_to_plain_is_missed():
+    # "Better than plain" is strict: a tie with the baseline is not a win.
+    assert met(crafted(plain_chat=(0.150, 0.250)))[3:5] == [False, False]
+
+
 def test_verdict_all_missed():
-    bad = crafted(chat=(0.250, 0.400), speech=1.0, naive_chat=0.500, rss=900.0, gaps=2)
+    bad = crafted(chat=(0.250, 0.400), speech=1.0, naive_chat=0.500, plain_chat=(0.240, 0.390), rss=900.0, gaps=2)
     assert met(bad) == [False] * len(TARGETS)
 
 
@@ -152,9 +194,11 @@ def test_verdict_all_missed():
         (0, {"chat": (0.201, 0.250), "naive_chat": 0.900}),
         (1, {"chat": (0.150, 0.301)}),
         (2, {"naive_chat": 0.590}),  # 3.9x
-        (3, {"speech": 0.801}),
-        (4, {"rss": 700.5}),
-        (5, {"gaps": 1}),
+        (3, {"plain_chat": (0.149, 0.600)}),
+        (4, {"plain_chat": (0.450, 0.249)}),
+        (5, {"speech": 0.801}),
+        (6, {"rss": 700.5}),
+        (7, {"gaps": 1}),
     ],
 )
 def test_verdict_misses_only_the_target_that_is_missed(index, change):
@@ -167,7 +211,9 @@ def test_verdict_without_a_measurement_is_missed_not_a_crash():
     r = crafted()
     del r["streaming"]["speech"]
     r["chat_speedup_p50"] = None
-    assert met(r) == [True, True, False, False, True, True]
+    assert met(r) == [True, True, False, True, True, False, True, True]
+    r["plain"] = {}  # a backend without a plain run: both plain targets missed, no crash
+    assert met(r) == [True, True, False, False, False, False, True, True]
 
 
 def _table_text(result: dict) -> str:
@@ -182,4 +228,5 @@ def test_table_shows_the_crafted_numbers():
     text = _table_text(crafted())
     row = next(line for line in text.splitlines() if "chat -> first audio" in line)
     assert "150 ms" in row and "250 ms" in row and "900 ms" in row and "6.0x" in row
+    assert "450 ms" in row and "3.0x" in row  # plain p50 and the speedup vs plain
     assert "500 MiB" in text and "test cpu" in text

@@ -4,7 +4,9 @@ The streaming run is a real-time session: N chat messages and N spoken turns (Pi
 speech replayed in real time through the same VAD, endpointing and ASR as live mode),
 spaced so turns do not overlap. The naive baseline answers the same inputs the way
 most co-host projects do: wait for a plain VAD timeout, transcribe, generate the whole
-reply without a cached prefix, synthesize all of it, then play.
+reply without a cached prefix, synthesize all of it, then play. The plain baseline is
+what a competent first streaming version does: llama-cpp-python streaming on both cores
+with its prompt-prefix reuse, the first clause straight to Piper, nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
+import re
 import resource
 import time
 from dataclasses import dataclass
@@ -57,6 +60,8 @@ SPEECH_LINES = [
 # A plain VAD setup waits this long after speech before it transcribes (common defaults: 0.5 to 1 s).
 NAIVE_HANGOVER_S = 0.7
 SPACING_S = 6.0
+# The plain baseline decodes on both cores of the target machine (the pipeline: one).
+PLAIN_THREADS = 2
 
 
 @dataclass
@@ -121,6 +126,54 @@ def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dic
     return out
 
 
+def first_clause(text: str) -> str | None:
+    """Text up to the first .,!?;: that follows two words (None while there is none yet)."""
+    for m in re.finditer(r"[.,!?;:]", text):
+        if len(re.findall(r"\w+", text[: m.start()])) >= 2:
+            return text[: m.end()]
+    return None
+
+
+def plain_turn(engine: Engine, messages: list[dict]) -> float:
+    """Stream the reply, cut the first clause, one Piper call: seconds until its audio is ready."""
+    p = engine.cfg.llm
+    t0 = time.perf_counter()
+    chunks = engine.llm.llm.create_chat_completion(
+        messages=messages, stream=True, max_tokens=engine.persona.max_tokens,
+        temperature=p.temperature, top_p=p.top_p, repeat_penalty=p.repeat_penalty, seed=p.seed,
+    )
+    text = ""
+    for chunk in chunks:
+        text += chunk["choices"][0]["delta"].get("content") or ""
+        clause = first_clause(text)
+        if clause:
+            text = clause
+            break
+    chunks.close()
+    engine.tts.synthesize(text)  # Piper returns the clause's audio whole: first audio is now
+    return time.perf_counter() - t0
+
+
+def run_plain(engine: Engine, records: list[TurnRecord]) -> list[float]:
+    """Plain clause streaming on the same chat turns (no director, gate or plugins), the LLM
+    on PLAIN_THREADS threads for this run only. llama_cpp backend only (else no samples)."""
+    if engine.llm.name != "llama_cpp":
+        return []
+    import llama_cpp
+
+    builder = PromptBuilder(engine.persona, 0, engine.canary)
+    engine.llm.warm(builder.prefix())  # the persona prefix in the KV cache, as the pipeline has it
+    ctx = engine.llm.llm.ctx
+    saved = llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)
+    with engine.llm.lock:
+        llama_cpp.llama_set_n_threads(ctx, PLAIN_THREADS, PLAIN_THREADS)
+        try:
+            turns = [Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0) for r in records if r.kind == "chat"]
+            return [plain_turn(engine, builder.messages(t)) for t in turns]
+        finally:
+            llama_cpp.llama_set_n_threads(ctx, *saved)
+
+
 def reset_peak_rss() -> bool:
     """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM), after
     handing freed heap back to the system so the window starts from what is really in use."""
@@ -159,6 +212,8 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
     session = asyncio.run(_streaming(engine, plan))
     rss = peak_rss_mib()
     records = session.recorder.finished()
+    progress(f"plain clause streaming on the same chat inputs (LLM on {PLAIN_THREADS} threads)")
+    plain = run_plain(engine, records)
     progress("naive pipeline on the same inputs")
     naive = run_naive(engine, records, plan)
     stats = summary(records)
@@ -169,10 +224,13 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
             "threads": engine.cfg.threads.__dict__,
             "hangover_ms": engine.cfg.hearing.hangover_ms,
             "first_clause_words": engine.cfg.voice.first_clause_words,
+            "plain_llm_threads": PLAIN_THREADS,
         },
         "streaming": stats,
         "naive": {k: _dist(v) for k, v in naive.items()},
         "naive_samples": naive,
+        "plain": {"chat": _dist(plain)} if plain else {},
+        "plain_samples": {"chat": plain},
         "gaps": sum(r.gaps for r in records),
         "gap_s": sum(r.gap_s for r in records),
         "peak_rss_mib": rss,
@@ -185,6 +243,8 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
         s = stats.get(kind, {}).get("input_to_first_audio")
         n = result["naive"].get(kind)
         result[f"{kind}_speedup_p50"] = (n["p50"] / s["p50"]) if s and n and s["p50"] else None
+    s, p = stats.get("chat", {}).get("input_to_first_audio"), result["plain"].get("chat")
+    result["chat_speedup_vs_plain_p50"] = (p["p50"] / s["p50"]) if s and p and s["p50"] else None
     return result
 
 
@@ -210,7 +270,7 @@ def machine() -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Distributions per stage (streaming) and the end-to-end latency against the naive baseline."""
+    """Distributions per stage (streaming) and the end-to-end latency against the baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,10 +292,14 @@ def plot(result: dict, path: Path) -> None:
     e2e, names = [], []
     for kind, label in (("chat", "chat"), ("speech", "speech end")):
         s = [r["stages"]["input_to_first_audio"] * 1000 for r in records if r["kind"] == kind]
-        n = [v * 1000 for v in result["naive_samples"].get(kind, [])]
-        if s:
-            e2e += [s, n]
-            names += [f"{label}\nstreaming", f"{label}\nnaive"]
+        if not s:
+            continue
+        e2e.append(s)
+        names.append(f"{label}\nstreaming")
+        for base in ("plain", "naive"):
+            if result.get(f"{base}_samples", {}).get(kind):
+                e2e.append([v * 1000 for v in result[f"{base}_samples"][kind]])
+                names.append(f"{label}\n{base}")
     ax2.boxplot(e2e, showfliers=True)
     ax2.set_xticks(range(1, len(names) + 1), names, fontsize=8)
     ax2.set_ylabel("ms to first reply audio")
