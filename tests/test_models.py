@@ -45,9 +45,12 @@ def test_llm_cancel_stops_the_stream(engine):
     builder = PromptBuilder(engine.persona, history_turns=0)
     messages = builder.messages(Turn(1, "chat", "bob", "tell me a long story about foxes", 0.0, 0.0, 0.0))
     got = []
-    for piece in engine.llm.stream(messages, max_tokens=200):
-        got.append(piece)
-        engine.llm.cancel.set()  # after the first piece: nothing more may come
+    try:
+        for piece in engine.llm.stream(messages, max_tokens=200):
+            got.append(piece)
+            engine.llm.cancel.set()  # after the first piece: nothing more may come
+    finally:
+        engine.llm.cancel.clear()  # as the mind does when a turn starts (the engine is shared)
     assert len(got) == 1
     # The next turn streams normally after a cancel.
     assert len(list(engine.llm.stream(messages, max_tokens=6))) >= 1
