@@ -7,6 +7,10 @@ time runs at wall speed and inputs arrive on time, exactly as live, so every mea
 latency is real compute time and triage (queue limits, stale messages) drops what it
 would drop live; once the pipeline is idle and every source is waiting, time jumps to
 the earliest wake-up.
+
+Timers (`call_at`) are wake-ups that are not sources: simulated playback ends a
+clause at a session time, the director waits for the speaker to be nearly free.
+They fire on time, and the fast clock may jump to them when nothing else is due.
 """
 
 from __future__ import annotations
@@ -55,6 +59,24 @@ class Clock:
     def source_done(self) -> None:
         pass
 
+    def call_at(self, t: float, callback) -> Timer:
+        """Run `callback()` in the event loop at session time `t` (at once if past)."""
+        handle = asyncio.get_running_loop().call_later(max(0.0, t - self.now()), callback)
+        return Timer(handle.cancel)
+
+
+class Timer:
+    """A pending `call_at`; `cancel()` is safe to call more than once."""
+
+    def __init__(self, cancel) -> None:
+        self._cancel = cancel
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._cancel()
+
 
 class FastClock(Clock):
     """Real time while the pipeline works, idle time skipped: honest latencies, the same triage as live."""
@@ -65,6 +87,7 @@ class FastClock(Clock):
         super().__init__()
         self._offset = 0.0
         self._waiters: list[tuple[float, int, asyncio.Future]] = []
+        self._timers: list[tuple[float, int, Timer, object]] = []
         self._seq = itertools.count()
         self._live_sources = 0
         self._changed: asyncio.Event | None = None
@@ -94,6 +117,20 @@ class FastClock(Clock):
         super().end_work()
         self._poke()
 
+    def call_at(self, t: float, callback) -> Timer:
+        timer = Timer(self._poke)
+        heapq.heappush(self._timers, (t, next(self._seq), timer, callback))
+        self._ensure_scheduler()
+        self._poke()
+        return timer
+
+    def _fire_due_timers(self) -> None:
+        while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= self.now()):
+            _, _, timer, callback = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.cancelled = True
+                callback()
+
     async def sleep_until(self, t: float) -> None:
         self._ensure_scheduler()
         fut = asyncio.get_running_loop().create_future()
@@ -105,27 +142,33 @@ class FastClock(Clock):
         assert self._changed is not None
         while True:
             self._changed.clear()
+            self._fire_due_timers()
             while self._waiters and self._waiters[0][2].cancelled():  # its source was cancelled
                 heapq.heappop(self._waiters)
-            timeout = None
-            if self._waiters:
-                t, _, fut = self._waiters[0]
-                lag = t - self.now()
-                every_source_parked = len(self._waiters) >= self._live_sources
-                # Due inputs arrive on time, busy or not (so triage sees the same queue as
-                # live); idle time, with every source parked, is skipped.
-                if lag <= 0 or (not self.busy and every_source_parked):
-                    heapq.heappop(self._waiters)
-                    if lag > 0:
-                        self._offset += lag
-                    fut.set_result(None)
-                    # Let the woken source run and park again (or finish) before the next pick.
-                    await self._changed.wait()
+            every_source_parked = len(self._waiters) >= self._live_sources
+            t_wait = self._waiters[0][0] if self._waiters else float("inf")
+            t_timer = self._timers[0][0] if self._timers else float("inf")
+            if t_wait == t_timer == float("inf"):
+                if self._live_sources <= 0:
+                    return
+                await self._changed.wait()
+                continue
+            lag = min(t_wait, t_timer) - self.now()
+            # Due inputs arrive on time, busy or not (so triage sees the same queue as
+            # live); idle time, with every source parked, is skipped.
+            if lag <= 0 or (not self.busy and every_source_parked):
+                if lag > 0:
+                    self._offset += lag
+                if t_timer <= t_wait:
+                    self._fire_due_timers()
+                    await asyncio.sleep(0)  # let what the timer woke take up its work
                     continue
-                timeout = lag
-            elif self._live_sources <= 0:
-                return
+                _, _, fut = heapq.heappop(self._waiters)
+                fut.set_result(None)
+                # Let the woken source run and park again (or finish) before the next pick.
+                await self._changed.wait()
+                continue
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                await asyncio.wait_for(self._changed.wait(), lag)
             except asyncio.TimeoutError:
                 pass

@@ -65,12 +65,21 @@ class HearingConfig:
     max_utterance_s: float = 15.0  # force an endpoint on endless speech
     language: str = "en"
     beam_size: int = 1
+    # The streamer talking over the co-host stops her (within one audio block) and is answered next.
+    barge_in: bool = True
+    # Her own voice coming back through the mic: "gate" checks onsets and transcripts against
+    # what is playing; "off" for headphones. echo_loss_db: how much quieter the room makes her.
+    echo_guard: str = "gate"
+    echo_loss_db: float = 6.0
 
 
 @dataclass
 class DirectorConfig:
     queue_size: int = 16  # inputs waiting to be answered; the oldest chat is dropped first
     max_age_s: float = 30.0  # chat older than this when picked is stale and dropped
+    # While a reply plays, the next input is picked this long before its audio ends
+    # (about the time from picking to first audio), so the freshest best message wins.
+    pick_ahead_s: float = 0.5
 
 
 @dataclass
@@ -167,6 +176,8 @@ def validate(cfg: Config) -> Config:
         (0.0 < cfg.llm.top_p <= 1.0, "llm.top_p must be in (0, 1]"),
         (0.5 <= cfg.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be in [0.5, 2]"),
         (cfg.hearing.beam_size >= 1, "hearing.beam_size must be >= 1"),
+        (cfg.hearing.echo_guard in ("gate", "off"), "hearing.echo_guard must be gate or off"),
+        (0.0 <= cfg.hearing.echo_loss_db <= 60.0, "hearing.echo_loss_db must be in [0, 60]"),
         (1.0 <= cfg.hearing.max_utterance_s <= 120.0, "hearing.max_utterance_s must be in [1, 120]"),
         (cfg.hearing.min_speech_ms >= 32, "hearing.min_speech_ms must be >= 32"),
         (256 <= cfg.llm.context <= 32768, "llm.context must be in [256, 32768]"),
@@ -177,6 +188,7 @@ def validate(cfg: Config) -> Config:
         (0 <= cfg.hearing.continuation_ms <= 5000, "hearing.continuation_ms must be in [0, 5000]"),
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
+        (0.0 <= cfg.director.pick_ahead_s <= 10.0, "director.pick_ahead_s must be in [0, 10]"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
         (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),
         (cfg.safety.chat_mode in ("skip", "sanitise"), "safety.chat_mode must be skip or sanitise"),

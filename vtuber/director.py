@@ -9,6 +9,15 @@ Drop policy, named and counted:
   lowest-scored, oldest chat message (speech is never evicted by chat; a full queue
   of speech drops the new input).
 - `stale`: a chat message older than `max_age_s` when a turn is picked is skipped.
+
+Pacing: while the speaker is still playing earlier replies, the next input is picked
+only when the playing audio is nearly over (`pick_ahead_s` before its end, about the
+time a reply takes to its first audio), so the best *fresh* message is answered and
+stale ones drop on the session clock. `speaker_busy_until` tells it (playback does).
+
+Clock accounting: the director holds one unit of work while it has something it can
+do now (a queue and a free speaker) and each picked turn holds one until `done()`;
+waiting for the speaker holds nothing, so the fast clock may jump over playing audio.
 """
 
 from __future__ import annotations
@@ -63,6 +72,10 @@ class Director:
         self._ready = asyncio.Event()
         self._closed = False
         self.counters: Counter[str] = Counter()
+        self._holding = False
+        self._waiting_for_speaker = False
+        self.speaker_busy_until: Callable[[], float] | None = None  # session time the speaker is free
+        self.pick_ahead_s = cfg.pick_ahead_s
 
     def set_triage(self, persona_name: str, weights: dict[str, float]) -> None:
         self.persona_name = persona_name.lower()
@@ -103,13 +116,33 @@ class Director:
                 old, _ = self._chat[lowest]
                 del self._chat[lowest]
                 self._drop(old, "queue_full")
-                self.clock.end_work()
             else:
                 self._drop(event, "queue_full")
                 return
-        self.clock.begin_work()  # held until the turn is answered or dropped
         {"speech": self._speech, "line": self._lines, "chat": self._chat}[kind].append((event, now))
+        self._update_hold()
         self._ready.set()
+
+    def _update_hold(self) -> None:
+        """Hold the clock while there is a queue and nothing to wait for."""
+        want = len(self) > 0 and not self._waiting_for_speaker
+        if want and not self._holding:
+            self.clock.begin_work()
+        elif not want and self._holding:
+            self.clock.end_work()
+        self._holding = want
+
+    def poke(self) -> None:
+        """Look again now (the speaker was silenced: a cancelled reply)."""
+        self._waiting_for_speaker = False
+        self._update_hold()
+        self._ready.set()
+
+    def _speaker_wait_until(self) -> float | None:
+        if self.speaker_busy_until is None:
+            return None
+        t = self.speaker_busy_until() - self.pick_ahead_s
+        return t if t > self.clock.now() else None
 
     def _drop(self, event: ChatMessage | Utterance | Announcement, reason: str) -> None:
         kind = {Utterance: "speech", Announcement: "line"}.get(type(event), "chat")
@@ -129,7 +162,6 @@ class Director:
             for stale in [e for e in self._chat if now - e[0].t > self.cfg.max_age_s]:
                 self._chat.remove(stale)
                 self._drop(stale[0], "stale")
-                self.clock.end_work()
             if not self._chat:
                 continue
             best = max(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), -self._chat[i][0].t))
@@ -141,10 +173,24 @@ class Director:
     async def next_turn(self) -> Turn | None:
         """Wait for the next turn; None once closed and empty. The caller calls `done()` once it is answered."""
         while True:
+            if len(self) and (t := self._speaker_wait_until()) is not None:
+                # The speaker is busy: wait until it is nearly free, holding no work.
+                self._waiting_for_speaker = True
+                self._update_hold()
+                self._ready.clear()
+                timer = self.clock.call_at(t, self.poke)
+                try:
+                    await self._ready.wait()
+                finally:
+                    timer.cancel()
+                continue
             turn = self._pop()
             if turn is not None:
                 self.counters["picked"] += 1
+                self.clock.begin_work()  # held by the turn until done()
+                self._update_hold()
                 return turn
+            self._update_hold()
             if self._closed:
                 return None
             self._ready.clear()

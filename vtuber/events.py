@@ -173,8 +173,59 @@ class ReplyFinished:
 
 @dataclass(frozen=True)
 class Interrupt:
-    """Flows back: the streamer started speaking, the co-host should stop talking.
-    (Defined for the live mode's barge-in; nothing emits it yet.)"""
+    """Flows back: stop the current reply (the streamer started speaking, a moderator's
+    !skip, mute, shutdown). The turn runner cancels the turn in flight."""
 
     t: float
     reason: str = "streamer_speech"
+
+
+# --- playback: what the audience actually hears (from the speaker, or simulated) -------
+
+
+@dataclass(frozen=True)
+class PlaybackStarted:
+    """A reply's first audio started playing."""
+
+    turn_id: int
+    t: float
+
+
+@dataclass(frozen=True)
+class ClausePlaying:
+    """A clause of a reply started playing (captions and lip sync hang on this)."""
+
+    turn_id: int
+    clause_index: int
+    text: str
+    t: float
+    duration: float
+
+
+@dataclass(frozen=True)
+class PlaybackFinished:
+    """A reply's audio is over: played to the end, or cut short (cancelled), with what was heard."""
+
+    turn_id: int
+    t: float
+    heard_text: str = ""
+    cut_short: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Underrun:
+    """The speaker ran dry inside a reply (the next clause was not ready in time)."""
+
+    turn_id: int
+    t: float
+    gap_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TurnCancelled:
+    """The turn in flight was cancelled: its LLM stopped, its unspoken clauses dropped."""
+
+    turn_id: int
+    reason: str
+    t: float

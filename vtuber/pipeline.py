@@ -9,7 +9,6 @@ output (observers), and data events also go to the stage that consumes them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,26 +18,35 @@ from vtuber.clock import Clock
 from vtuber.config import Config
 from vtuber.director import Director
 from vtuber.door import admit
-from vtuber.errors import UserError, quote
+from vtuber.errors import UserError
+from vtuber.controls import SessionControls
 from vtuber.events import (
     Announcement,
+    AudioChunk,
     AudioFrame,
     ChatMessage,
+    ClausePlaying,
+    Interrupt,
     ReplyClause,
-    ReplyFinished,
+    SpeechStarted,
     StreamEvent,
     TurnDropped,
     Utterance,
 )
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
+from vtuber.hearing.echo import EchoGuard
+from vtuber.intake import ChatIntake
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
-from vtuber.mind.persona import Persona, list_personas, load_persona
+from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
 from vtuber.models import ModelPaths, persona_voice, resolve
+from vtuber.outputs.hub import OutputHub
+from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
-from vtuber.plugins import Controls, Plugin, PluginHost, load_plugins
+from vtuber.plugins import Plugin, PluginHost, load_plugins
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
+from vtuber.turns import TurnRunner
 from vtuber.voice import PiperTTS, VoiceStage
 
 log = logging.getLogger("vtuber")
@@ -105,29 +113,37 @@ def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
         raise UserError(f"persona {persona.name} ({persona.path or 'built in'}): {problem}")
 
 
-class Session(Controls):
-    """One run of the pipeline over some sources, with some outputs.
+class Session:
+    """One run of the pipeline over some sources, with some outputs: the wiring.
 
-    It is also what plugins may control (`Controls`): say a line, queue a question,
-    switch persona, mute. Those calls come from plugin threads, so each one is
-    handed to the event loop rather than run there.
+    - routing: `emit` is the one place events go: every event to the recorder, the
+      playback and the outputs (observers), data events also to the stage that consumes
+      them; untrusted chat passes the door (`vtuber.door`) first;
+    - chat intake (`vtuber.intake`): banned words, plugins, commands, then triage;
+    - the turn loop and cancellation (`vtuber.turns`);
+    - what plugins may do (`vtuber.controls`): say, ask, mute, skip, switch persona;
+    - barge-in and echo (`vtuber.hearing.echo`): the streamer talking stops the co-host.
     """
 
     def __init__(
         self,
         engine: Engine,
         clock: Clock,
-        outputs: Iterable[Callable[[object], None]] = (),
+        outputs: Iterable[object] = (),
         recorder: Recorder | None = None,
         plugins: list[Plugin] | None = None,
+        playback: Callable[[Clock, Callable[[object], None]], Playback] | None = None,
     ):
         cfg = engine.cfg
         self.engine = engine
         self.cfg = cfg
         self.clock = clock
         self.recorder = recorder or Recorder()
-        self.observers: list[Callable[[object], None]] = [self.recorder, *outputs]
+        self.outputs = OutputHub(outputs)
+        self.playback: Playback = (playback or SimulatedPlayback)(clock, self.emit)
+        self.observers: list[Callable[[object], None]] = [self.recorder, self.playback.feed, self.outputs]
         self.director = Director(cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage)
+        self.director.speaker_busy_until = self.playback.busy_until
         h = cfg.hearing
         engine.vad.reset()
         self.hearing = Hearing(
@@ -143,12 +159,13 @@ class Session(Controls):
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
-        self.gate, self.chat_filter = self._safety_for(self.persona)
+        self.gate, self.chat_filter = self.safety_for(self.persona)
+        self.controls = SessionControls(self)
         self.plugins = PluginHost(
             load_plugins(cfg.plugins.enabled, Path(cfg.plugins.folder) if cfg.plugins.folder else None)
             if plugins is None
             else plugins,
-            self,
+            self.controls,
             timeout_s=cfg.plugins.timeout_s,
             settings=cfg.plugins.settings,
         )
@@ -165,12 +182,24 @@ class Session(Controls):
             clause_hook=self.plugins.clause,
             llm_may_run=self.voice.first_audio_priority,
         )
-        self.muted = False
-        self._pending_persona: Persona | None = None
+        self.intake = ChatIntake(self)
+        self.turns = TurnRunner(
+            self.director,
+            self.mind,
+            self.voice,
+            self.playback,
+            clock,
+            self._observe,
+            pick=self.plugins.pick,
+            before_turn=self.controls.apply_pending,
+            muted=lambda: self.controls.muted,
+            errors=self.errors,
+        )
+        self.echo = EchoGuard(h.echo_guard, h.echo_loss_db)
+        self.barge_in = h.barge_in
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
+    def safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
         s = self.cfg.safety
         banned = BannedWords([*persona.banned_words, *self.default_banned])  # one matcher for both doors
         gate = OutputGate(
@@ -183,6 +212,13 @@ class Session(Controls):
         )
         return gate, ChatFilter(banned, mode=s.chat_mode)
 
+    def all_blocked(self) -> list[tuple[int, str, str]]:
+        return [*self.blocked, *self.gate.blocked]
+
+    @property
+    def muted(self) -> bool:
+        return self.controls.muted
+
     # --- routing ---------------------------------------------------------------------
 
     def _observe(self, ev: object) -> None:
@@ -194,40 +230,28 @@ class Session(Controls):
             ev = admit(ev)
             if ev is None:
                 return
-        self._observe(ev)
         if isinstance(ev, AudioFrame):
+            self.echo.mic(ev)
             self.hearing.feed(ev)
-        elif isinstance(ev, ChatMessage):
-            self._chat_in(ev)
+            return  # frames are many and only hearing needs them
+        if isinstance(ev, Utterance) and self.echo.is_echo(ev):
+            self._observe(TurnDropped("speech", "streamer", ev.text, "echo of the co-host", self.clock.now()))
+            return
+        self._observe(ev)
+        if isinstance(ev, ChatMessage):
+            self.intake.chat(ev)
         elif isinstance(ev, (Utterance, Announcement)):
             self.director.submit(ev)
         elif isinstance(ev, StreamEvent):
             for line, origin in self.plugins.event(ev):
                 self.emit(Announcement(line, self.clock.now(), ev.user, origin))
-        elif isinstance(ev, ReplyFinished):
-            self.director.done()
-
-    def _drop(self, msg: ChatMessage, reason: str) -> None:
-        self._observe(TurnDropped("chat", msg.user, msg.text, reason, self.clock.now()))
-
-    def _chat_in(self, msg: ChatMessage) -> None:
-        """Untrusted chat at the door: banned words, then plugins, then commands, then triage."""
-        text, reason = self.chat_filter.apply(msg.text)
-        if text is None:
-            self._drop(msg, reason or "banned word")
-            return
-        if text != msg.text:
-            msg = dataclasses.replace(msg, text=text)
-        kept, by = self.plugins.chat(msg)
-        if kept is None:
-            self._drop(msg, f"plugin {by}")
-            return
-        if kept.text.lstrip().startswith("!"):
-            _, reply = self.plugins.command(kept)
-            if reply:
-                self.emit(Announcement(reply, self.clock.now(), kept.user, "command"))
-            return
-        self.director.submit(kept)
+        elif isinstance(ev, SpeechStarted):
+            if self.barge_in and self.turns.is_talking() and not self.echo.is_echo_onset(ev):
+                self.emit(Interrupt(ev.t, "barge_in"))
+        elif isinstance(ev, Interrupt):
+            self.turns.cancel(ev.reason)
+        elif isinstance(ev, (AudioChunk, ClausePlaying)):
+            self.echo.playing(ev)
 
     async def _to_voice(self, ev: object) -> None:
         """The mind's data path: clauses are shown as they form, then queued for speech.
@@ -236,103 +260,60 @@ class Session(Controls):
             self._observe(ev)
         await self.voice.put(ev)
 
-    async def _answer_turns(self) -> None:
-        while (turn := await self.director.next_turn()) is not None:
-            if self._pending_persona is not None:  # a switch lands between turns, never mid-reply
-                self._switch_persona(self._pending_persona)
-                self._pending_persona = None
-            try:
-                picked, by = (turn, "") if turn.kind == "line" else await self.plugins.pick(turn)
-                if picked is None or self.muted:
-                    reason = "muted" if picked is not None else f"plugin {by}"
-                    self._observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
-                    self.director.done(answered=False)
-                    continue
-                await self.mind.answer(picked)
-            except Exception as e:  # one failed reply must not end the stream
-                log.exception("reply to turn %s failed", turn.id)
-                self.errors.append(f"turn {turn.id}: {e}")
-                self.director.done(answered=False)
-
-    # --- controls for plugins (called from plugin threads) ---------------------------
-
-    def _soon(self, fn: Callable, *args) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(fn, *args)
-
-    def say(self, text: str, origin: str = "") -> None:
-        self._soon(lambda: self.emit(Announcement(text, self.clock.now(), "", origin)))
-
-    def ask(self, msg: ChatMessage) -> None:
-        self._soon(self.director.submit, msg)
-
-    def set_muted(self, muted: bool) -> None:
-        self._soon(setattr, self, "muted", muted)
-
-    @property
-    def persona_name(self) -> str:
-        return self.persona.name
-
-    def set_persona(self, name: str) -> str:
-        """Only personas by name (never a path): chat commands must not open arbitrary files."""
-        folders = self.cfg.persona_folders
-        if name not in list_personas(folders):
-            raise UserError(f"no persona named {quote(name, 40)} (available: {', '.join(list_personas(folders))})")
-        persona = load_persona(name, folders)
-        check_context(persona, self.engine.llm, self.cfg)
-        self._soon(setattr, self, "_pending_persona", persona)
-        return persona.name
-
-    def _switch_persona(self, persona: Persona) -> None:
-        self.blocked.extend(self.gate.blocked)
-        self.persona = persona
-        self.gate, self.chat_filter = self._safety_for(persona)
-        self.mind.set_persona(persona, self.gate)
-        self.director.set_triage(persona.name, persona.triage)
-        self.engine.asr.prompt = persona.asr_prompt
-        self.engine.asr.names = [persona.name, persona.streamer_name]
-        asyncio.get_running_loop().create_task(self.mind.warm_async())
-        log.warning("persona switched to %s", persona.name)
-
-    def all_blocked(self) -> list[tuple[int, str, str]]:
-        return [*self.blocked, *self.gate.blocked]
-
     # --- run --------------------------------------------------------------------------
 
     async def run(self, sources: Iterable) -> Recorder:
-        self._loop = asyncio.get_running_loop()
+        self.controls.bind(asyncio.get_running_loop())
         self.clock.start()
+        self.outputs.start()
+        self.playback.start()
         voice_task = asyncio.create_task(self.voice.run(), name="voice")
-        mind_task = asyncio.create_task(self._answer_turns(), name="mind")
+        turns_task = asyncio.create_task(self.turns.run(), name="turns")
         feeding = asyncio.gather(*(s.run(self.clock, self.emit) for s in sources))
 
         def stage_died(task: asyncio.Task) -> None:
-            # The mind and voice stages catch their own errors; if one still dies, stop
+            # The turn and voice stages catch their own errors; if one still dies, stop
             # feeding a pipeline that can no longer answer instead of going on silently.
             if not task.cancelled() and task.exception() is not None and not feeding.done():
                 feeding.cancel()
 
-        for task in (mind_task, voice_task):
+        for task in (turns_task, voice_task):
             task.add_done_callback(stage_died)
+        stopping = False
         try:
             try:
                 await feeding
             except asyncio.CancelledError:
-                for task in (mind_task, voice_task):
+                for task in (turns_task, voice_task):
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception() from None
                 raise
             await self.hearing.drain()
             self.director.close()
-            await mind_task
+            await turns_task
             await self.voice.stop()
             await voice_task
+            await self._playback_drained()
+        except BaseException:
+            stopping = True
+            raise
         finally:
-            for t in (mind_task, voice_task):
+            if stopping:  # Ctrl-C, SIGTERM, a dead stage: stop talking at once
+                self.turns.cancel("shutdown")
+            for t in (turns_task, voice_task):
                 if not t.done():
                     t.cancel()
             self.hearing.close()
             self.voice.close()
             self.mind.close()
             self.plugins.close()
+            await asyncio.shield(self.outputs.close())
         return self.recorder
+
+    async def _playback_drained(self) -> None:
+        """Wait (on the session clock) until the last reply has been heard to the end."""
+        while not self.playback.idle():
+            done = asyncio.Event()
+            self.clock.call_at(self.playback.busy_until(), done.set)
+            await done.wait()
+            await asyncio.sleep(0)

@@ -20,6 +20,7 @@ from vtuber.safety import OutputGate
 from vtuber.voice.tts import speakable
 
 _DONE = object()
+CANCEL_WAIT_S = 2.0  # a cancelled turn waits this long at most for the LLM thread to stop
 
 
 _SPEAKER_TAG = re.compile(r"^\s*[\w .'-]{1,32}(?:\([^)]{0,20}\))?\s*:(?:\s+|$)")
@@ -91,6 +92,11 @@ class Mind:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def remember_cut(self, turn: Turn, heard: str) -> None:
+        """A reply cut short: the history keeps what the audience actually heard of it."""
+        if heard.strip():
+            self.prompts.remember(turn, heard.strip() + " …")
+
     async def answer(self, turn: Turn) -> None:
         if turn.kind == "line":
             await self._say_line(turn)
@@ -104,6 +110,8 @@ class Mind:
         def produce() -> None:
             stats["t0"] = time.perf_counter()
             try:
+                if self.backend.cancel.is_set():  # cancelled before the LLM even started
+                    return
                 for piece in self.backend.stream(messages, max_tokens):
                     # While Piper makes the first clause's audio, the LLM waits: the
                     # first sample is what the audience hears, and the LLM has slack.
@@ -116,76 +124,88 @@ class Mind:
                 stats["t1"] = time.perf_counter()
                 loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
 
+        self.backend.cancel.clear()  # this turn's own cancel scope (the last turn's worker has ended)
         worker = loop.run_in_executor(self._executor, produce)  # the LLM starts before we print
-        self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
-        splitter = ClauseSplitter(
-            first_clause_words=self.voice_cfg.first_clause_words,
-            first_clause_max_words=self.voice_cfg.first_clause_max_words,
-            max_chars=self.voice_cfg.max_clause_chars,
-        )
-        spoken: list[str] = []
-        used = 0
-        index = 0
-        first = True
-        truncated = False
+        try:
+            self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
+            splitter = ClauseSplitter(
+                first_clause_words=self.voice_cfg.first_clause_words,
+                first_clause_max_words=self.voice_cfg.first_clause_max_words,
+                max_chars=self.voice_cfg.max_clause_chars,
+            )
+            spoken: list[str] = []
+            used = 0
+            index = 0
+            first = True
+            truncated = False
 
-        async def say(clause: str) -> bool:
-            """Gate, cap and send one clause; False once the reply is full."""
-            nonlocal used, index, truncated
-            if index == 0:
-                clause = _strip_speaker_tag(clause, self.persona.name)
-            clause = clause.strip()
-            if not clause:
-                return True
-            room = self.persona.max_chars - used
-            if room < 12 and spoken:
-                truncated = True
-                return False
-            if len(clause) > room:
-                clause, truncated = _cap(clause, room), True
-            safe = await self._gated(clause, turn)
-            if safe is None:
-                return True
-            spoken.append(safe)
-            used += len(safe) + 1
-            await self.send(ReplyClause(turn_id=turn.id, index=index, text=safe, t=self.clock.now()))
-            index += 1
-            return not truncated
+            async def say(clause: str) -> bool:
+                """Gate, cap and send one clause; False once the reply is full."""
+                nonlocal used, index, truncated
+                if index == 0:
+                    clause = _strip_speaker_tag(clause, self.persona.name)
+                clause = clause.strip()
+                if not clause:
+                    return True
+                room = self.persona.max_chars - used
+                if room < 12 and spoken:
+                    truncated = True
+                    return False
+                if len(clause) > room:
+                    clause, truncated = _cap(clause, room), True
+                safe = await self._gated(clause, turn)
+                if safe is None:
+                    return True
+                spoken.append(safe)
+                used += len(safe) + 1
+                await self.send(ReplyClause(turn_id=turn.id, index=index, text=safe, t=self.clock.now()))
+                index += 1
+                return not truncated
 
-        full = False
-        while True:
-            item = await pieces.get()
-            if item is _DONE:
-                break
-            if isinstance(item, Exception):
-                raise item
-            if full:
-                continue
-            if first:
-                self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
-                first = False
-            # A reply is one paragraph: small models go on to play the other
-            # roles after a newline, so the first newline after some text ends it.
-            # ("Miko,\n..." is a salutation, not a finished reply: a newline after
-            # fewer than four words is just a space.)
-            text, newline, rest = item.partition("\n")
-            if newline and len(" ".join([*spoken, splitter.pending, text]).split()) < 4:
-                text, newline = text + " " + rest, ""
-            for clause in splitter.feed(text):
-                if not await say(clause):
+            full = False
+            while True:
+                item = await pieces.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                if full:
+                    continue
+                if first:
+                    self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
+                    first = False
+                # A reply is one paragraph: small models go on to play the other
+                # roles after a newline, so the first newline after some text ends it.
+                # ("Miko,\n..." is a salutation, not a finished reply: a newline after
+                # fewer than four words is just a space.)
+                text, newline, rest = item.partition("\n")
+                if newline and len(" ".join([*spoken, splitter.pending, text]).split()) < 4:
+                    text, newline = text + " " + rest, ""
+                for clause in splitter.feed(text):
+                    if not await say(clause):
+                        full = True
+                        break
+                if newline:
+                    for clause in splitter.flush():
+                        await say(clause)
                     full = True
-                    break
-            if newline:
+                if full:
+                    self.backend.cancel.set()
+            if not full:
                 for clause in splitter.flush():
-                    await say(clause)
-                full = True
-            if full:
-                self.backend.cancel.set()
-        if not full:
-            for clause in splitter.flush():
-                if not await say(clause):
-                    break
-        await worker
+                    if not await say(clause):
+                        break
+            await worker
+        except asyncio.CancelledError:
+            # Cancelled (barge-in, !skip, mute, shutdown): the LLM stops at its next token,
+            # or before its first; wait for its thread so the next turn starts clean.
+            self.backend.cancel.set()
+            self.llm_may_run.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(worker), CANCEL_WAIT_S)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                pass
+            raise
         if not spoken:
             fallback = self.gate.check(speakable(self.persona.greeting), turn)  # fixed text: no plugin hook
             spoken.append(fallback)

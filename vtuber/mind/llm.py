@@ -23,12 +23,15 @@ from vtuber.errors import UserError
 
 class LLMBackend(Protocol):
     name: str
+    # Set to stop a generation: checked before the first token and between tokens. The
+    # mind clears it when a turn starts (never `stream` itself: an early cancel must win).
+    cancel: threading.Event
 
     def warm(self, prefix: list[dict]) -> None:
         """Prefill the persona prefix (system prompt + examples) so the first turn is fast."""
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        """Blocking generator of text pieces; stops early if `cancel` is set."""
+        """Blocking generator of text pieces; stops early once `cancel` is set (even before the first)."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model (to keep prompts inside the context)."""
@@ -71,11 +74,11 @@ class LlamaCppBackend:
         # One real chat completion: loads the pages, builds the template and leaves
         # the persona prefix in the KV cache for the first real turn.
         msgs = [*prefix, {"role": "user", "content": "hi"}]
+        self.cancel.clear()
         for _ in self.stream(msgs, max_tokens=2):
             pass
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        self.cancel.clear()
         with self.lock:
             chunks = self.llm.create_chat_completion(
                 messages=messages,
@@ -87,7 +90,7 @@ class LlamaCppBackend:
                 seed=self.cfg.llm.seed,
             )
             try:
-                for chunk in chunks:
+                for chunk in chunks:  # the first chunk comes after the prompt is evaluated
                     if self.cancel.is_set():
                         break
                     piece = chunk["choices"][0]["delta"].get("content")
@@ -150,6 +153,7 @@ class CTransformersBackend:
         self.cancel = threading.Event()
 
     def warm(self, prefix: list[dict]) -> None:
+        self.cancel.clear()
         for _ in self.stream(prefix, max_tokens=1):
             pass
 
@@ -157,7 +161,6 @@ class CTransformersBackend:
         return len(self.llm.tokenize(text))
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        self.cancel.clear()
         for piece in self.llm(
             plain_prompt(messages),
             max_new_tokens=max_tokens,

@@ -1,9 +1,10 @@
 """Per-turn timings and the session's reply audio, derived from the event stream.
 
-The recorder places reply audio the way a speaker plays it: a reply starts when
-its first audio is ready (or when the previous reply ends), each clause right
-after the previous one, or later if it was not ready in time (a gap: audible
-silence inside a reply, counted).
+Two first-audio times per turn: when it was *ready* (`AudioChunk`) and when it was
+*heard* (`PlaybackStarted`, from the speaker or the simulated playback: queueing
+behind earlier replies included). The reply audio is placed where playback played
+it (`ClausePlaying`), and a reply cut short (`PlaybackFinished(cut_short=True)`)
+keeps only what was heard; gaps are playback's underruns.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import numpy as np
 
 from vtuber.events import (
     AudioChunk,
+    ClausePlaying,
     FirstToken,
+    PlaybackFinished,
+    PlaybackStarted,
     ReplyClause,
     ReplyFinished,
     ReplyStarted,
     Turn,
+    TurnCancelled,
     TurnDropped,
+    Underrun,
     Utterance,
 )
-
-GAP_TOLERANCE_S = 0.005
 
 
 @dataclass
@@ -51,6 +55,10 @@ class TurnRecord:
     play_end: float | None = None
     gaps: int = 0
     gap_s: float = 0.0
+    t_first_heard: float | None = None
+    heard_text: str = ""
+    cut_short: bool = False
+    cancel_reason: str = ""
     clauses: list[dict] = field(default_factory=list)
 
     def stages(self) -> dict[str, float | None]:
@@ -61,6 +69,7 @@ class TurnRecord:
 
         return {
             "input_to_first_audio": d(self.t_input, self.t_first_audio),
+            "input_to_first_heard": d(self.t_input, self.t_first_heard),
             "endpoint": self.endpoint_s,
             "asr": self.asr_s,
             "queue_wait": d(self.t_queued, self.t_picked),
@@ -77,35 +86,64 @@ class TurnRecord:
 
 
 class Recorder:
-    """An output: observes every event, keeps turn records, dropped inputs and the reply audio."""
+    """Observes every event, keeps turn records, dropped inputs and the reply audio as heard."""
 
     def __init__(self) -> None:
         self.records: dict[int, TurnRecord] = {}
         self.dropped: list[TurnDropped] = []
         self.heard: list[Utterance] = []
-        self._audio: list[tuple[float, np.ndarray]] = []  # (session start time, int16 samples)
+        self._chunks: dict[tuple[int, int], np.ndarray] = {}  # audio made, not yet played
+        self._audio: list[list] = []  # [turn, session start time, int16 samples] as played
         self.sample_rate = 22050
-        self._cursor = 0.0  # when the speaker is free again
 
     def __call__(self, ev: object) -> None:
         if isinstance(ev, ReplyStarted):
             self._start(ev.turn)
+            return
+        r = self.records.get(getattr(ev, "turn_id", -1))
+        if isinstance(ev, TurnDropped):
+            self.dropped.append(ev)
+        elif isinstance(ev, Utterance):
+            self.heard.append(ev)
+        elif r is None:
+            return
         elif isinstance(ev, FirstToken):
-            self.records[ev.turn_id].t_first_token = ev.t
+            r.t_first_token = ev.t
         elif isinstance(ev, ReplyClause):
-            r = self.records[ev.turn_id]
             if r.t_first_clause is None:
                 r.t_first_clause = ev.t
             r.clauses.append({"index": ev.index, "text": ev.text, "t_text": ev.t})
         elif isinstance(ev, AudioChunk):
-            self._chunk(ev)
+            self.sample_rate = ev.sample_rate
+            if len(ev.samples):  # nothing to hear is not the first audio
+                if r.t_first_audio is None:
+                    r.t_first_audio = ev.t
+                r.audio_s += ev.duration
+                self._chunks[(ev.turn_id, ev.clause_index)] = ev.samples
+                self._clause(r, ev.clause_index).update(t_audio=ev.t)
         elif isinstance(ev, ReplyFinished):
-            r = self.records[ev.turn_id]
             r.reply_text, r.t_done, r.tokens, r.llm_s, r.truncated = ev.text, ev.t, ev.n_tokens, ev.llm_s, ev.truncated
-        elif isinstance(ev, TurnDropped):
-            self.dropped.append(ev)
-        elif isinstance(ev, Utterance):
-            self.heard.append(ev)
+        elif isinstance(ev, PlaybackStarted):
+            r.t_first_heard = r.play_start = ev.t
+        elif isinstance(ev, ClausePlaying):
+            self._clause(r, ev.clause_index).update(play_start=ev.t, duration=ev.duration)
+            samples = self._chunks.pop((ev.turn_id, ev.clause_index), None)
+            if samples is not None:
+                self._audio.append([ev.turn_id, ev.t, samples])
+        elif isinstance(ev, Underrun):
+            r.gaps += 1
+            r.gap_s += ev.gap_s
+        elif isinstance(ev, PlaybackFinished):
+            r.play_end, r.heard_text = ev.t, ev.heard_text
+            if ev.cut_short:
+                r.cut_short = True
+                r.cancel_reason = r.cancel_reason or ev.reason
+                self._cut_audio(ev.turn_id, ev.t)
+        elif isinstance(ev, TurnCancelled):
+            r.cut_short, r.cancel_reason = True, r.cancel_reason or ev.reason
+            if r.t_done is None:
+                r.t_done = ev.t
+                r.reply_text = " ".join(c["text"] for c in r.clauses)
 
     def _start(self, turn: Turn) -> None:
         r = TurnRecord(turn.id, turn.kind, turn.user, turn.text, turn.t_input, turn.t_queued, turn.t_picked)
@@ -114,39 +152,37 @@ class Recorder:
             r.t_speech_start, r.endpoint_s, r.asr_s = u.t_start, u.endpoint_s, u.asr_s
         self.records[turn.id] = r
 
-    def _chunk(self, ev: AudioChunk) -> None:
-        r = self.records[ev.turn_id]
-        self.sample_rate = ev.sample_rate
-        if not len(ev.samples):  # nothing to hear: not the first audio, not a gap filler
-            return
-        if r.t_first_audio is None:
-            r.t_first_audio = ev.t
-            start = max(ev.t, self._cursor)
-            r.play_start = start
-        else:
-            start = max(ev.t, self._cursor)
-            late = ev.t - self._cursor
-            if late > GAP_TOLERANCE_S:
-                r.gaps += 1
-                r.gap_s += late
-        dur = ev.duration
-        self._cursor = start + dur
-        r.play_end = self._cursor
-        r.audio_s += dur
+    def _clause(self, r: TurnRecord, index: int) -> dict:
         for c in r.clauses:
-            if c["index"] == ev.clause_index:
-                c.update(t_audio=ev.t, play_start=start, duration=dur)
-        if len(ev.samples):
-            self._audio.append((start, ev.samples))
+            if c["index"] == index:
+                return c
+        c = {"index": index, "text": ""}
+        r.clauses.append(c)
+        return c
+
+    def _cut_audio(self, turn_id: int, t: float) -> None:
+        """Keep only what was heard of a reply cut short at `t`."""
+        kept = []
+        for item in self._audio:
+            tid, start, samples = item
+            if tid == turn_id and start + len(samples) / self.sample_rate > t:
+                n = max(int((t - start) * self.sample_rate), 0)
+                if n == 0:
+                    continue
+                item[2] = samples[:n]
+            kept.append(item)
+        self._audio = kept
+        for key in [k for k in self._chunks if k[0] == turn_id]:
+            del self._chunks[key]
 
     def finished(self) -> list[TurnRecord]:
         return [r for r in sorted(self.records.values(), key=lambda r: r.id) if r.t_done is not None]
 
     def timeline(self, min_duration: float = 0.0) -> np.ndarray:
         """All reply audio on one int16 track, each clause at the time it would have played."""
-        end = max([min_duration] + [s + len(x) / self.sample_rate for s, x in self._audio])
+        end = max([min_duration] + [s + len(x) / self.sample_rate for _, s, x in self._audio])
         track = np.zeros(int(end * self.sample_rate) + 1, dtype=np.int32)
-        for start, x in self._audio:
+        for _, start, x in self._audio:
             i = int(round(start * self.sample_rate))
             track[i : i + len(x)] += x
         return np.clip(track, -32768, 32767).astype(np.int16)

@@ -96,7 +96,10 @@ class Controls:
         raise UserError("no session")
 
     def set_muted(self, muted: bool) -> None:
-        """While muted the co-host answers nothing."""
+        """While muted the co-host answers nothing (muting also stops the reply being spoken)."""
+
+    def skip(self) -> None:
+        """Stop the reply being spoken now (the next input is picked)."""
 
     @property
     def persona_name(self) -> str:

@@ -10,7 +10,7 @@ from vtuber.plugins import Permission, Plugin, PluginContext
 
 
 class ChatCommands(Plugin):
-    """!ask QUESTION (everyone), !persona NAME and !mute / !unmute (moderators)."""
+    """!ask QUESTION (everyone), !persona NAME, !skip and !mute / !unmute (moderators)."""
 
     name = "commands"
 
@@ -36,6 +36,11 @@ class ChatCommands(Plugin):
         @ctx.command("mute", Permission.MODERATOR, help="!mute: the co-host stops answering")
         def mute(msg: ChatMessage, args: str) -> str | None:
             controls.set_muted(True)
+            return None
+
+        @ctx.command("skip", Permission.MODERATOR, help="!skip: the co-host stops the reply she is saying")
+        def skip(msg: ChatMessage, args: str) -> str | None:
+            controls.skip()
             return None
 
         @ctx.command("unmute", Permission.MODERATOR, help="!unmute: the co-host answers again")

@@ -20,8 +20,10 @@ log = logging.getLogger("vtuber.voice")
 class VoiceStage:
     """Consumes `ReplyClause`/`ReplyFinished` in order; emits `AudioChunk`s, then the `ReplyFinished`.
 
-    Its input queue is bounded (backpressure on the mind, nothing dropped: every
-    clause of a reply that was started is spoken).
+    Its input queue is bounded (backpressure on the mind: every clause of a reply is
+    spoken), except for a cancelled turn: `flush(turn_id)` drops its queued clauses,
+    and audio still being made for it is thrown away. `finished(turn_id)` resolves when
+    the turn's last audio is out (or it was flushed).
     """
 
     def __init__(
@@ -42,9 +44,42 @@ class VoiceStage:
         # synthesized (the mind waits on it between tokens).
         self.first_audio_priority = threading.Event()
         self.first_audio_priority.set()
+        self._cancelled: set[int] = set()
+        self._finished: dict[int, asyncio.Future] = {}
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
+        if event.turn_id in self._cancelled:
+            return
         await self.queue.put(event)
+
+    def finished(self, turn_id: int) -> asyncio.Future:
+        """Resolves once the turn's `ReplyFinished` has passed (its audio is all out) or it was flushed."""
+        fut = self._finished.get(turn_id)
+        if fut is None:
+            fut = self._finished[turn_id] = asyncio.get_running_loop().create_future()
+        return fut
+
+    def _resolve(self, turn_id: int) -> None:
+        fut = self._finished.pop(turn_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def flush(self, turn_id: int) -> int:
+        """Drop the turn's queued clauses and any audio still being made for it; returns how many were dropped."""
+        self._cancelled.add(turn_id)
+        if len(self._cancelled) > 256:
+            self._cancelled = set(sorted(self._cancelled)[-128:])
+        kept, dropped = [], 0
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is not None and item.turn_id == turn_id:
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self.queue.put_nowait(item)
+        self._resolve(turn_id)
+        return dropped
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -52,6 +87,8 @@ class VoiceStage:
             event = await self.queue.get()
             if event is None:
                 return
+            if event.turn_id in self._cancelled:
+                continue
             if isinstance(event, ReplyClause):
                 first = event.index == 0
                 if first:
@@ -65,6 +102,8 @@ class VoiceStage:
                 finally:
                     if first:
                         self.first_audio_priority.set()
+                if event.turn_id in self._cancelled:  # cancelled while Piper spoke it: never heard
+                    continue
                 self.emit(
                     AudioChunk(
                         turn_id=event.turn_id,
@@ -76,6 +115,7 @@ class VoiceStage:
                 )
             else:
                 self.emit(event)
+                self._resolve(event.turn_id)
 
     async def stop(self) -> None:
         await self.queue.put(None)

@@ -1,0 +1,91 @@
+"""What plugins (and chat commands) may do to a running session.
+
+Calls come from plugin threads, so each one is handed to the event loop rather than
+run there. A persona switch lands between turns, never mid-reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vtuber.errors import UserError, quote
+from vtuber.events import Announcement, ChatMessage, Interrupt
+from vtuber.mind.persona import Persona, list_personas, load_persona
+from vtuber.plugins import Controls
+
+if TYPE_CHECKING:
+    from vtuber.pipeline import Session
+
+log = logging.getLogger("vtuber")
+
+
+class SessionControls(Controls):
+    def __init__(self, session: Session):
+        self.session = session
+        self.muted = False
+        self._pending_persona: Persona | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def _soon(self, fn: Callable, *args) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def say(self, text: str, origin: str = "") -> None:
+        s = self.session
+        self._soon(lambda: s.emit(Announcement(text, s.clock.now(), "", origin)))
+
+    def ask(self, msg: ChatMessage) -> None:
+        self._soon(self.session.director.submit, msg)
+
+    def set_muted(self, muted: bool) -> None:
+        def apply() -> None:
+            self.muted = muted
+            if muted:  # muting stops her mid-sentence too
+                self.session.emit(Interrupt(self.session.clock.now(), "mute"))
+
+        self._soon(apply)
+
+    def skip(self) -> None:
+        s = self.session
+        self._soon(lambda: s.emit(Interrupt(s.clock.now(), "skip")))
+
+    @property
+    def persona_name(self) -> str:
+        return self.session.persona.name
+
+    def set_persona(self, name: str) -> str:
+        """Only personas by name (never a path): chat commands must not open arbitrary files."""
+        from vtuber.pipeline import check_context
+
+        s = self.session
+        folders = s.cfg.persona_folders
+        if name not in list_personas(folders):
+            raise UserError(f"no persona named {quote(name, 40)} (available: {', '.join(list_personas(folders))})")
+        persona = load_persona(name, folders)
+        check_context(persona, s.engine.llm, s.cfg)
+        self._soon(setattr, self, "_pending_persona", persona)
+        return persona.name
+
+    def apply_pending(self) -> None:
+        """Called by the turn loop between turns."""
+        if self._pending_persona is not None:
+            persona, self._pending_persona = self._pending_persona, None
+            self._switch(persona)
+
+    def _switch(self, persona: Persona) -> None:
+        s = self.session
+        s.blocked.extend(s.gate.blocked)
+        s.persona = persona
+        s.gate, s.chat_filter = s.safety_for(persona)
+        s.mind.set_persona(persona, s.gate)
+        s.director.set_triage(persona.name, persona.triage)
+        s.engine.asr.prompt = persona.asr_prompt
+        s.engine.asr.names = [persona.name, persona.streamer_name]
+        asyncio.get_running_loop().create_task(s.mind.warm_async())
+        log.warning("persona switched to %s", persona.name)

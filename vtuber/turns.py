@@ -1,0 +1,128 @@
+"""The turn loop, and the one way to stop a reply.
+
+Each turn the director picks runs as its own task: plugins' `on_pick`, then the mind
+(LLM -> clauses -> gate -> voice), then waiting until the voice has made its last
+audio. `cancel(reason)` is the one cancellation mechanism, used by barge-in, a
+moderator's !skip, mute and shutdown:
+
+1. the LLM stops (its cancel flag, checked before the first token and between tokens);
+2. the turn's task is cancelled: clauses not yet sent are dropped;
+3. the voice queue drops the turn's clauses, audio still being made is thrown away;
+4. playback drops the turn's audio (and any earlier reply still playing) within one
+   audio block, and says what was heard (`PlaybackFinished(cut_short=True)`);
+5. the history keeps what was heard, the report marks the turn as cut short
+   (`TurnCancelled`), and the director is released (the turn's `done()` always runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vtuber.clock import Clock
+from vtuber.director import Director
+from vtuber.events import Turn, TurnCancelled, TurnDropped
+from vtuber.mind import Mind
+from vtuber.outputs.playback import Playback
+from vtuber.voice import VoiceStage
+
+log = logging.getLogger("vtuber.turns")
+
+
+@dataclass
+class _InFlight:
+    turn: Turn
+    task: asyncio.Task
+    cancel_reason: str = ""
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        director: Director,
+        mind: Mind,
+        voice: VoiceStage,
+        playback: Playback,
+        clock: Clock,
+        observe: Callable[[object], None],
+        pick: Callable,  # async (turn) -> (turn | None, who dropped it)
+        before_turn: Callable[[], None] = lambda: None,
+        muted: Callable[[], bool] = lambda: False,
+        errors: list[str] | None = None,
+    ):
+        self.director = director
+        self.mind = mind
+        self.voice = voice
+        self.playback = playback
+        self.clock = clock
+        self.observe = observe
+        self.pick = pick
+        self.before_turn = before_turn
+        self.muted = muted
+        self.errors = errors if errors is not None else []
+        self.current: _InFlight | None = None
+        self.cancelled = 0
+
+    async def run(self) -> None:
+        while (turn := await self.director.next_turn()) is not None:
+            self.before_turn()
+            task = asyncio.create_task(self._answer(turn), name=f"turn-{turn.id}")
+            self.current = _InFlight(turn, task)
+            try:
+                await asyncio.wait([task])  # a cancelled turn ends this wait, not the loop
+            finally:
+                self.current = None
+
+    async def _answer(self, turn: Turn) -> None:
+        answered = False
+        try:
+            picked, by = (turn, "") if turn.kind == "line" else await self.pick(turn)
+            if picked is None or self.muted():
+                reason = "muted" if picked is not None else f"plugin {by}"
+                self.observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
+                return
+            await self.mind.answer(picked)
+            await self.voice.finished(turn.id)
+            answered = True
+        except asyncio.CancelledError:
+            pass  # cancel() did the rest; the turn ends here
+        except Exception as e:  # one failed reply must not end the stream
+            log.exception("reply to turn %s failed", turn.id)
+            self.errors.append(f"turn {turn.id}: {e}")
+            self.voice.flush(turn.id)
+            self.playback.flush(turn.id, "error")
+        finally:
+            self.director.done(answered=answered)
+
+    def cancel(self, reason: str) -> bool:
+        """Stop talking now: the turn being made and any reply still playing. True if
+        there was something to stop."""
+        stopped = False
+        cur = self.current
+        if cur is not None and not cur.task.done() and not cur.cancel_reason:
+            cur.cancel_reason = reason
+            self.mind.backend.cancel.set()
+            self.mind.llm_may_run.set()
+            cur.task.cancel()
+            self.voice.flush(cur.turn.id)
+            heard = self.playback.flush(cur.turn.id, reason)
+            self._cut(cur.turn, heard, reason)
+            stopped = True
+        for turn_id in self.playback.playing():
+            self.playback.flush(turn_id, reason)
+            self.observe(TurnCancelled(turn_id, reason, self.clock.now()))
+            stopped = True
+        if stopped:
+            self.cancelled += 1
+            self.director.poke()  # the speaker is free: pick now
+        return stopped
+
+    def _cut(self, turn: Turn, heard: str, reason: str) -> None:
+        self.mind.remember_cut(turn, heard)
+        self.observe(TurnCancelled(turn.id, reason, self.clock.now()))
+
+    def is_talking(self) -> bool:
+        """A reply is being made or is playing."""
+        return self.current is not None or bool(self.playback.playing())
