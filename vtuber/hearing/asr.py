@@ -1,14 +1,42 @@
-"""Speech recognition with faster-whisper (CTranslate2, int8 on the CPU)."""
+"""Speech recognition with faster-whisper (CTranslate2, int8 on the CPU).
+
+`WhisperASR.hear` returns a `Transcript`: the text and the decoder's own evidence on
+whether it heard speech at all (`no_speech_prob`, `avg_logprob`, `compression_ratio`),
+which `vtuber.hearing.hallucination` uses to drop what Whisper invents on silence and
+noise. `transcribe` returns the text alone, as faster-whisper's defaults give it (a
+window Whisper's own rule calls silent gives no text).
+
+Of faster-whisper's own guards against hallucination:
+- `no_speech_threshold` is turned off (None): with it, faster-whisper silently skips a
+  window it judges silent, so nothing is left to log. The same rule (no_speech_prob
+  > 0.6 and avg_logprob <= -1.0: `is_silent_by_whisper`) is applied by `transcribe`,
+  and applied and logged by the hallucination filter.
+- `log_prob_threshold` and `compression_ratio_threshold` only choose when to retry at a
+  higher temperature; decoding is greedy at temperature 0 with no fallback (a retry
+  would double the time of exactly the utterances that are already slow).
+- `hallucination_silence_threshold` works only with `word_timestamps=True`, an extra
+  alignment pass on every utterance: not used.
+- `vad_filter` stays off: the hearing stage runs its own Silero VAD and endpointing.
+- `condition_on_previous_text=False`: each utterance is decoded on its own.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
 
 from vtuber.errors import UserError
+
+RATE = 16000
+# faster-whisper's defaults for its own silence rule: a window is silent when Whisper
+# gives it a no-speech probability over NO_SPEECH_THRESHOLD and its decoded text an
+# average log probability no higher than LOG_PROB_THRESHOLD.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
 
 
 def _sounds(word: str) -> str:
@@ -38,6 +66,29 @@ def correct_names(text: str, names: list[str], threshold: float = 0.74) -> str:
         return best or word
 
     return re.sub(r"[A-Za-z]+", fix, text)
+
+
+def is_silent_by_whisper(no_speech_prob: float | None, avg_logprob: float | None) -> bool:
+    """Whisper's own silence rule (its `no_speech_threshold` with `log_prob_threshold`)."""
+    if no_speech_prob is None or avg_logprob is None:
+        return False
+    return no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob <= LOG_PROB_THRESHOLD
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One utterance as Whisper heard it, with the evidence to judge it by.
+
+    The numbers are None when Whisper gave no segment at all (too short, or nothing
+    decoded). Over several segments (audio past one 30 s window) `no_speech_prob` and
+    `avg_logprob` are averaged, weighted by duration and by token count.
+    """
+
+    text: str
+    no_speech_prob: float | None = None  # Whisper's probability that the window holds no speech
+    avg_logprob: float | None = None  # mean log probability of the decoded tokens (0 = certain)
+    compression_ratio: float | None = None  # highest over segments; high = repetitive text
+    duration_s: float = 0.0  # audio length
 
 
 class WhisperASR:
@@ -71,8 +122,38 @@ class WhisperASR:
         self.names = list(names)  # corrected by sound (only proper names: common words would be mangled)
 
     def transcribe(self, audio: np.ndarray) -> str:
-        if len(audio) < 1600:  # under 0.1 s: nothing to hear
-            return ""
+        """The text alone, windows Whisper calls silent left out (faster-whisper's default)."""
+        segs = self._decode(audio)
+        kept = [s for s in segs if not is_silent_by_whisper(s.no_speech_prob, s.avg_logprob)]
+        return self._text(kept)
+
+    def hear(self, audio: np.ndarray) -> Transcript:
+        """Transcribe one utterance; the text with Whisper's evidence (see `Transcript`).
+
+        Nothing is left out here: what Whisper wrote on a silent window is judged (and
+        logged) by the caller."""
+        duration = len(audio) / RATE
+        segs = self._decode(audio)
+        text = self._text(segs)
+        if not segs:
+            return Transcript(text, duration_s=duration)
+        secs = [max(s.end - s.start, 1e-3) for s in segs]
+        toks = [len(s.tokens) + 1 for s in segs]  # faster-whisper averages over tokens + 1
+        return Transcript(
+            text=text,
+            no_speech_prob=sum(s.no_speech_prob * w for s, w in zip(segs, secs)) / sum(secs),
+            avg_logprob=sum(s.avg_logprob * w for s, w in zip(segs, toks)) / sum(toks),
+            compression_ratio=max(s.compression_ratio for s in segs),
+            duration_s=duration,
+        )
+
+    def _text(self, segs: list) -> str:
+        return correct_names(" ".join(s.text.strip() for s in segs).strip(), self.names)
+
+    def _decode(self, audio: np.ndarray) -> list:
+        """faster-whisper's segments (its text and evidence), none skipped."""
+        if len(audio) < RATE // 10:  # under 0.1 s: nothing to hear
+            return []
         segments, _info = self.model.transcribe(
             audio.astype(np.float32, copy=False),
             language=self.language,
@@ -85,9 +166,9 @@ class WhisperASR:
             initial_prompt=self.prompt or None,
             hotwords=" ".join(self.names) or None,
             suppress_blank=True,
+            no_speech_threshold=None,  # no silent skipping: see the module's docstring
         )
-        text = " ".join(s.text.strip() for s in segments).strip()
-        return correct_names(text, self.names)
+        return list(segments)
 
     def warm(self) -> None:
         t = np.linspace(0, 1, 16000, dtype=np.float32)
