@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -103,6 +104,97 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
         if speaker is not None:
             speaker.close()
     _print_summary(session, written)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Live: the streamer's mic, a chat script (Twitch and YouTube come next), the speaker."""
+    from vtuber.mind.persona import load_persona
+    from vtuber.models import persona_voice, resolve, voice_sample_rate
+    from vtuber.rehearsal import RehearsalInputs, claim_out_dir
+    from vtuber.sources import ChatScriptSource, parse_chat_script
+
+    cfg = _config_from(args)
+    persona = load_persona(cfg.persona, cfg.persona_folders)
+    if args.duration is not None and not 0 < args.duration <= 24 * 3600:
+        raise UserError(f"--duration must be in (0, 86400] seconds, got {args.duration}")
+    inputs = RehearsalInputs(live=True)
+    sources: list = []
+    if args.chat_script:
+        inputs.chat, inputs.chat_path = parse_chat_script(args.chat_script), args.chat_script
+        sources.append(ChatScriptSource(inputs.chat))
+    if args.mic is not None:
+        from vtuber.sources.mic import MicSource
+
+        sources.append(MicSource(None if args.mic == "default" else args.mic))
+    if not sources:
+        raise UserError("nothing to listen to: give --mic [DEVICE] and/or --chat-script FILE")
+    _check_session_settings(cfg)
+    paths = resolve(cfg)
+    _voice, voice_config = persona_voice(cfg, paths, persona)
+    rate = voice_sample_rate(voice_config)
+    playback = None
+    if args.speaker is not None:
+        from vtuber.outputs.speaker import Speaker, SpeakerPlayback
+
+        device = None if args.speaker == "default" else args.speaker
+        Speaker(device, rate).close(drain=False)  # a wrong device fails now, not after loading
+        playback = lambda clock, emit: SpeakerPlayback(clock, emit, device, rate)  # noqa: E731
+    out = claim_out_dir(args.out, args.force) if args.out else None
+    try:
+        engine = _load_engine(cfg, persona, args.quiet)
+        session = asyncio.run(_live(engine, persona, sources, playback, args.duration))
+        written = {}
+        if out is not None:
+            from vtuber.rehearsal import write_report
+
+            inputs.speech_path = "(live mic)" if args.mic is not None else ""
+            written = write_report(session, inputs, out, fast=False)
+    finally:
+        if out is not None:
+            out.release()
+    if session.stopped:
+        console.print(f"[dim]stopped ({escape(session.stopped)})[/]")
+    _print_summary(session, written)
+    return 0
+
+
+async def _live(engine, persona, sources, playback, duration):
+    import signal
+
+    from vtuber.clock import Clock
+    from vtuber.outputs.live_console import LiveConsole
+    from vtuber.outputs.recorder import Recorder
+    from vtuber.pipeline import Session
+
+    recorder = Recorder()
+    live = LiveConsole(recorder, persona.name, console, sources=sources)
+    session = Session(engine, Clock(), [live], recorder, playback=playback)
+    live.session = session
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig, why in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, session.stop, why)
+            handled.append((sig, previous))
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    if duration is not None:
+        loop.call_later(duration, session.stop, f"--duration {duration:g} s")
+    try:
+        await session.run(sources)
+    finally:
+        for sig, previous in handled:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)  # the report is written under the command's own handling
+    return session
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from vtuber.devices import devices_table
+
+    console.print(devices_table())
     return 0
 
 
@@ -292,6 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
     _add_common(p)
     p.set_defaults(func=cmd_rehearse)
+
+    r = sub.add_parser(
+        "run",
+        help="go live: the streamer's mic and a chat source in, replies to the speaker",
+        description=(
+            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (a chat script for now), "
+            "answer in persona and speak on a sound device. The streamer talking over the co-host stops her "
+            "(barge-in). Ctrl-C or SIGTERM stops within 2 s; with --out the session report is written."
+        ),
+    )
+    r.add_argument("--mic", nargs="?", const="default", metavar="DEVICE", help="the streamer's microphone (name, index or PulseAudio source; default input if none given)")
+    r.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="where the co-host speaks (name or index; default output if none given)")
+    r.add_argument("--chat-script", metavar="JSONL", help="chat from a script, on the live clock ({t, user, text, ...} a line)")
+    r.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    r.add_argument("--out", metavar="DIR", help="write the session report here when it ends")
+    r.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
+    r.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
+    _add_common(r)
+    r.set_defaults(func=cmd_run)
+
+    dv = sub.add_parser("devices", help="list sound inputs and outputs (for --mic and --speaker)")
+    dv.set_defaults(func=cmd_devices)
 
     b = sub.add_parser(
         "bench",

@@ -204,3 +204,11 @@ class Director:
     def close(self) -> None:
         self._closed = True
         self._ready.set()
+
+    def clear(self, reason: str) -> None:
+        """Drop everything queued (the session is stopping), each with the reason."""
+        for queue in (self._speech, self._lines, self._chat):
+            while queue:
+                event, _ = queue.popleft()
+                self._drop(event, reason)
+        self._update_hold()

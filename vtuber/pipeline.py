@@ -198,6 +198,9 @@ class Session:
         self.echo = EchoGuard(h.echo_guard, h.echo_loss_db)
         self.barge_in = h.barge_in
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
+        self._feeding: asyncio.Future | None = None
+        self.stopped = ""  # why the session was stopped early ("" when its sources ran out)
+        self._stop_event = asyncio.Event()
 
     def safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
         s = self.cfg.safety
@@ -269,7 +272,7 @@ class Session:
         self.playback.start()
         voice_task = asyncio.create_task(self.voice.run(), name="voice")
         turns_task = asyncio.create_task(self.turns.run(), name="turns")
-        feeding = asyncio.gather(*(s.run(self.clock, self.emit) for s in sources))
+        feeding = self._feeding = asyncio.gather(*(s.run(self.clock, self.emit) for s in sources))
 
         def stage_died(task: asyncio.Task) -> None:
             # The turn and voice stages catch their own errors; if one still dies, stop
@@ -287,13 +290,22 @@ class Session:
                 for task in (turns_task, voice_task):
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception() from None
-                raise
-            await self.hearing.drain()
-            self.director.close()
-            await turns_task
-            await self.voice.stop()
-            await voice_task
-            await self._playback_drained()
+                if not self.stopped:
+                    raise
+            if self.stopped:  # stop(): silence now, hand out nothing more, end cleanly
+                self.director.close()
+                self.director.clear("shutdown")
+                self.turns.cancel(self.stopped)
+                await turns_task
+                await self.voice.stop()
+                await voice_task
+            else:
+                await self.hearing.drain()
+                self.director.close()
+                await turns_task
+                await self.voice.stop()
+                await voice_task
+                await self._playback_drained()
         except BaseException:
             stopping = True
             raise
@@ -307,13 +319,33 @@ class Session:
             self.voice.close()
             self.mind.close()
             self.plugins.close()
+            # Stopped early: what still plays fades out; otherwise it was heard to the end.
+            await asyncio.shield(asyncio.to_thread(self.playback.close, not (stopping or self.stopped)))
             await asyncio.shield(self.outputs.close())
         return self.recorder
 
+    def stop(self, reason: str = "shutdown") -> None:
+        """End the session now (Ctrl-C, SIGTERM, a time limit): sources stop, the reply
+        being spoken is cut (fading out), queued inputs are dropped; `run` returns normally."""
+        if not self.stopped:
+            self.stopped = reason
+            self._stop_event.set()
+            if self._feeding is not None and not self._feeding.done():
+                self._feeding.cancel()
+            else:  # the sources are done already: stop what is still being answered or said
+                self.director.close()
+                self.director.clear(reason)
+                self.turns.cancel(reason)
+
     async def _playback_drained(self) -> None:
         """Wait (on the session clock) until the last reply has been heard to the end."""
-        while not self.playback.idle():
+        while not self.playback.idle() and not self.stopped:
             done = asyncio.Event()
-            self.clock.call_at(self.playback.busy_until(), done.set)
-            await done.wait()
+            timer = self.clock.call_at(self.playback.busy_until(), done.set)
+            stop = asyncio.ensure_future(self._stop_event.wait())
+            try:
+                await asyncio.wait([asyncio.ensure_future(done.wait()), stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                stop.cancel()
             await asyncio.sleep(0)

@@ -44,6 +44,7 @@ class RehearsalInputs:
     speech_at: float = 0.0
     chat_path: str = ""
     speech_path: str = ""
+    live: bool = False  # a `vtuber run` session, not a rehearsal
 
     @property
     def duration(self) -> float:
@@ -129,21 +130,25 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     persona = session.engine.persona
     rec = session.recorder
     lines = [
-        f"# Rehearsal with {persona.name}",
+        f"# {'Live session' if inputs.live else 'Rehearsal'} with {persona.name}",
         "",
         f"- chat script: `{inputs.chat_path or '-'}` ({len(inputs.chat)} messages)",
         f"- streamer speech: `{inputs.speech_path or '-'}`",
-        f"- clock: {'fast (inputs one after another, as fast as the pipeline allows)' if fast else 'real time'}",
+        f"- clock: {'fast (quiet time skipped)' if fast else 'real time'}",
         "",
-        "| time | from | said | reply | first audio |",
-        "|---:|---|---|---|---:|",
+        "| time | from | said | reply | first audio ready | heard |",
+        "|---:|---|---|---|---:|---:|",
     ]
     for r in rec.finished():
         who = "streamer (heard)" if r.kind == "speech" else r.user
-        lat = r.stages()["input_to_first_audio"]
+        st = r.stages()
+        ms = lambda x: "-" if x is None else f"{x * 1000:.0f} ms"  # noqa: E731
+        reply = md(r.reply_text)
+        if r.cut_short:
+            reply = f"{md(r.heard_text) or '(nothing heard)'} … *(cut short: {md(r.cancel_reason)})*"
         lines.append(
-            f"| {r.t_input:.2f}s | {md(who)} | {md(r.input_text)} | {md(r.reply_text)} | "
-            f"{'-' if lat is None else f'{lat * 1000:.0f} ms'} |"
+            f"| {r.t_input:.2f}s | {md(who)} | {md(r.input_text)} | {reply} | "
+            f"{ms(st['input_to_first_audio'])} | {ms(st['input_to_first_heard'])} |"
         )
     if rec.dropped:
         lines += ["", "## Not answered", ""]
@@ -168,11 +173,16 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
         if r.t_speech_start is not None:
             ax.barh(y, r.t_input - r.t_speech_start, left=r.t_speech_start, color="tab:purple", alpha=0.25, height=0.5)
         ax.plot([r.t_input], [y], "o", color=color)
-        if r.t_first_audio is not None and r.play_start is not None and r.play_end is not None:
+        if r.t_first_audio is not None:
             ax.barh(y, r.t_first_audio - r.t_input, left=r.t_input, color="tab:orange", height=0.5)
-            ax.barh(y, r.play_end - r.play_start, left=r.play_start, color="tab:green", height=0.5)
-            ms = (r.t_first_audio - r.t_input) * 1000
-            ax.text(r.play_end + 0.1, y, f"{ms:.0f} ms", va="center", fontsize=8)
+        if r.t_first_heard is not None and r.t_first_audio is not None and r.t_first_heard > r.t_first_audio:
+            ax.barh(y, r.t_first_heard - r.t_first_audio, left=r.t_first_audio, color="tab:red", alpha=0.35, height=0.5)
+        if r.play_start is not None and r.play_end is not None:
+            ax.barh(y, r.play_end - r.play_start, left=r.play_start, color="tab:gray" if r.cut_short else "tab:green", height=0.5)
+            ready = "-" if r.t_first_audio is None else f"{(r.t_first_audio - r.t_input) * 1000:.0f}"
+            heard = "-" if r.t_first_heard is None else f"{(r.t_first_heard - r.t_input) * 1000:.0f}"
+            cut = " (cut short)" if r.cut_short else ""
+            ax.text(r.play_end + 0.1, y, f"ready {ready} / heard {heard} ms{cut}", va="center", fontsize=7)
     ax.set_yticks(range(len(records), 0, -1))
     ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8)
     ax.set_xlabel("session time (s)")
@@ -182,12 +192,14 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
     ax.legend(
         handles=[
             Patch(color="tab:purple", alpha=0.25, label="streamer speaking"),
-            Patch(color="tab:orange", label="input -> first audio"),
+            Patch(color="tab:orange", label="input -> first audio ready"),
+            Patch(color="tab:red", alpha=0.35, label="waiting for the speaker"),
             Patch(color="tab:green", label="reply playing"),
+            Patch(color="tab:gray", label="cut short"),
         ],
         loc="lower left",
         bbox_to_anchor=(0.0, 1.0),
-        ncol=3,
+        ncol=5,
         frameon=False,
         fontsize=7,
     )

@@ -5,7 +5,16 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from vtuber.events import ChatMessage, ReplyClause, ReplyFinished, ReplyStarted, StreamEvent, TurnDropped, Utterance
+from vtuber.events import (
+    ChatMessage,
+    PlaybackFinished,
+    ReplyClause,
+    ReplyFinished,
+    ReplyStarted,
+    StreamEvent,
+    TurnDropped,
+    Utterance,
+)
 from vtuber.outputs.recorder import Recorder
 
 
@@ -57,3 +66,15 @@ class ConsoleOutput:
             if r.gaps:
                 parts.append(f"[red]{r.gaps} gap(s) {r.gap_s * 1000:.0f} ms[/]")
             c.print("          [dim]" + " | ".join(parts) + "[/]")
+        elif isinstance(ev, PlaybackFinished):
+            r = self.recorder.records.get(ev.turn_id)
+            if r is None:
+                return
+            heard = r.stages()["input_to_first_heard"]
+            if ev.cut_short:
+                c.print(
+                    f"[dim]{ev.t:7.2f}s[/] [red]cut short ({escape(ev.reason)})[/] "
+                    f"after \"{escape(ev.heard_text[-60:]) or '(nothing heard)'}\""
+                )
+            elif heard is not None:
+                c.print(f"          [dim]heard {_ms(heard)} ms after the input, finished at {ev.t:.2f}s[/]")
