@@ -69,10 +69,16 @@ def null_sink():
             if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
                 break
             time.sleep(0.1)
+    old = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE", "PULSE_SERVER")}
+    # Clients find a root server through $XDG_CONFIG_HOME/pulse, which every test points at an
+    # empty folder (conftest's user_config_dir): name the server's socket instead.
+    info = _pactl("info").splitlines()
+    server = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("Server String:")), "")
+    if server.startswith("/"):
+        os.environ["PULSE_SERVER"] = f"unix:{server}"
     require_system("PortAudio's ALSA 'pulse' device (missing: libasound2-plugins)", _pulse_device(), PULSE_HINT)
     name = f"vtuber_{uuid.uuid4().hex[:8]}"
     module = _pactl("load-module", "module-null-sink", f"sink_name={name}")
-    old = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE")}
     os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = name, f"{name}.monitor"
     yield name
     for k, v in old.items():
