@@ -6,6 +6,7 @@ registers the work before the fast clock can move on.
 """
 
 from vtuber.sources.chat_script import ChatScriptSource, parse_chat_script
+from vtuber.sources.mic import MicSource
 from vtuber.sources.wav_replay import WavReplaySource
 
-__all__ = ["ChatScriptSource", "WavReplaySource", "parse_chat_script"]
+__all__ = ["ChatScriptSource", "MicSource", "WavReplaySource", "parse_chat_script"]
