@@ -33,7 +33,7 @@ def _consistent(d: dict, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def result(engine):
-    return bench.run_bench(engine, turns=2)
+    return bench.run_bench(engine, turns=2, load_s=12.0)
 
 
 def test_bench_answers_every_turn_of_both_kinds(result):
@@ -230,3 +230,21 @@ def test_table_shows_the_crafted_numbers():
     assert "150 ms" in row and "250 ms" in row and "900 ms" in row and "6.0x" in row
     assert "450 ms" in row and "3.0x" in row  # plain p50 and the speedup vs plain
     assert "500 MiB" in text and "test cpu" in text
+
+
+def test_live_load_accounts_for_every_chat_message(result):
+    load = result["live_load"]
+    chat = load["chat"]
+    assert chat["received"] == 12  # one a second for 12 s
+    assert chat["answered"] + sum(load["dropped"].values()) == chat["received"]
+    assert chat["answered"] >= 1
+    heard = chat["input_to_first_heard"]
+    assert heard["n"] == chat["answered"] and 0 < heard["p50"] <= heard["p95"] <= heard["max"]
+
+
+def test_turn_taking_measures_each_turn_alone(result):
+    """The bench waits until the co-host is quiet before each input: no queueing in its figures."""
+    for r in result["records"]:
+        assert r["stages"]["queue_wait"] < 2.0, r  # not behind a reply (those are seconds long)
+        assert r["t_first_heard"] >= r["t_first_audio"]
+        assert not r["cut_short"], r

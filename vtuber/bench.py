@@ -12,6 +12,7 @@ with its prompt-prefix reuse, the first clause straight to Piper, nothing else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import platform
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vtuber.audio import HEARING_RATE, resample
-from vtuber.clock import Clock
+from vtuber.clock import FastClock
 from vtuber.events import ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.outputs.recorder import TurnRecord
@@ -59,7 +60,6 @@ SPEECH_LINES = [
 
 # A plain VAD setup waits this long after speech before it transcribes (common defaults: 0.5 to 1 s).
 NAIVE_HANGOVER_S = 0.7
-SPACING_S = 6.0
 # The plain baseline decodes on both cores of the target machine (the pipeline: one).
 PLAIN_THREADS = 2
 
@@ -67,32 +67,101 @@ PLAIN_THREADS = 2
 @dataclass
 class BenchPlan:
     chat: list[ChatMessage]
-    speech: np.ndarray
+    clips: list[np.ndarray]  # the streamer's lines, 16 kHz, as the pipeline hears them
     speech_texts: list[str]
 
 
 def make_plan(engine: Engine, turns: int) -> BenchPlan:
-    """Chat at 1 s, 7 s, ...; each spoken line 2 s after a chat message, so nothing overlaps."""
+    """N chat messages and N spoken lines, taken in turns (chat, speech, chat, ...)."""
     chat, clips = [], []
     for i in range(turns):
-        t = 1.0 + i * SPACING_S
         user, text = CHAT_LINES[i % len(CHAT_LINES)]
-        chat.append(ChatMessage(user=user, text=text, t=t, source="bench", id=f"bench-{i}"))
-        line = SPEECH_LINES[i % len(SPEECH_LINES)]
-        pcm = engine.tts.synthesize(line)
-        clips.append((t + 2.0, resample(pcm.astype(np.float32) / 32768, engine.tts.sample_rate, HEARING_RATE)))
-    end = 1.0 + turns * SPACING_S
-    track = np.zeros(int(end * HEARING_RATE), dtype=np.float32)
-    for start, clip in clips:
-        i = int(start * HEARING_RATE)
-        track[i : i + len(clip)] = clip[: len(track) - i] * 0.8
-    return BenchPlan(chat, track, [SPEECH_LINES[i % len(SPEECH_LINES)] for i in range(turns)])
+        chat.append(ChatMessage(user=user, text=text, t=0.0, source="bench", id=f"bench-{i}"))
+        pcm = engine.tts.synthesize(SPEECH_LINES[i % len(SPEECH_LINES)])
+        clips.append(resample(pcm.astype(np.float32) / 32768, engine.tts.sample_rate, HEARING_RATE) * 0.8)
+    return BenchPlan(chat, clips, [SPEECH_LINES[i % len(SPEECH_LINES)] for i in range(turns)])
+
+
+class TurnTakingSource:
+    """Each input comes once the co-host is quiet again (her last reply heard to the end,
+    nothing queued or being made), after a short pause: every turn is measured alone,
+    as a streamer hears it when nothing is ahead of it. On the fast clock the quiet time
+    while a reply plays is skipped, so the bench takes compute time, not audio time."""
+
+    PAUSE_S = 0.5
+
+    def __init__(self, session: Session, plan: BenchPlan):
+        self.session = session
+        self.plan = plan
+        self.speech_starts: list[float] = []
+
+    async def _quiet(self, clock) -> None:
+        s = self.session
+        while clock.busy or not s.playback.idle() or s.turns.current is not None or len(s.director):
+            await clock.sleep_until(clock.now() + 0.05)
+        await clock.sleep_until(clock.now() + self.PAUSE_S)
+
+    async def run(self, clock, emit) -> None:
+        clock.add_source()
+        try:
+            for msg, clip in zip(self.plan.chat, self.plan.clips):
+                await self._quiet(clock)
+                emit(dataclasses.replace(msg, t=clock.now()))
+                await self._quiet(clock)
+                start = clock.now()
+                self.speech_starts.append(start)
+                await WavReplaySource(clip, start=start).run(clock, emit)
+            await self._quiet(clock)
+        finally:
+            clock.source_done()
 
 
 async def _streaming(engine: Engine, plan: BenchPlan) -> Session:
-    session = Session(engine, Clock())
-    await session.run([ChatScriptSource(plan.chat), WavReplaySource(plan.speech)])
+    session = Session(engine, FastClock())
+    await session.run([TurnTakingSource(session, plan)])
     return session
+
+
+# The live-load scenario: a busy chat (one message a second) while the streamer talks.
+LOAD_CHAT_EVERY_S = 1.0
+LOAD_SPEECH_EVERY_S = 15.0
+
+
+async def _live_load(engine: Engine, seconds: float) -> Session:
+    chat = []
+    for i in range(int(seconds / LOAD_CHAT_EVERY_S)):
+        user, text = CHAT_LINES[i % len(CHAT_LINES)]
+        chat.append(ChatMessage(user=f"{user}{i}", text=text, t=0.5 + i * LOAD_CHAT_EVERY_S, source="bench"))
+    track = np.zeros(int((seconds + 2) * HEARING_RATE), np.float32)
+    for k, t in enumerate(np.arange(3.0, seconds - 3.0, LOAD_SPEECH_EVERY_S)):
+        pcm = engine.tts.synthesize(SPEECH_LINES[k % len(SPEECH_LINES)])
+        clip = resample(pcm.astype(np.float32) / 32768, engine.tts.sample_rate, HEARING_RATE) * 0.8
+        i = int(t * HEARING_RATE)
+        track[i : i + len(clip)] = clip[: len(track) - i]
+    session = Session(engine, FastClock())
+    await session.run([ChatScriptSource(chat), WavReplaySource(track)])
+    return session
+
+
+def live_load_result(session: Session, seconds: float) -> dict:
+    records = session.recorder.finished()
+    dropped: dict[str, int] = {}
+    for d in session.recorder.dropped:
+        if d.kind == "chat":
+            dropped[d.reason] = dropped.get(d.reason, 0) + 1
+    out: dict = {"seconds": seconds, "chat_every_s": LOAD_CHAT_EVERY_S, "dropped": dropped}  # chat dropped, by reason
+    for kind in ("chat", "speech"):
+        rs = [r for r in records if r.kind == kind]
+        heard = [v for r in rs if (v := r.stages()["input_to_first_heard"]) is not None]
+        ready = [v for r in rs if (v := r.stages()["input_to_first_audio"]) is not None]
+        out[kind] = {
+            "received": session.director.counters.get(f"received_{kind}", 0),
+            "answered": len(rs),
+            "cut_short": sum(r.cut_short for r in rs),
+            "input_to_first_heard": _dist(heard),
+            "input_to_first_audio": _dist(ready),
+        }
+    return out
 
 
 def naive_turn(engine: Engine, builder: PromptBuilder, turn: Turn) -> dict:
@@ -112,15 +181,15 @@ def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dic
     """The naive pipeline on the same turns (same text; for speech, the same recorded audio)."""
     builder = PromptBuilder(engine.persona, history_turns=0)
     out: dict[str, list[float]] = {"chat": [], "speech": []}
+    clips = iter(plan.clips)
     for r in records:
         turn = Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0)
         if r.kind == "chat":
             out["chat"].append(naive_turn(engine, builder, turn)["reply"])
         else:
-            a = int((r.t_speech_start or 0.0) * HEARING_RATE)
-            b = int(r.t_input * HEARING_RATE) + HEARING_RATE // 10
+            clip = next(clips, np.zeros(HEARING_RATE, np.float32))
             t0 = time.perf_counter()
-            engine.asr.transcribe(plan.speech[a:b])
+            engine.asr.transcribe(clip)
             asr_s = time.perf_counter() - t0
             out["speech"].append(NAIVE_HANGOVER_S + asr_s + naive_turn(engine, builder, turn)["reply"])
     return out
@@ -202,10 +271,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
+def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: float = 60.0) -> dict:
     progress("synthesizing the streamer's lines")
     plan = make_plan(engine, turns)
-    progress(f"streaming pipeline: {turns} chat + {turns} spoken turns in real time ({plan.speech.size / HEARING_RATE:.0f} s)")
+    progress(f"streaming pipeline: {turns} chat + {turns} spoken turns, one at a time (speech replayed in real time)")
     # The pipeline's own peak with all three models loaded: not the synthesis of the
     # bench's input speech before it, nor the naive run's whole-reply TTS after it.
     reset_peak_rss()
@@ -216,6 +285,10 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
     plain = run_plain(engine, records)
     progress("naive pipeline on the same inputs")
     naive = run_naive(engine, records, plan)
+    load = None
+    if load_s > 0:
+        progress(f"live load: a chat message a second for {load_s:.0f} s while the streamer talks")
+        load = live_load_result(asyncio.run(_live_load(engine, load_s)), load_s)
     stats = summary(records)
     result = {
         "machine": machine(),
@@ -238,6 +311,7 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None) -> dict:
         "dropped": [d.__dict__ for d in session.recorder.dropped],
         "heard": [u.text for u in session.recorder.heard],
         "records": [r.to_json() for r in records],
+        "live_load": load,
     }
     for kind in ("chat", "speech"):
         s = stats.get(kind, {}).get("input_to_first_audio")

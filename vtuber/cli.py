@@ -141,6 +141,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         Speaker(device, rate).close(drain=False)  # a wrong device fails now, not after loading
         playback = lambda clock, emit: SpeakerPlayback(clock, emit, device, rate)  # noqa: E731
     out = claim_out_dir(args.out, args.force) if args.out else None
+    if out is not None:  # the report's plot library, loaded now: a stop must write it in time
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
     try:
         engine = _load_engine(cfg, persona, args.quiet)
         session = asyncio.run(_live(engine, persona, sources, playback, args.duration))
@@ -233,13 +238,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if not 1 <= args.turns <= 200:
         raise UserError(f"--turns must be in [1, 200], got {args.turns}")
+    if not 0 <= args.load_s <= 3600:
+        raise UserError(f"--load-s must be in [0, 3600], got {args.load_s}")
     cfg = _config_from(args)
     persona = load_persona(cfg.persona, cfg.persona_folders)
     resolve(cfg)
     with OutFolder(args.out, bench.FILES, force=args.force) as out:
         engine = _load_engine(cfg, persona, quiet=True)
         with console.status("benchmarking", spinner="dots") as status:
-            result = bench.run_bench(engine, args.turns, progress=lambda m: (status.update(m), console.print(f"[dim]{m}[/]")))
+            result = bench.run_bench(
+            engine, args.turns, progress=lambda m: (status.update(m), console.print(f"[dim]{m}[/]")), load_s=args.load_s
+        )
         files = bench.write(result, out)
     console.print(bench_table(result))
     for line in bench_verdict(result):
@@ -269,6 +278,7 @@ def bench_table(result: dict):
 
     for kind, label in (("chat", "chat -> first audio"), ("speech", "speech end -> first audio")):
         row(label, s.get(kind, {}).get("input_to_first_audio"), bases=(naive.get(kind), plain.get(kind)))
+        row(f"{label} heard", s.get(kind, {}).get("input_to_first_heard"))
     for kind in ("chat", "speech"):
         for stage in ("endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"):
             row(f"  {kind}: {stage.replace('_', ' ')}", s.get(kind, {}).get(stage))
@@ -277,6 +287,14 @@ def bench_table(result: dict):
         table.add_row("tokens/s (chat)", f"{both[0]['p50']:.0f}", f"{both[0]['p95']:.0f}", f"{both[0]['max']:.0f}")
     table.add_row("peak RSS", f"{result['peak_rss_mib']:.0f} MiB")
     table.add_row("gaps between clauses", str(result["gaps"]))
+    load = result.get("live_load")
+    if load:
+        for kind in ("chat", "speech"):
+            k = load[kind]
+            row(f"live load: {kind} -> heard", k["input_to_first_heard"])
+            table.add_row(f"  {kind}: answered / received", f"{k['answered']} / {k['received']}", "", "", "", "", "", "")
+        dropped = ", ".join(f"{n} {why}" for why, n in sorted(load["dropped"].items())) or "none"
+        table.add_row("  dropped", dropped)
     return table
 
 
@@ -417,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
+    b.add_argument("--load-s", type=float, default=60.0, metavar="S", help="live-load scenario: a chat message a second for S seconds while the streamer talks (0: skip; default 60)")
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
     b.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     _add_common(b)

@@ -67,6 +67,7 @@ class HearingConfig:
     beam_size: int = 1
     # The streamer talking over the co-host stops her (within one audio block) and is answered next.
     barge_in: bool = True
+    barge_in_ms: int = 96  # this much voice stops her (utterances still need min_speech_ms)
     # Her own voice coming back through the mic: "gate" checks onsets and transcripts against
     # what is playing; "off" for headphones. echo_loss_db: how much quieter the room makes her.
     echo_guard: str = "gate"
@@ -177,6 +178,7 @@ def validate(cfg: Config) -> Config:
         (0.5 <= cfg.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be in [0.5, 2]"),
         (cfg.hearing.beam_size >= 1, "hearing.beam_size must be >= 1"),
         (cfg.hearing.echo_guard in ("gate", "off"), "hearing.echo_guard must be gate or off"),
+        (32 <= cfg.hearing.barge_in_ms <= 2000, "hearing.barge_in_ms must be in [32, 2000]"),
         (0.0 <= cfg.hearing.echo_loss_db <= 60.0, "hearing.echo_loss_db must be in [0, 60]"),
         (1.0 <= cfg.hearing.max_utterance_s <= 120.0, "hearing.max_utterance_s must be in [1, 120]"),
         (cfg.hearing.min_speech_ms >= 32, "hearing.min_speech_ms must be >= 32"),

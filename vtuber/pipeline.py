@@ -154,6 +154,7 @@ class Session:
             self.emit,
             continuation_ms=h.continuation_ms,
             speculative_ms=h.speculative_ms,
+            onset_ms=h.barge_in_ms,
         )
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)

@@ -76,6 +76,7 @@ class Hearing:
         emit: Callable[[object], None],
         continuation_ms: int = 700,
         speculative_ms: int = 128,
+        onset_ms: int = 96,
     ):
         self.vad = vad
         self.endpointer = endpointer
@@ -84,6 +85,9 @@ class Hearing:
         self.emit = emit
         self.continuation = continuation_ms / 1000
         self.speculative_frames = round(speculative_ms / 32) if speculative_ms > 0 else 0
+        # `SpeechStarted` (what barge-in acts on) comes after this much voice, sooner than
+        # an utterance is accepted (min_speech_ms): stopping the co-host fast matters more.
+        self.onset_frames = min(max(1, round(onset_ms / 32)), endpointer.min_speech)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._tasks: set[asyncio.Task] = set()
         self._held: _Held | None = None
@@ -99,8 +103,9 @@ class Hearing:
         started, segment = ep.feed(frame.samples, frame.t, prob)
         now = frame.t + frame.duration
         self._voiced.append((frame.t, frame.duration if prob >= ep.off else 0.0))
-        if started:
+        if ep.voiced_run == self.onset_frames or (started and self.onset_frames >= ep.min_speech):
             self.emit(SpeechStarted(t=self.clock.now()))
+        if started:
             if self._held is not None:  # the streamer went on: hear both parts as one
                 self._prefix, self._held = self._held.segment, None
         if ep.in_speech:

@@ -98,6 +98,11 @@ class Endpointer:
         return self._silent if self.in_speech else 0
 
     @property
+    def voiced_run(self) -> int:
+        """Consecutive voiced frames counted toward a speech start (0 once in speech)."""
+        return 0 if self.in_speech else self._voiced
+
+    @property
     def onset_pending(self) -> bool:
         """Voiced frames are being counted toward a speech start."""
         return not self.in_speech and self._voiced > 0

@@ -205,7 +205,10 @@ class Mind:
                 await asyncio.wait_for(asyncio.shield(worker), CANCEL_WAIT_S)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 pass
+            if worker.done():
+                self.backend.cancel.clear()  # the flag is set only while a cancel is under way
             raise
+        self.backend.cancel.clear()  # (set above to stop a reply that was full)
         if not spoken:
             fallback = self.gate.check(speakable(self.persona.greeting), turn)  # fixed text: no plugin hook
             spoken.append(fallback)

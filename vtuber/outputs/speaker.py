@@ -77,8 +77,10 @@ class Speaker:
         self._dry = False
         self._fade: np.ndarray | None = None
         self.on_clause, self.on_end, self.on_dry = on_clause, on_end, on_dry
+        # Low latency: a cut (barge-in, !skip) is heard within one block plus this buffer.
         self.stream = sd.OutputStream(
-            device=device, channels=1, dtype="int16", samplerate=sample_rate, blocksize=block, callback=self._callback
+            device=device, channels=1, dtype="int16", samplerate=sample_rate, blocksize=block,
+            latency="low", callback=self._callback,
         )
         self.stream.start()
 

@@ -1,0 +1,248 @@
+"""Live mode on real audio devices: PulseAudio null sinks as the streamer's mic and the
+co-host's speaker (integration; .ci/run installs PulseAudio).
+
+- a virtual mic: a line played into a null sink is heard through its monitor, answered,
+  and the answer comes out of the speaker sink (recorded from its monitor, transcribed);
+- barge-in: a streamer line played while the co-host talks silences the speaker sink
+  (the delay is measured on the recordings and printed) and is answered next;
+- echo: the speaker looped back into the mic does not stop her and is not heard as
+  the streamer;
+- `vtuber run` stopped by SIGTERM exits 0 within 2 s with its report written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import words
+from test_mic import _pactl, require_portaudio  # noqa: F401  (shared PulseAudio helpers)
+from vtuber.audio import write_wav
+from vtuber.clock import Clock
+from vtuber.events import ChatMessage, PlaybackStarted, TurnCancelled
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def sinks(mic_sink):
+    """Two null sinks: the streamer's mic (its monitor is the mic) and the co-host's speaker."""
+    spk = f"vtuber_spk_{uuid.uuid4().hex[:8]}"
+    module = _pactl("load-module", "module-null-sink", f"sink_name={spk}")
+    yield mic_sink, spk
+    _pactl("unload-module", module)
+
+
+from test_mic import mic_sink  # noqa: E402,F401  (the fixture: a null sink, PULSE_SERVER set)
+
+
+class Recording:
+    """`parec` of a sink's monitor as 16 kHz mono int16; `t0` is when it started (monotonic)."""
+
+    def __init__(self, sink: str, path: Path):
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["parec", f"--device={sink}.monitor", "--format=s16le", f"--rate={RATE}", "--channels=1",
+             "--latency-msec=10", "--raw"],
+            stdout=open(path, "wb"),
+        )
+        self.t0 = time.monotonic()
+
+    def stop(self) -> np.ndarray:
+        self.proc.terminate()
+        self.proc.wait(10)
+        return np.frombuffer(self.path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _envelope(x: np.ndarray, win: int = 160) -> np.ndarray:
+    n = len(x) // win
+    return np.sqrt(np.mean(x[: n * win].reshape(n, win) ** 2, axis=1))  # 10 ms RMS
+
+
+def _session(engine, spk_sink, **cfg_overrides):
+    from vtuber.config import load_config
+    from vtuber.outputs.speaker import SpeakerPlayback
+    from vtuber.pipeline import Engine, Session
+
+    cfg = load_config(overrides={"plugins": {"enabled": []}, **cfg_overrides})
+    eng = Engine(cfg, engine.persona, engine.paths, engine.llm, engine.asr, engine.tts, engine.vad, engine.canary)
+    return Session(eng, Clock(), plugins=[], playback=lambda c, e: SpeakerPlayback(c, e, "pulse", engine.tts.sample_rate))
+
+
+async def _until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _paplay(sink: str, wav: Path) -> float:
+    """Play a WAV into a sink; returns when it started (monotonic)."""
+    t = time.monotonic()
+    proc = await asyncio.create_subprocess_exec("paplay", f"--device={sink}", "--latency-msec=10", str(wav))
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    return t
+
+
+async def test_the_mic_is_heard_and_answered_through_the_speaker(sinks, engine, speak16k, tmp_path, monkeypatch):
+    from vtuber.sources.mic import MicSource
+
+    mic_sink, spk_sink = sinks
+    line = "Miko, what snacks do you like?"
+    wav = tmp_path / "line.wav"
+    write_wav(wav, np.concatenate([speak16k(line), np.zeros(RATE // 2, np.float32)]), RATE)
+    monkeypatch.setenv("PULSE_SINK", spk_sink)
+    session = _session(engine, spk_sink)
+    mic = MicSource(f"{mic_sink}.monitor")
+    rec = Recording(spk_sink, tmp_path / "spk.raw")
+    task = asyncio.create_task(session.run([mic]))
+    try:
+        await _until(lambda: mic.state == "listening", 15, "the mic")
+        await _paplay(mic_sink, wav)
+        await _until(lambda: any(r.play_end for r in session.recorder.finished()), 60, "a reply heard to the end")
+        session.stop("test over")
+        await asyncio.wait_for(task, 10)
+    finally:
+        if not task.done():
+            task.cancel()
+        spk = rec.stop()
+    heard = [u.text for u in session.recorder.heard]
+    got = set(words(" ".join(heard)))
+    assert heard and sum(w in got for w in words(line)) / len(words(line)) >= 0.5, heard
+    r = session.recorder.finished()[0]
+    assert r.kind == "speech" and r.t_first_heard is not None and r.t_first_heard >= r.t_first_audio
+    assert np.abs(spk).max() > 0.05, "nothing reached the speaker sink"
+    said = [w for w in words(r.reply_text) if len(w) > 2]
+    back = set(words(engine.asr.transcribe(spk)))
+    assert said and sum(w in back for w in said) / len(said) >= 0.6, (r.reply_text, back)
+
+
+async def test_barge_in_silences_the_speaker_and_the_streamer_is_answered_next(sinks, engine, speak16k, tmp_path, monkeypatch):
+    from vtuber.sources import ChatScriptSource
+    from vtuber.sources.mic import MicSource
+
+    mic_sink, spk_sink = sinks
+    line = "Wait Miko, stop. What game should we play?"
+    wav = tmp_path / "line.wav"
+    write_wav(wav, np.concatenate([speak16k(line), np.zeros(RATE // 2, np.float32)]), RATE)
+    monkeypatch.setenv("PULSE_SINK", spk_sink)
+    session = _session(engine, spk_sink, hearing={"echo_guard": "off"})  # separate sinks: no echo path
+    mic = MicSource(f"{mic_sink}.monitor")
+    chat = ChatScriptSource([ChatMessage("amy", "Miko, tell me a long story about your favourite tea shop!", 0.5)])
+    started = []
+    session.observers.append(lambda ev: started.append(time.monotonic()) if isinstance(ev, PlaybackStarted) else None)
+    rec_spk = Recording(spk_sink, tmp_path / "spk.raw")
+    rec_mic = Recording(mic_sink, tmp_path / "mic.raw")
+    task = asyncio.create_task(session.run([mic, chat]))
+    try:
+        await _until(lambda: started, 60, "the co-host to start talking")
+        await asyncio.sleep(1.0)
+        await _paplay(mic_sink, wav)
+        await _until(lambda: any(r.kind == "speech" and r.play_end for r in session.recorder.finished()), 60, "the answer to the streamer")
+        session.stop("test over")
+        await asyncio.wait_for(task, 10)
+    finally:
+        if not task.done():
+            task.cancel()
+        spk, mic_audio = rec_spk.stop(), rec_mic.stop()
+    recs = session.recorder.finished()
+    story = next(r for r in recs if r.kind == "chat")
+    assert story.cut_short and story.cancel_reason == "barge_in", [(r.input_text, r.cancel_reason) for r in recs]
+    assert story.heard_text and len(story.heard_text) < len(story.reply_text) + 1
+    nxt = recs[recs.index(story) + 1]
+    assert nxt.kind == "speech" and "game" in words(nxt.input_text)
+    # Measured on the recordings (both monitors recorded on one clock, 10 ms windows):
+    # from the line's onset in the mic to the speaker going silent.
+    skew = rec_mic.t0 - rec_spk.t0
+    env_mic, env_spk = _envelope(mic_audio), _envelope(spk)
+    onset = int(np.argmax(env_mic > 0.01))  # 10 ms units on the mic recording
+    assert env_mic[onset] > 0.01, "the streamer's line never reached the mic"
+    i = onset + int(round(skew * 100))  # the same moment on the speaker recording
+    quiet = np.flatnonzero(np.convolve(env_spk[i:] < 0.003, np.ones(20), "valid") == 20)  # 200 ms of silence
+    assert len(quiet), "the speaker never went silent after the streamer spoke"
+    silent_after = quiet[0] / 100
+    print(f"\nbarge-in: speaker silent {silent_after * 1000:.0f} ms after the streamer's onset (target 200 ms)")
+    (Path(os.environ.get("VTUBER_MEASURE_DIR", tmp_path)) / "barge_in_ms.txt").write_text(f"{silent_after * 1000:.0f}\n")
+    assert silent_after < 1.0  # the 200 ms target is measured and reported, not asserted (shared machines)
+
+
+async def test_her_own_voice_looped_into_the_mic_neither_stops_her_nor_is_heard(sinks, engine, tmp_path, monkeypatch):
+    from vtuber.sources import ChatScriptSource
+    from vtuber.sources.mic import MicSource
+
+    mic_sink, spk_sink = sinks
+    loop_module = _pactl("load-module", "module-loopback", f"source={spk_sink}.monitor", f"sink={mic_sink}", "latency_msec=40")
+    try:
+        monkeypatch.setenv("PULSE_SINK", spk_sink)
+        session = _session(engine, spk_sink)
+        mic = MicSource(f"{mic_sink}.monitor")
+        chat = ChatScriptSource([ChatMessage("amy", "Miko, what do you like about streaming?", 0.5)])
+        levels = []
+        session.observers.append(lambda ev: levels.append(mic.level_db) if isinstance(ev, PlaybackStarted) else None)
+        task = asyncio.create_task(session.run([mic, chat]))
+        try:
+            await _until(lambda: any(r.play_end for r in session.recorder.finished()), 60, "the reply heard to the end")
+            await asyncio.sleep(1.5)  # any echo utterance has been endpointed and judged by now
+            mic_level = mic.level_db
+            session.stop("test over")
+            await asyncio.wait_for(task, 10)
+        finally:
+            if not task.done():
+                task.cancel()
+    finally:
+        _pactl("unload-module", loop_module)
+    recs = session.recorder.finished()
+    assert [r.kind for r in recs] == ["chat"] and not recs[0].cut_short, [(r.kind, r.cancel_reason) for r in recs]
+    assert [u.text for u in session.recorder.heard] == []
+    assert session.echo.onsets_ignored + session.echo.transcripts_dropped >= 1 or mic_level < -60, (
+        "the loopback never reached the mic: the test did not test echo"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_vtuber_run_stops_on_sigterm_within_2_s_with_its_report(sinks, tmp_path):
+    mic_sink, spk_sink = sinks
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(
+        "".join(json.dumps({"t": 1.0 + 2 * i, "user": f"v{i}", "text": f"Miko, question number {i}: what do you like?"}) + "\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "PULSE_SINK": spk_sink, "COLUMNS": "120"}
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtuber", "run", "--chat-script", str(chat), "--speaker", "pulse", "--out", str(out), "-q"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "answers" not in (tmp_path / "run.log").read_text(errors="replace"):
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline, "vtuber run never answered"
+            time.sleep(0.2)
+        time.sleep(20)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        took = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "run.log").read_text(errors="replace")
+    print(f"\nvtuber run: exit {rc} {took:.2f} s after SIGTERM")
+    assert rc == 0, text[-2000:]
+    assert took <= 2.0, took
+    assert sorted(p.name for p in out.iterdir()) == ["replies.wav", "timeline.png", "timings.json", "transcript.md"]
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["turns"] and "stopped (SIGTERM)" in text
+    assert any(t["t_first_heard"] is not None for t in timings["turns"])
