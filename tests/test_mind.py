@@ -38,7 +38,8 @@ class ScriptedLLM:
         pass
 
     def stream(self, messages, max_tokens):
-        self.cancel.clear()
+        # Like a real backend, it never clears `cancel` itself: the mind does when a turn
+        # starts, so a cancel that comes before the first piece wins.
         self.seen.append(messages)
         pieces = self.pieces(messages) if callable(self.pieces) else self.pieces
         stopped = False
