@@ -223,6 +223,13 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "turns": [r.to_json() for r in records],
             "summary": summary(records),
             "counters": dict(session.director.counters),
+            "hearing": {
+                **{f"dropped_{k}": v for k, v in session.hearing.counters.items()},
+                "echo_onsets_ignored": session.echo.onsets_ignored,
+                "echo_transcripts_dropped": session.echo.transcripts_dropped,
+            },
+            "cancelled": session.turns.cancelled,
+            "output_drops": dict(session.outputs.drops),
             "dropped": [d.__dict__ for d in rec.dropped],
             "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
             "errors": session.errors,
