@@ -23,8 +23,8 @@ from vtuber.config import load_config
 from vtuber.mind.persona import load_persona
 
 # Test modules whose tests load the real models without the session fixtures (CLI runs,
-# an Engine.load of their own).
-MODEL_MODULES = {"test_models.py", "test_persona_live.py"}
+# an Engine.load of their own, `vtuber run` in a subprocess, which the guard below cannot see).
+MODEL_MODULES = {"test_models.py", "test_persona_live.py", "test_live.py"}
 MODEL_FIXTURES = {"engine", "speak16k"}
 
 
