@@ -10,7 +10,8 @@ Drop policy, named and counted:
   of speech drops the new input).
 - `stale`: a chat message older than `max_age_s` when a turn is picked is skipped.
 
-Pacing: while the speaker is still playing earlier replies, the next input is picked
+Pacing: while the streamer is talking nothing else is picked (their utterance is
+answered next). While the speaker is still playing earlier replies, the next input is picked
 only when the playing audio is nearly over (`pick_ahead_s` before its end, about the
 time a reply takes to its first audio), so the best *fresh* message is answered and
 stale ones drop on the session clock. `speaker_busy_until` tells it (playback does).
@@ -75,6 +76,7 @@ class Director:
         self._holding = False
         self._waiting_for_speaker = False
         self.speaker_busy_until: Callable[[], float] | None = None  # session time the speaker is free
+        self.streamer_talking: Callable[[], bool] = lambda: False  # their utterance is on its way
         self.pick_ahead_s = cfg.pick_ahead_s
 
     def set_triage(self, persona_name: str, weights: dict[str, float]) -> None:
@@ -173,7 +175,13 @@ class Director:
     async def next_turn(self) -> Turn | None:
         """Wait for the next turn; None once closed and empty. The caller calls `done()` once it is answered."""
         while True:
-            if len(self) and (t := self._speaker_wait_until()) is not None:
+            if len(self) and not self._speech and self.streamer_talking():
+                # The streamer is talking: what they say is answered next, not a chat
+                # message picked over their voice. Look again shortly, holding no work.
+                t = self.clock.now() + 0.1
+            else:
+                t = self._speaker_wait_until() if len(self) else None
+            if t is not None:
                 # The speaker is busy: wait until it is nearly free, holding no work.
                 self._waiting_for_speaker = True
                 self._update_hold()

@@ -156,6 +156,7 @@ class Session:
             speculative_ms=h.speculative_ms,
             onset_ms=h.barge_in_ms,
         )
+        self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)

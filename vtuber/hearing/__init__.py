@@ -40,6 +40,7 @@ log = logging.getLogger("vtuber.hearing")
 # Frames whose VAD verdict is kept, to tell how much of an utterance was voiced
 # (131 s: longer than any utterance, joined continuations included).
 _VAD_HISTORY = 4096
+ONSET_GRACE_S = 1.0  # after a speech onset, the streamer counts as talking this long
 _SENTENCE_END = (".", "!", "?", "…")
 
 
@@ -88,6 +89,7 @@ class Hearing:
         # `SpeechStarted` (what barge-in acts on) comes after this much voice, sooner than
         # an utterance is accepted (min_speech_ms): stopping the co-host fast matters more.
         self.onset_frames = min(max(1, round(onset_ms / 32)), endpointer.min_speech)
+        self._last_onset = float("-inf")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._tasks: set[asyncio.Task] = set()
         self._held: _Held | None = None
@@ -97,6 +99,14 @@ class Hearing:
         self._voiced: deque[tuple[float, float]] = deque(maxlen=_VAD_HISTORY)
         self.counters: Counter[str] = Counter()  # "hallucination", "empty": transcripts dropped
 
+    @property
+    def streamer_talking(self) -> bool:
+        """The streamer is speaking, or what they said is still being transcribed or held
+        for a continuation: their utterance is on its way (the director waits for it)."""
+        ep = self.endpointer
+        recent_onset = self.clock.now() - self._last_onset < ONSET_GRACE_S  # a pause inside a start
+        return ep.in_speech or ep.onset_pending or recent_onset or self._held is not None or bool(self._tasks)
+
     def feed(self, frame: AudioFrame) -> None:
         prob = self.vad(frame.samples)
         ep = self.endpointer
@@ -104,7 +114,8 @@ class Hearing:
         now = frame.t + frame.duration
         self._voiced.append((frame.t, frame.duration if prob >= ep.off else 0.0))
         if ep.voiced_run == self.onset_frames or (started and self.onset_frames >= ep.min_speech):
-            self.emit(SpeechStarted(t=self.clock.now()))
+            self._last_onset = self.clock.now()
+            self.emit(SpeechStarted(t=self._last_onset))
         if started:
             if self._held is not None:  # the streamer went on: hear both parts as one
                 self._prefix, self._held = self._held.segment, None
