@@ -184,6 +184,7 @@ class Session:
             clause_hook=self.plugins.clause,
             llm_may_run=self.voice.first_audio_priority,
         )
+        self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.intake = ChatIntake(self)
         self.turns = TurnRunner(
             self.director,

@@ -45,8 +45,8 @@ class EchoGuard:
         self.enabled = mode != "off"
         self.echo_loss_db = echo_loss_db
         self._mic: deque[AudioFrame] = deque()
-        self._chunks: dict[tuple[int, int], np.ndarray] = {}  # (turn, clause) -> 16 kHz float audio
-        self._played: deque[tuple[float, float, np.ndarray, str]] = deque()  # (start, end, audio, text)
+        self._chunks: dict[tuple[int, int], AudioChunk] = {}  # (turn, clause) -> its audio, until it plays
+        self._played: deque[tuple[float, float, AudioChunk | None, str]] = deque()  # (start, end, audio, text)
         self.onsets_ignored = 0
         self.transcripts_dropped = 0
 
@@ -62,14 +62,15 @@ class EchoGuard:
     def playing(self, ev: AudioChunk | ClausePlaying) -> None:
         if not self.enabled:
             return
+        # Audio is kept as made and resampled only when an onset needs comparing (rarely):
+        # nothing on the loop's hot path while she speaks.
         if isinstance(ev, AudioChunk) and len(ev.samples):
-            audio = ev.samples.astype(np.float32) / 32768.0
-            self._chunks[(ev.turn_id, ev.clause_index)] = resample(audio, ev.sample_rate, HEARING_RATE)
+            self._chunks[(ev.turn_id, ev.clause_index)] = ev
             if len(self._chunks) > 64:
                 self._chunks.pop(next(iter(self._chunks)))
         elif isinstance(ev, ClausePlaying):
-            audio = self._chunks.pop((ev.turn_id, ev.clause_index), np.zeros(0, np.float32))
-            self._played.append((ev.t, ev.t + ev.duration, audio, ev.text))
+            chunk = self._chunks.pop((ev.turn_id, ev.clause_index), None)
+            self._played.append((ev.t, ev.t + ev.duration, chunk, ev.text))
             while self._played and self._played[0][1] < ev.t - KEEP_S:
                 self._played.popleft()
 
@@ -123,7 +124,10 @@ class EchoGuard:
         """What was played between t0 and t1, on one 16 kHz track (silence between clauses)."""
         n = int((t1 - t0) * HEARING_RATE)
         track = np.zeros(max(n, 0), np.float32)
-        for start, _end, audio, _text in self._playing_between(t0, t1):
+        for start, _end, chunk, _text in self._playing_between(t0, t1):
+            if chunk is None:
+                continue
+            audio = resample(chunk.samples.astype(np.float32) / 32768.0, chunk.sample_rate, HEARING_RATE)
             i = int((start - t0) * HEARING_RATE)
             a, b = max(i, 0), min(i + len(audio), n)
             if b > a:

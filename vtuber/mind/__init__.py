@@ -74,6 +74,7 @@ class Mind:
             llm_may_run.set()
         self.llm_may_run = llm_may_run  # cleared by the voice stage while it makes first audio
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
         self.set_persona(persona, gate)
 
     def set_persona(self, persona: Persona, gate: OutputGate) -> None:
@@ -109,18 +110,27 @@ class Mind:
 
         def produce() -> None:
             stats["t0"] = time.perf_counter()
+            threads = None
             try:
                 if self.backend.cancel.is_set():  # cancelled before the LLM even started
                     return
+                threads = getattr(self.backend, "set_threads", None)
+                if threads is not None:
+                    threads(self.threads_first)  # the first clause has the CPU to itself
                 for piece in self.backend.stream(messages, max_tokens):
                     # While Piper makes the first clause's audio, the LLM waits: the
                     # first sample is what the audience hears, and the LLM has slack.
+                    if threads is not None and not self.llm_may_run.is_set():
+                        threads(self.threads_after)  # from now on Piper needs a core too
+                        threads = None
                     self.llm_may_run.wait(timeout=1.0)
                     stats["tokens"] += 1
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # surface backend failures in the loop, not a dead thread
                 loop.call_soon_threadsafe(pieces.put_nowait, e)
             finally:
+                if threads is not None:
+                    threads(self.threads_after)
                 stats["t1"] = time.perf_counter()
                 loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
 

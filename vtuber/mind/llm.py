@@ -102,6 +102,12 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def set_threads(self, n: int) -> None:
+        """Decode on `n` threads from the next token on (called from the decoding thread)."""
+        import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self.llm.ctx, n, self.cfg.threads.llm_batch)
+
     def reset(self) -> None:
         """Forget the KV cache (the next prompt is evaluated from scratch)."""
         self.llm.reset()
