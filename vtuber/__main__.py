@@ -1,3 +1,5 @@
-from vtuber.cli import main
+"""`python -m vtuber`: the same as the `vtuber` command."""
 
-raise SystemExit(main())
+from vtuber.cli import entry
+
+entry()

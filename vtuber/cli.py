@@ -522,5 +522,21 @@ def _main(argv: list[str] | None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `vtuber` command: `main`, then a quick exit. Once the work is done and written,
+    tearing down the loaded models (llama.cpp, CTranslate2, onnxruntime, PortAudio) takes
+    about 2 s more for nothing; a stop on SIGTERM must be over within 2 s."""
+    import os
+
+    rc = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            rc = rc or 1
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -171,7 +171,7 @@ class Speaker:
 class SpeakerPlayback(Playback):
     """Live playback: the events are the device's (thread-safe hand-off to the loop)."""
 
-    def __init__(self, clock: Clock, emit: Callable[[object], None], device, sample_rate: int, block: int = 1024):
+    def __init__(self, clock: Clock, emit: Callable[[object], None], device, sample_rate: int, block: int = 256):
         super().__init__(clock, emit)
         self._loop = None
         self.speaker = Speaker(
