@@ -185,9 +185,9 @@ class SimulatedPlayback(Playback):
     def _drop_audio(self, turn_id: int) -> None:
         for timer in self._timers.pop(turn_id, []):
             timer.cancel()
-        end = self._end.pop(turn_id, None)
-        if end is not None and end >= self._cursor - 1e-9:
-            self._cursor = self.clock.now()  # it was the last audio queued: the speaker is free now
+        if self._end.pop(turn_id, None) is not None:
+            # The speaker is free once what other turns still have queued has played.
+            self._cursor = max([self.clock.now(), *self._end.values()])
 
     def busy_until(self) -> float:
         return self._cursor
