@@ -29,7 +29,7 @@ from conftest import words
 from test_mic import _pactl  # shared PulseAudio helpers
 from vtuber.audio import write_wav
 from vtuber.clock import Clock
-from vtuber.events import Announcement, PlaybackStarted
+from vtuber.events import RETRACTED, Announcement, PlaybackStarted
 
 RATE = 16000
 
@@ -79,6 +79,11 @@ def _session(engine, spk_sink, **cfg_overrides):
     return Session(eng, Clock(), plugins=[], playback=lambda c, e: SpeakerPlayback(c, e, "pulse", engine.tts.sample_rate))
 
 
+def answered(session):
+    """Finished turns, without those answered early and taken back (the streamer went on)."""
+    return [r for r in session.recorder.finished() if r.cancel_reason != RETRACTED]
+
+
 async def _until(cond, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -109,7 +114,7 @@ async def test_the_mic_is_heard_and_answered_through_the_speaker(sinks, engine, 
     try:
         await _until(lambda: mic.state == "listening", 15, "the mic")
         await _paplay(mic_sink, wav)
-        await _until(lambda: any(r.play_end for r in session.recorder.finished()), 60, "a reply heard to the end")
+        await _until(lambda: any(r.play_end and not r.cut_short for r in answered(session)), 60, "a reply heard to the end")
         session.stop("test over")
         await asyncio.wait_for(task, 10)
     finally:
@@ -119,7 +124,7 @@ async def test_the_mic_is_heard_and_answered_through_the_speaker(sinks, engine, 
     heard = [u.text for u in session.recorder.heard]
     got = set(words(" ".join(heard)))
     assert heard and sum(w in got for w in words(line)) / len(words(line)) >= 0.5, heard
-    r = session.recorder.finished()[0]
+    r = answered(session)[0]
     assert r.kind == "speech" and r.t_first_heard is not None and r.t_first_heard >= r.t_first_audio
     assert np.abs(spk).max() > 0.05, "nothing reached the speaker sink"
     said = [w for w in words(r.reply_text) if len(w) > 2]
@@ -172,14 +177,14 @@ async def test_barge_in_silences_the_speaker_and_the_streamer_is_answered_next(s
         await asyncio.sleep(1.0)
         t_play = session.clock.now()
         await _paplay(mic_sink, wav)
-        await _until(lambda: any(r.kind == "speech" and r.play_end for r in session.recorder.finished()), 60, "the answer to the streamer")
+        await _until(lambda: any(r.kind == "speech" and r.play_end and not r.cut_short for r in answered(session)), 60, "the answer to the streamer")
         session.stop("test over")
         await asyncio.wait_for(task, 10)
     finally:
         if not task.done():
             task.cancel()
         spk = rec_spk.stop()
-    recs = session.recorder.finished()
+    recs = answered(session)
     story = next(r for r in recs if r.kind == "line")
     assert story.cut_short and story.cancel_reason == "barge_in", [(r.input_text, r.cancel_reason) for r in recs]
     assert story.heard_text and long_line.startswith(story.heard_text[:30]) and len(story.heard_text) < len(long_line)
@@ -224,7 +229,7 @@ async def test_her_own_voice_looped_into_the_mic_neither_stops_her_nor_is_heard(
         session.observers.append(lambda ev: levels.append(mic.level_db) if isinstance(ev, PlaybackStarted) else None)
         task = asyncio.create_task(session.run([mic, chat]))
         try:
-            await _until(lambda: any(r.play_end for r in session.recorder.finished()), 60, "the reply heard to the end")
+            await _until(lambda: any(r.play_end for r in answered(session)), 60, "the reply heard to the end")
             await asyncio.sleep(1.5)  # any echo utterance has been endpointed and judged by now
             mic_level = mic.level_db
             session.stop("test over")
@@ -234,7 +239,7 @@ async def test_her_own_voice_looped_into_the_mic_neither_stops_her_nor_is_heard(
                 task.cancel()
     finally:
         _pactl("unload-module", loop_module)
-    recs = session.recorder.finished()
+    recs = answered(session)
     assert [r.kind for r in recs] == ["line"] and not recs[0].cut_short, [(r.kind, r.cancel_reason) for r in recs]
     assert [u.text for u in session.recorder.heard] == []
     assert session.echo.onsets_ignored + session.echo.transcripts_dropped >= 1 or mic_level < -60, (

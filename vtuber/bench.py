@@ -25,7 +25,7 @@ import numpy as np
 
 from vtuber.audio import HEARING_RATE, resample
 from vtuber.clock import FastClock
-from vtuber.events import ChatMessage, Turn
+from vtuber.events import RETRACTED, ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.outputs.recorder import TurnRecord
 from vtuber.out_folder import OutFolder
@@ -280,7 +280,8 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
     reset_peak_rss()
     session = asyncio.run(_streaming(engine, plan))
     rss = peak_rss_mib()
-    records = session.recorder.finished()
+    # A turn answered early and taken back (the streamer went on) is not an answer.
+    records = [r for r in session.recorder.finished() if r.cancel_reason != RETRACTED]
     progress(f"plain clause streaming on the same chat inputs (LLM on {PLAIN_THREADS} threads)")
     plain = run_plain(engine, records)
     progress("naive pipeline on the same inputs")

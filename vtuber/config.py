@@ -72,6 +72,9 @@ class HearingConfig:
     # The streamer talking over the co-host stops her (within one audio block) and is answered next.
     barge_in: bool = True
     barge_in_ms: int = 96  # this much voice stops her (utterances still need min_speech_ms)
+    # Answer at the short pause (speculative_ms) when the transcript is a whole sentence,
+    # instead of waiting out hangover_ms; the turn is cancelled silently if they go on.
+    early_answer: bool = True
     # Her own voice coming back through the mic: "gate" checks onsets and transcripts against
     # what is playing; "off" for headphones. echo_loss_db: how much quieter the room makes her.
     echo_guard: str = "gate"

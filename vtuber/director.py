@@ -213,6 +213,16 @@ class Director:
         self._closed = True
         self._ready.set()
 
+    def retract(self, event: Utterance, reason: str) -> bool:
+        """Take back a queued utterance (the streamer went on); True if it was queued."""
+        for item in list(self._speech):
+            if item[0] is event:
+                self._speech.remove(item)
+                self._drop(event, reason)
+                self._update_hold()
+                return True
+        return False
+
     def clear(self, reason: str) -> None:
         """Drop everything queued (the session is stopping), each with the reason."""
         for queue in (self._speech, self._lines, self._chat):

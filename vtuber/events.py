@@ -99,6 +99,19 @@ class Utterance:
         return self.t_asr_done - self.t_endpoint
 
 
+RETRACTED = "the streamer went on"  # why a turn for a taken-back utterance ends
+
+
+@dataclass(frozen=True)
+class UtteranceRetracted:
+    """An utterance sent early (a complete sentence at a short pause) turned out not to be
+    the end: the streamer went on. Its turn is dropped or cancelled silently; the whole
+    utterance comes again at the real endpoint."""
+
+    utterance: Utterance
+    t: float
+
+
 @dataclass(frozen=True)
 class Turn:
     """An input the director picked to answer."""

@@ -21,6 +21,7 @@ from vtuber.door import admit
 from vtuber.errors import UserError
 from vtuber.controls import SessionControls
 from vtuber.events import (
+    RETRACTED,
     Announcement,
     AudioChunk,
     AudioFrame,
@@ -32,6 +33,7 @@ from vtuber.events import (
     StreamEvent,
     TurnDropped,
     Utterance,
+    UtteranceRetracted,
 )
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.hearing.echo import EchoGuard
@@ -155,6 +157,7 @@ class Session:
             continuation_ms=h.continuation_ms,
             speculative_ms=h.speculative_ms,
             onset_ms=h.barge_in_ms,
+            early_answer=h.early_answer,
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
@@ -256,6 +259,8 @@ class Session:
                 self.emit(Interrupt(ev.t, "barge_in"))
         elif isinstance(ev, Interrupt):
             self.turns.cancel(ev.reason)
+        elif isinstance(ev, UtteranceRetracted):  # answered early, but the streamer went on
+            self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):
             self.echo.playing(ev)
 

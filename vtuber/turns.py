@@ -36,6 +36,7 @@ class _InFlight:
     turn: Turn
     task: asyncio.Task
     cancel_reason: str = ""
+    started: bool = False  # the mind has it (a reply record exists from here on)
 
 
 class TurnRunner:
@@ -83,6 +84,8 @@ class TurnRunner:
                 reason = "muted" if picked is not None else f"plugin {by}"
                 self.observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
                 return
+            if self.current is not None and self.current.turn is turn:
+                self.current.started = True
             await self.mind.answer(picked)
             await self.voice.finished(turn.id)
             answered = True
@@ -91,14 +94,23 @@ class TurnRunner:
         except Exception as e:  # one failed reply must not end the stream
             log.exception("reply to turn %s failed", turn.id)
             self.errors.append(f"turn {turn.id}: {e}")
+            if self.current is not None and self.current.turn is turn and not self.current.started:
+                self.observe(TurnDropped(turn.kind, turn.user, turn.text, f"error: {e}"[:80], self.clock.now()))
             self.voice.flush(turn.id)
             self.playback.flush(turn.id, "error")
         finally:
             self.director.done(answered=answered)
 
-    def cancel(self, reason: str) -> bool:
-        """Stop talking now: the turn being made and any reply still playing. True if
-        there was something to stop."""
+    def cancel_turn_for(self, source: object, reason: str) -> bool:
+        """Cancel the turn answering `source` (an utterance taken back), if it is in flight."""
+        cur = self.current
+        if cur is None or cur.turn.source is not source:
+            return False
+        return self.cancel(reason, current_only=True)
+
+    def cancel(self, reason: str, current_only: bool = False) -> bool:
+        """Stop talking now: the turn being made and (unless `current_only`) any reply
+        still playing. True if there was something to stop."""
         stopped = False
         cur = self.current
         if cur is not None and not cur.task.done() and not cur.cancel_reason:
@@ -108,9 +120,13 @@ class TurnRunner:
             cur.task.cancel()
             self.voice.flush(cur.turn.id)
             heard = self.playback.flush(cur.turn.id, reason)
-            self._cut(cur.turn, heard, reason)
+            if cur.started:
+                self._cut(cur.turn, heard, reason)
+            else:  # cancelled before the mind took it: not answered, and said so
+                t = cur.turn
+                self.observe(TurnDropped(t.kind, t.user, t.text, reason, self.clock.now()))
             stopped = True
-        for turn_id in self.playback.playing():
+        for turn_id in [] if current_only else self.playback.playing():
             self.playback.flush(turn_id, reason)
             self.observe(TurnCancelled(turn_id, reason, self.clock.now()))
             stopped = True

@@ -5,9 +5,15 @@ Endpointing is speculative twice over:
   pause lasts until the endpoint (`hangover_ms`), that transcript is used, so most of
   the ASR time is hidden inside the hangover; if the streamer goes on, it is dropped.
 - If the transcript ends a sentence (. ! ?) and has a few words, the utterance is
-  done at once. If not ("Okay chat," or just "Miko."), the streamer is probably
+  done at once: with `early_answer`, already at the short pause, as soon as the
+  speculative transcript is ready (no waiting out the hangover); if the streamer then
+  goes on, `UtteranceRetracted` takes it back (its turn is dropped or cancelled
+  silently) and the whole utterance comes at the real endpoint. If the transcript is
+  not a sentence ("Okay chat," or just "Miko."), the streamer is probably
   mid-sentence: the transcript is held for up to `continuation_ms` more; if speech
   resumes, both parts are heard again as one utterance, otherwise it goes out as is.
+- `SpeechStarted` comes after `onset_ms` of voice (barge-in acts on it), sooner than
+  an utterance is accepted; `streamer_talking` tells the director to wait for them.
 
 What Whisper invents on silence and noise ("Thank you.", "you", "[Music]") is dropped
 when the utterance goes out, judged by `vtuber.hearing.hallucination` on the text,
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vtuber.clock import Clock
-from vtuber.events import AudioFrame, SpeechStarted, Utterance
+from vtuber.events import AudioFrame, SpeechStarted, Utterance, UtteranceRetracted
 from vtuber.hearing.asr import Transcript, WhisperASR
 from vtuber.hearing.hallucination import judge
 from vtuber.hearing.vad import FRAME, RATE, Endpointer, Segment, SileroVAD
@@ -58,6 +64,8 @@ class _Held:
 class _Speculation:
     segment: Segment
     task: asyncio.Task
+    sent: Utterance | None = None  # sent early: a complete sentence at a short pause
+    decided: bool = False  # judged early (sent, or dropped as a hallucination): not again
 
 
 class Hearing:
@@ -78,6 +86,7 @@ class Hearing:
         continuation_ms: int = 700,
         speculative_ms: int = 128,
         onset_ms: int = 96,
+        early_answer: bool = True,
     ):
         self.vad = vad
         self.endpointer = endpointer
@@ -90,6 +99,9 @@ class Hearing:
         # an utterance is accepted (min_speech_ms): stopping the co-host fast matters more.
         self.onset_frames = min(max(1, round(onset_ms / 32)), endpointer.min_speech)
         self._last_onset = float("-inf")
+        # Answer at the short pause when the speculative transcript is a whole sentence
+        # (the turn is cancelled silently if the streamer goes on), not at the endpoint.
+        self.early_answer = early_answer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._tasks: set[asyncio.Task] = set()
         self._held: _Held | None = None
@@ -122,18 +134,25 @@ class Hearing:
         if ep.in_speech:
             silent = ep.silent_frames
             if silent == 0:
+                if self._spec is not None and self._spec.sent is not None:  # they went on
+                    self.emit(UtteranceRetracted(self._spec.sent, self.clock.now()))
                 self._spec = None  # still talking: any speculative transcript is stale
             elif silent == self.speculative_frames and self._spec is None:
                 seg = ep.snapshot(now)
                 if self._prefix is not None:
                     seg = _join(self._prefix, seg)
                 self._spec = _Speculation(seg, self._asr(seg))
+                if self.early_answer:
+                    self._spec.task.add_done_callback(lambda task, spec=self._spec: self._early(spec))
         if segment is not None:
             if self._prefix is not None:
                 segment = _join(self._prefix, segment)
                 self._prefix = None
             spec, self._spec = self._spec, None
-            if spec is not None and spec.segment.t_end == segment.t_end and spec.segment.t_start == segment.t_start:
+            same = spec is not None and spec.segment.t_end == segment.t_end and spec.segment.t_start == segment.t_start
+            if same and spec.decided:
+                pass  # already answered (or dropped) at the short pause
+            elif same:
                 # Nothing was said since the speculation started: its transcript is this one.
                 segment = Segment(spec.segment.audio, segment.t_start, segment.t_end, segment.t_endpoint)
                 self._conclude(segment, spec.task)
@@ -143,6 +162,17 @@ class Hearing:
         if held is not None and not ep.in_speech and not ep.onset_pending and now >= held.deadline:
             self._held = None
             self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=held.deadline)
+
+    def _early(self, spec: _Speculation) -> None:
+        """The speculative transcript is ready: if the streamer is still silent and it is a
+        whole sentence, send it now instead of at the endpoint."""
+        if spec is not self._spec or spec.task.cancelled() or spec.task.exception() is not None:
+            return
+        transcript = spec.task.result()
+        if not self.endpointer.in_speech or self.endpointer.silent_frames == 0 or not _complete(transcript.text):
+            return
+        spec.decided = True
+        spec.sent = self._send(spec.segment, transcript, self.clock.now(), t_endpoint=self.clock.now())
 
     def _track(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -194,7 +224,7 @@ class Hearing:
         half = FRAME / RATE / 2  # frame starts are float sums: match them to half a frame
         return sum(v for t, v in self._voiced if seg.t_start - half <= t < seg.t_end - half)
 
-    def _send(self, seg: Segment, transcript: Transcript, t_asr_done: float, t_endpoint: float) -> None:
+    def _send(self, seg: Segment, transcript: Transcript, t_asr_done: float, t_endpoint: float) -> Utterance | None:
         text = transcript.text
         verdict = judge(transcript, self._voiced_s(seg))
         if verdict.drop:
@@ -209,18 +239,18 @@ class Hearing:
                 verdict.rule,
                 verdict.reason,
             )
-            return
+            return None
         t_asr_done = max(t_asr_done, t_endpoint)
-        self.emit(
-            Utterance(
-                text=text,
-                t_start=seg.t_start,
-                t_end=seg.t_end,
-                t_endpoint=t_endpoint,
-                t_asr_done=t_asr_done,
-                t=self.clock.now(),
-            )
+        utt = Utterance(
+            text=text,
+            t_start=seg.t_start,
+            t_end=seg.t_end,
+            t_endpoint=t_endpoint,
+            t_asr_done=t_asr_done,
+            t=self.clock.now(),
         )
+        self.emit(utt)
+        return utt
 
     async def drain(self) -> None:
         """End of input: finish transcriptions and send whatever is still held."""

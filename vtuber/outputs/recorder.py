@@ -27,6 +27,7 @@ from vtuber.events import (
     TurnDropped,
     Underrun,
     Utterance,
+    UtteranceRetracted,
 )
 
 
@@ -105,6 +106,8 @@ class Recorder:
             self.dropped.append(ev)
         elif isinstance(ev, Utterance):
             self.heard.append(ev)
+        elif isinstance(ev, UtteranceRetracted):  # sent early, but the streamer went on
+            self.heard = [u for u in self.heard if u is not ev.utterance]
         elif r is None:
             return
         elif isinstance(ev, FirstToken):
