@@ -67,15 +67,21 @@ class OutputHub:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Let each output take what is queued (up to `timeout`), then close it."""
-        for q in self._queues:
+        deadline = asyncio.get_running_loop().time() + timeout
+        for output, q in zip(self.outputs, self._queues):
             while True:
                 try:
                     q.put_nowait(_STOP)
                     break
-                except asyncio.QueueFull:  # make room for the stop marker: the oldest goes
-                    q.get_nowait()
+                except asyncio.QueueFull:
+                    if asyncio.get_running_loop().time() < deadline:
+                        await asyncio.sleep(0.01)  # let it take what is queued
+                        continue
+                    q.get_nowait()  # out of time: the oldest goes, counted, for the stop marker
+                    self.drops[_name(output)] += 1
         if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            left = max(deadline - asyncio.get_running_loop().time(), 0.1)
+            done, pending = await asyncio.wait(self._tasks, timeout=left)
             for task in pending:
                 task.cancel()
         for output in self.outputs:
