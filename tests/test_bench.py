@@ -239,7 +239,8 @@ def test_live_load_accounts_for_every_chat_message(result):
     assert chat["answered"] + sum(load["dropped"].values()) == chat["received"]
     assert chat["answered"] >= 1
     heard = chat["input_to_first_heard"]
-    assert heard["n"] == chat["answered"] and 0 < heard["p50"] <= heard["p95"] <= heard["max"]
+    # A reply cut short (the streamer talked) before its first audio was answered but never heard.
+    assert 1 <= heard["n"] <= chat["answered"] and 0 < heard["p50"] <= heard["p95"] <= heard["max"]
 
 
 def test_turn_taking_measures_each_turn_alone(result):
