@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vtuber.errors import UserError, open_regular, quote
+from vtuber.errors import UserError, quote, read_bytes
 
 HEARING_RATE = 16000
 
@@ -62,19 +62,6 @@ def _pcm_to_float(raw, width: int, channels: int, is_float: bool = False) -> np.
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
     return x
-
-
-def _read_regular_file(p: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_WAV_BYTES (a pipe, a device or a folder
-    is refused before anything is read)."""
-    with open_regular(p, "WAV file", max_bytes=MAX_WAV_BYTES) as f:
-        try:
-            data = f.read(MAX_WAV_BYTES + 1)
-        except OSError as e:
-            raise UserError(f"{p}: cannot read WAV file ({e.strerror or e})") from None
-    if len(data) > MAX_WAV_BYTES:  # it grew while being read
-        raise UserError(f"{p}: WAV file is too large (more than {MAX_WAV_BYTES} bytes)")
-    return data
 
 
 def _wav_chunks(data: bytes, p: Path) -> tuple[bytes, memoryview, int]:
@@ -140,7 +127,7 @@ def read_wav_16k_mono(path: str | Path) -> np.ndarray:
     24 hours) files and things that are not regular files are a `UserError` naming the file.
     """
     p = Path(path)
-    data = _read_regular_file(p)
+    data = read_bytes(p, "WAV file", max_bytes=MAX_WAV_BYTES)
     fmt, audio, promised = _wav_chunks(data, p)
     channels, width, rate, is_float = _sample_format(fmt, p)
     block = width * channels

@@ -44,8 +44,8 @@ def open_regular(path: Path, what: str, not_found: str | None = None, max_bytes:
         raise
 
 
-def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE) -> str:
-    """A user's UTF-8 text file, or one clear `UserError` naming it and what it was meant to be."""
+def read_bytes(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE) -> bytes:
+    """A user's regular file, whole, at most `max_bytes`; one clear `UserError` otherwise."""
     with open_regular(path, what, not_found, max_bytes) as f:
         try:
             data = f.read(max_bytes + 1)
@@ -53,6 +53,12 @@ def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: in
             raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
     if len(data) > max_bytes:  # it grew while we read it
         raise UserError(f"{path}: {what} is too large (more than {max_bytes} bytes)")
+    return data
+
+
+def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: int = MAX_TEXT_FILE) -> str:
+    """A user's UTF-8 text file, or one clear `UserError` naming it and what it was meant to be."""
+    data = read_bytes(path, what, not_found, max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

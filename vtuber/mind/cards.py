@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from PIL import PngImagePlugin
 
-from vtuber.errors import UserError, open_regular, quote
+from vtuber.errors import UserError, quote, read_bytes
 from vtuber.mind.persona import Persona, persona_from_dict, persona_to_dict
 from vtuber.paths import user_personas
 
@@ -77,7 +77,7 @@ _TURN = re.compile(r"^\s*(\{\{\s*(?:user|char)\s*\}\}|<(?:user|bot)>)\s*:\s?(.*)
 def read_card(path: str | os.PathLike) -> dict:
     """The card's JSON object from a .json, .png or .charx file (raises UserError)."""
     p = Path(path).expanduser()
-    raw = _read_card_file(p)
+    raw = read_bytes(p, "character card", max_bytes=MAX_CARD_BYTES)
     suffix = p.suffix.lower()
     if suffix == ".png" or (suffix not in (".json", ".charx") and raw.startswith(PNG_SIGNATURE)):
         text = _card_text_from_png(raw, p)
@@ -87,19 +87,6 @@ def read_card(path: str | os.PathLike) -> dict:
     if suffix == ".json" or raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return _parse_json(_utf8(raw, p, "file"), p, "file")
     raise UserError(f"{p}: not a character card (expected a .png, .json or .charx file)")
-
-
-def _read_card_file(p: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_CARD_BYTES (a pipe, a device or a folder
-    is refused before anything is read)."""
-    with open_regular(p, "character card", max_bytes=MAX_CARD_BYTES) as f:
-        try:
-            raw = f.read(MAX_CARD_BYTES + 1)
-        except OSError as e:
-            raise UserError(f"{p}: cannot read character card ({e.strerror or e})") from None
-    if len(raw) > MAX_CARD_BYTES:  # it grew while being read
-        raise UserError(f"{p}: character card is too large (more than {MAX_CARD_BYTES} bytes)")
-    return raw
 
 
 def _utf8(raw: bytes, p: Path, what: str) -> str:
