@@ -228,19 +228,15 @@ def run_plain(engine: Engine, records: list[TurnRecord]) -> list[float]:
     on PLAIN_THREADS threads for this run only. llama_cpp backend only (else no samples)."""
     if engine.llm.name != "llama_cpp":
         return []
-    import llama_cpp
-
     builder = PromptBuilder(engine.persona, 0, engine.canary)
     engine.llm.warm(builder.prefix())  # the persona prefix in the KV cache, as the pipeline has it
-    ctx = engine.llm.llm.ctx
-    saved = llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)
     with engine.llm.lock:
-        llama_cpp.llama_set_n_threads(ctx, PLAIN_THREADS, PLAIN_THREADS)
+        engine.llm.set_threads(PLAIN_THREADS)
         try:
             turns = [Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0) for r in records if r.kind == "chat"]
             return [plain_turn(engine, builder.messages(t)) for t in turns]
         finally:
-            llama_cpp.llama_set_n_threads(ctx, *saved)
+            engine.llm.set_threads(engine.cfg.threads.llm)
 
 
 def reset_peak_rss() -> bool:

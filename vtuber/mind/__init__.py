@@ -114,7 +114,8 @@ class Mind:
             try:
                 if self.backend.cancel.is_set():  # cancelled before the LLM even started
                     return
-                threads = getattr(self.backend, "set_threads", None)
+                if self.threads_first != self.threads_after:
+                    threads = getattr(self.backend, "set_threads", None)
                 if threads is not None:
                     threads(self.threads_first)  # the first clause has the CPU to itself
                 for piece in self.backend.stream(messages, max_tokens):

@@ -44,7 +44,6 @@ class _Reply:
     turn_id: int
     texts: dict[int, str] = field(default_factory=dict)  # clause index -> text
     started: list[int] = field(default_factory=list)  # clause indexes heard (at least in part)
-    all_queued: bool = False  # the voice passed ReplyFinished: no more audio will come
     done: bool = False
 
     def heard_text(self) -> str:
@@ -72,9 +71,8 @@ class Playback:
             r = self._reply(ev.turn_id)
             if not r.done and len(ev.samples):
                 self._queue_audio(ev)
-        elif isinstance(ev, ReplyFinished):
+        elif isinstance(ev, ReplyFinished):  # the voice passed it: no more audio will come
             r = self._reply(ev.turn_id)
-            r.all_queued = True
             if not r.done:
                 self._all_queued(r)
 
