@@ -12,8 +12,14 @@ Also:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes.util
 import os
 import re
+import shutil
+import subprocess
+import time
+import uuid
 
 import numpy as np
 import pytest
@@ -55,6 +61,66 @@ def require_system(what: str, ok: bool, hint: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: system pieces are required)", pytrace=False)
     pytest.skip(reason)
+
+
+# --- PulseAudio: the real sound server the audio device tests play to and record from ---
+
+PULSE_HINT = "apt install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins turns the audio device tests on"
+
+
+def portaudio_installed() -> bool:
+    # Looked up the way sounddevice does, without importing it: PortAudio lists its
+    # devices once, at import, and the "pulse" device is only there once the server runs.
+    return ctypes.util.find_library("portaudio") is not None
+
+
+def pactl(*args: str) -> str:
+    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def _pulse_device_listed() -> bool:
+    import sounddevice as sd
+
+    def listed() -> bool:
+        return any(d["name"] == "pulse" for d in sd.query_devices())
+
+    if not listed() and hasattr(sd, "_terminate"):
+        # PortAudio lists devices when it starts: if sounddevice was imported before the
+        # server ran, start it again to see the device now.
+        sd._terminate()
+        sd._initialize()
+    return listed()
+
+
+@contextlib.contextmanager
+def pulse_null_sink(prefix: str = "vtuber", tools: tuple[str, ...] = ("pulseaudio", "pactl")):
+    """A fresh null sink on a running PulseAudio server (started here if needed, as
+    .ci/run does); skips (fails under CI=true) when a piece is missing. Its monitor
+    records what plays into it. PULSE_SERVER names the server's socket for the block:
+    every test's XDG_CONFIG_HOME is an empty folder, where clients would look for it."""
+    missing = [t for t in tools if not shutil.which(t)] + ([] if portaudio_installed() else ["libportaudio2"])
+    require_system(f"PulseAudio and PortAudio (missing: {', '.join(missing)})", not missing, PULSE_HINT)
+    if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode != 0:
+        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1"], check=True, timeout=20)
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
+                break
+            time.sleep(0.1)
+    old = os.environ.get("PULSE_SERVER")
+    server = next((ln.split(":", 1)[1].strip() for ln in pactl("info").splitlines() if ln.startswith("Server String:")), "")
+    if server.startswith("/"):
+        os.environ["PULSE_SERVER"] = f"unix:{server}"
+    require_system("PortAudio's ALSA 'pulse' device (missing: libasound2-plugins)", _pulse_device_listed(), PULSE_HINT)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    module = pactl("load-module", "module-null-sink", f"sink_name={name}")
+    try:
+        yield name
+    finally:
+        pactl("unload-module", module)
+        if old is None:
+            os.environ.pop("PULSE_SERVER", None)
+        else:
+            os.environ["PULSE_SERVER"] = old
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,14 +19,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import words
-from test_mic import _pactl  # shared PulseAudio helpers
+from conftest import pactl, pulse_null_sink, words
 from vtuber.audio import write_wav
 from vtuber.clock import Clock
 from vtuber.events import RETRACTED, Announcement, PlaybackStarted
@@ -35,15 +33,13 @@ RATE = 16000
 
 
 @pytest.fixture(scope="module")
-def sinks(mic_sink):
+def sinks():
     """Two null sinks: the streamer's mic (its monitor is the mic) and the co-host's speaker."""
-    spk = f"vtuber_spk_{uuid.uuid4().hex[:8]}"
-    module = _pactl("load-module", "module-null-sink", f"sink_name={spk}")
-    yield mic_sink, spk
-    _pactl("unload-module", module)
+    tools = ("pulseaudio", "pactl", "paplay", "parec")
+    with pulse_null_sink("vtuber_mic", tools) as mic, pulse_null_sink("vtuber_spk", tools) as spk:
+        yield mic, spk
 
 
-from test_mic import mic_sink  # noqa: E402,F401  (the fixture: a null sink, PULSE_SERVER set)
 
 
 class Recording:
@@ -214,7 +210,7 @@ async def test_her_own_voice_looped_into_the_mic_neither_stops_her_nor_is_heard(
     from vtuber.sources.mic import MicSource
 
     mic_sink, spk_sink = sinks
-    loop_module = _pactl("load-module", "module-loopback", f"source={spk_sink}.monitor", f"sink={mic_sink}", "latency_msec=40")
+    loop_module = pactl("load-module", "module-loopback", f"source={spk_sink}.monitor", f"sink={mic_sink}", "latency_msec=40")
     try:
         monkeypatch.setenv("PULSE_SINK", spk_sink)
         session = _session(engine, spk_sink)
@@ -238,7 +234,7 @@ async def test_her_own_voice_looped_into_the_mic_neither_stops_her_nor_is_heard(
             if not task.done():
                 task.cancel()
     finally:
-        _pactl("unload-module", loop_module)
+        pactl("unload-module", loop_module)
     recs = answered(session)
     assert [r.kind for r in recs] == ["line"] and not recs[0].cut_short, [(r.kind, r.cancel_reason) for r in recs]
     assert [u.text for u in session.recorder.heard] == []

@@ -5,22 +5,16 @@ listening to what `MicSource` emitted (integration)."""
 from __future__ import annotations
 
 import asyncio
-import ctypes.util
-import os
-import shutil
-import subprocess
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
 
-from conftest import require_system, words
+from conftest import PULSE_HINT, portaudio_installed, pulse_null_sink, require_system, words
 from vtuber.errors import UserError
 from vtuber.sources.mic import FRAME, FrameHandoff, StreamResampler
 
-PULSE_HINT = "apt install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins turns the mic tests on"
 
 
 # --- the resampler (for devices that refuse 16 kHz) ---------------------------------------
@@ -167,64 +161,15 @@ def test_frame_times_move_on_when_audio_went_missing():
 # --- a real PulseAudio null sink: its monitor is the mic ----------------------------------
 
 
-def _portaudio() -> bool:
-    return ctypes.util.find_library("portaudio") is not None
-
-
 def require_portaudio() -> None:
-    require_system("the PortAudio library (missing: libportaudio2)", _portaudio(), PULSE_HINT)
-
-
-def _pactl(*args: str) -> str:
-    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True, timeout=10).stdout.strip()
-
-
-def _pulse_listed() -> bool:
-    import sounddevice as sd
-
-    def listed() -> bool:
-        return any(d["name"] == "pulse" for d in sd.query_devices())
-
-    if not listed() and hasattr(sd, "_terminate"):
-        # PortAudio lists devices once, when it starts: start it again if the server came later.
-        sd._terminate()
-        sd._initialize()
-    return listed()
+    require_system("the PortAudio library (missing: libportaudio2)", portaudio_installed(), PULSE_HINT)
 
 
 @pytest.fixture(scope="module")
 def mic_sink():
     """A fresh null sink; recording its monitor through `MicSource` hears what plays into it."""
-    pieces = (
-        ("pulseaudio", shutil.which("pulseaudio")),
-        ("pactl", shutil.which("pactl")),
-        ("paplay", shutil.which("paplay")),
-        ("libportaudio2", _portaudio()),
-    )
-    missing = [name for name, ok in pieces if not ok]
-    require_system(f"PulseAudio and PortAudio (missing: {', '.join(missing)})", not missing, PULSE_HINT)
-    if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode != 0:
-        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1"], check=True, timeout=20)
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
-                break
-            time.sleep(0.1)
-    require_system("PortAudio's ALSA 'pulse' device (missing: libasound2-plugins)", _pulse_listed(), PULSE_HINT)
-    # Clients find a root server through $XDG_CONFIG_HOME/pulse, which every test points at an
-    # empty folder (conftest's user_config_dir): name the server's socket instead.
-    info = _pactl("info").splitlines()
-    server = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("Server String:")), "")
-    old = os.environ.get("PULSE_SERVER")
-    if server.startswith("/"):
-        os.environ["PULSE_SERVER"] = f"unix:{server}"
-    name = f"vtuber_mic_{uuid.uuid4().hex[:8]}"
-    module = _pactl("load-module", "module-null-sink", f"sink_name={name}")
-    yield name
-    _pactl("unload-module", module)
-    if old is None:
-        os.environ.pop("PULSE_SERVER", None)
-    else:
-        os.environ["PULSE_SERVER"] = old
+    with pulse_null_sink("vtuber_mic", tools=("pulseaudio", "pactl", "paplay")) as name:
+        yield name
 
 
 def test_an_unknown_device_is_one_line_naming_it():

@@ -2,91 +2,27 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import os
-import shutil
-import subprocess
-import time
-import uuid
 
 import numpy as np
 import pytest
 
-from conftest import require_system, words
+from conftest import pulse_null_sink, words
 from vtuber.events import AudioChunk
-
-# The Debian packages that turn these tests on: the server and pactl, PortAudio for
-# sounddevice, and the ALSA plugin that gives PortAudio its "pulse" device.
-PULSE_PACKAGES = "pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins"
-PULSE_HINT = f"apt install {PULSE_PACKAGES} turns the speaker tests on"
-
-
-def _portaudio() -> bool:
-    # Looked up the way sounddevice does, without importing it: PortAudio lists its
-    # devices once, at import, and the "pulse" device is only there once the server runs.
-    return ctypes.util.find_library("portaudio") is not None
-
-
-def _pulse_device() -> bool:
-    import sounddevice as sd
-
-    def listed() -> bool:
-        return any(d["name"] == "pulse" for d in sd.query_devices())
-
-    if not listed() and hasattr(sd, "_terminate"):
-        # PortAudio lists devices when it starts: if sounddevice was imported before the
-        # server ran, start it again to see the device now.
-        sd._terminate()
-        sd._initialize()
-    return listed()
-
-
-def require_pulseaudio() -> None:
-    """Skip (fail under CI=true) unless pulseaudio, pactl and PortAudio are installed."""
-    missing = [
-        name
-        for name, ok in (
-            ("pulseaudio", shutil.which("pulseaudio")),
-            ("pactl", shutil.which("pactl")),
-            ("libportaudio2", _portaudio()),
-        )
-        if not ok
-    ]
-    require_system(f"PulseAudio and PortAudio (missing: {', '.join(missing)})", not missing, PULSE_HINT)
-
-
-def _pactl(*args: str) -> str:
-    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True, timeout=10).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def null_sink():
-    """A fresh null sink on a running PulseAudio server (started here if needed, as .ci/run does)."""
-    require_pulseaudio()
-    if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode != 0:
-        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1"], check=True, timeout=20)
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
-                break
-            time.sleep(0.1)
-    old = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE", "PULSE_SERVER")}
-    # Clients find a root server through $XDG_CONFIG_HOME/pulse, which every test points at an
-    # empty folder (conftest's user_config_dir): name the server's socket instead.
-    info = _pactl("info").splitlines()
-    server = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("Server String:")), "")
-    if server.startswith("/"):
-        os.environ["PULSE_SERVER"] = f"unix:{server}"
-    require_system("PortAudio's ALSA 'pulse' device (missing: libasound2-plugins)", _pulse_device(), PULSE_HINT)
-    name = f"vtuber_{uuid.uuid4().hex[:8]}"
-    module = _pactl("load-module", "module-null-sink", f"sink_name={name}")
-    os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = name, f"{name}.monitor"
-    yield name
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    _pactl("unload-module", module)
+    """A fresh null sink; the default device plays into it and records from its monitor."""
+    with pulse_null_sink("vtuber") as name:
+        old = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE")}
+        os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = name, f"{name}.monitor"
+        yield name
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class Capture:
