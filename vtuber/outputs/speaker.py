@@ -228,9 +228,5 @@ class SpeakerOutput:
         elif isinstance(ev, TurnCancelled) or (isinstance(ev, PlaybackFinished) and ev.cut_short):
             self.speaker.drop(ev.turn_id)
 
-    @property
-    def pending_s(self) -> float:
-        return self.speaker.pending_s
-
     def close(self, drain: bool = True) -> None:
         self.speaker.close(drain)
