@@ -170,7 +170,7 @@ def naive_turn(engine: Engine, builder: PromptBuilder, turn: Turn) -> dict:
     if reset is not None:
         reset()
     t0 = time.perf_counter()
-    text = "".join(engine.llm.stream(builder.messages(turn), engine.persona.max_tokens))
+    text = engine.llm.call(lambda: "".join(engine.llm.stream(builder.messages(turn), engine.persona.max_tokens)))
     t1 = time.perf_counter()
     engine.tts.synthesize(text[: engine.persona.max_chars])
     t2 = time.perf_counter()
@@ -231,12 +231,13 @@ def run_plain(engine: Engine, records: list[TurnRecord]) -> list[float]:
     builder = PromptBuilder(engine.persona, 0, engine.canary)
     engine.llm.warm(builder.prefix())  # the persona prefix in the KV cache, as the pipeline has it
     with engine.llm.lock:
-        engine.llm.set_threads(PLAIN_THREADS)
+        engine.llm.call(engine.llm.set_threads, PLAIN_THREADS)
         try:
             turns = [Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0) for r in records if r.kind == "chat"]
-            return [plain_turn(engine, builder.messages(t)) for t in turns]
+            # On the model's own thread, as the pipeline runs it (see vtuber.mind.llm).
+            return [engine.llm.call(plain_turn, engine, builder.messages(t)) for t in turns]
         finally:
-            engine.llm.set_threads(engine.cfg.threads.llm)
+            engine.llm.call(engine.llm.set_threads, engine.cfg.threads.llm)
 
 
 def reset_peak_rss() -> bool:

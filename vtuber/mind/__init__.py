@@ -73,7 +73,9 @@ class Mind:
             llm_may_run = threading.Event()
             llm_may_run.set()
         self.llm_may_run = llm_may_run  # cleared by the voice stage while it makes first audio
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        # The LLM runs on its backend's own thread where it has one (see mind.llm), else on ours.
+        self._own_executor = getattr(backend, "executor", None) is None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm") if self._own_executor else backend.executor
         self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
         self.set_persona(persona, gate)
 
@@ -91,7 +93,8 @@ class Mind:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.warm)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def remember_cut(self, turn: Turn, heard: str) -> None:
         """A reply cut short: the history keeps what the audience actually heard of it."""
