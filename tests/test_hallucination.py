@@ -17,7 +17,7 @@ import pytest
 
 from conftest import words
 from vtuber.clock import FastClock
-from vtuber.events import Utterance
+from vtuber.events import Utterance, UtteranceRetracted
 from vtuber.hearing import Endpointer, Hearing, Transcript
 from vtuber.hearing.asr import is_silent_by_whisper
 from vtuber.hearing.hallucination import (
@@ -185,7 +185,10 @@ def run_hearing(vad, asr, audio):
         return hearing
 
     hearing = asyncio.run(run())
-    return [e for e in events if isinstance(e, Utterance)], hearing
+    # An utterance answered early at a short pause and taken back (the streamer went on)
+    # is not one: the session drops it, and the whole line comes at the endpoint.
+    retracted = [id(e.utterance) for e in events if isinstance(e, UtteranceRetracted)]
+    return [e for e in events if isinstance(e, Utterance) and id(e) not in retracted], hearing
 
 
 def burst(seconds: float) -> np.ndarray:
