@@ -8,9 +8,9 @@ import pytest
 
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 
-# Most tests here check punctuation rules, so the first-clause phrase cut is off
-# (it has its own tests at the end of the file).
-CLASSIC = {"first_clause_words": 4, "first_clause_max_words": 0}
+# Most tests here check punctuation rules, so the first clause's phrase cut and eager end
+# are off (they have their own tests at the end of the file).
+CLASSIC = {"first_clause_words": 4, "first_clause_max_words": 0, "eager_first_end": False}
 
 
 def split(pieces, **kw):
@@ -218,3 +218,53 @@ def test_a_growing_last_word_is_not_cut():
     sp = ClauseSplitter()
     assert sp.feed("one two three four five six sev") == []
     assert sp.feed("en eight ") == ["one two three four five six seven"]
+
+
+# --- the first clause ends at its punctuation without waiting for the next token ---
+
+EAGER = {"first_clause_words": 2, "first_clause_max_words": 0}
+
+
+@pytest.mark.parametrize(
+    "text, first",
+    [
+        ("Hi!", "Hi!"),
+        ("Oh no.", "Oh no."),
+        ("Really?", "Really?"),
+        ("Sam, hi,", "Sam, hi,"),
+        ("Miko:", None),  # one word: a soft break needs first_clause_words
+        ("It costs 3.", None),  # maybe 3.5
+        ("We have 1,", None),  # maybe 1,000
+        ("Ask Mr.", None),
+        ("Made in the U.S.", None),
+    ],
+)
+def test_the_first_clause_ends_at_its_last_character(text, first):
+    sp = ClauseSplitter(**EAGER)
+    assert sp.feed(text) == ([first] if first else [])
+
+
+def test_only_the_first_clause_is_eager():
+    sp = ClauseSplitter(**EAGER)
+    assert sp.feed("Hi!") == ["Hi!"]
+    assert sp.feed(" This is a longer second sentence.") == []  # waits for the space, as before
+    assert sp.feed(" And") == ["This is a longer second sentence."]
+
+
+def test_what_an_eager_cut_leaves_behind_is_not_spoken():
+    sp = ClauseSplitter(**EAGER)
+    assert sp.feed("What?") == ["What?"]
+    assert sp.feed("!") == []
+    assert sp.feed(" No way.") == []
+    assert sp.flush() == ["No way."]
+    sp = ClauseSplitter(**EAGER)
+    assert sp.feed('He said "wow.') == ['He said "wow.']
+    assert sp.feed('" Then he left. ') == ["Then he left."]
+
+
+def test_restart_makes_the_next_clause_the_first_again():
+    sp = ClauseSplitter(first_clause_words=2, min_clause_words=6, first_clause_max_words=0)
+    assert sp.feed("Miko, alice:") == ["Miko, alice:"]
+    assert sp.feed(" oh hey,") == []  # a later clause needs 6 words before a comma
+    sp.restart()  # the mind dropped "Miko, alice:" as a speaker tag
+    assert sp.feed(" there") == ["oh hey,"]

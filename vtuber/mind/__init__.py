@@ -160,6 +160,8 @@ class Mind:
                     clause = _strip_speaker_tag(clause, self.persona.name)
                 clause = clause.strip()
                 if not clause:
+                    if index == 0:
+                        splitter.restart()  # "Miko:" was no clause: the next one starts the audio
                     return True
                 room = self.persona.max_chars - used
                 if room < 12 and spoken:
@@ -169,6 +171,8 @@ class Mind:
                     clause, truncated = _cap(clause, room), True
                 safe = await self._gated(clause, turn)
                 if safe is None:
+                    if index == 0:
+                        splitter.restart()
                     return True
                 spoken.append(safe)
                 used += len(safe) + 1

@@ -1,7 +1,8 @@
 """Split a token stream into speakable clauses as early as sounds natural.
 
 TTS starts on the first clause while the LLM writes the next, so the first clause
-is cut early (at a comma once it has a few words); later clauses end at sentence
+is cut early (at a comma once it has a few words, at its punctuation without waiting
+for the space after it); later clauses end at sentence
 punctuation, or at a comma/semicolon/colon/dash once they are long enough, or at
 the last space before `max_chars`. The first clause may also end at a phrase
 boundary ("...so happy | to have you here") or after a few words. Decimals ("3.5"), common abbreviations
@@ -19,6 +20,7 @@ ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "prof", "approx",
 }
 _WORD = re.compile(r"\S+")
+_LEFTOVER = SENTENCE_END + "\"')]" + " \n\t"
 # Words a spoken phrase naturally breaks before: the first clause may end there.
 PHRASE_STARTS = {
     "and", "but", "so", "because", "which", "that", "when", "while", "if", "or", "though",
@@ -39,13 +41,16 @@ class ClauseSplitter:
         min_clause_words: int = 6,
         max_chars: int = 140,
         first_clause_max_words: int = 7,
+        eager_first_end: bool = True,
     ):
         self.first_clause_words = first_clause_words
         self.first_clause_max_words = first_clause_max_words
+        self.eager_first_end = eager_first_end  # see _first_clause_end_now
         self.min_clause_words = min_clause_words
         self.max_chars = max_chars
         self._buf = ""
         self._emitted = 0
+        self._leftover = False
 
     def _end_run(self, i: int) -> int:
         """Index past the run of closing punctuation/quotes that starts at i."""
@@ -76,10 +81,29 @@ class ClauseSplitter:
             return not nxt[0].islower()
         return True
 
+    def _first_clause_end_now(self, soft_min: int) -> bool:
+        """The first clause may end at punctuation that is the last thing written, without
+        waiting a token for the space after it: "Hi!", "Oh no." and "Sam, hi," are done.
+        Only after a word of letters (not "3." of "3.5", nor "1," of "1,000"), not after
+        an abbreviation or an initial ("Mr.", "U.S."). What follows such a cut and cannot
+        start a clause (the rest of "?!" or "...", a closing quote) is dropped: it is not
+        spoken. Saves one token of waiting (9-13 ms here) on most first clauses."""
+        s = self._buf
+        if len(s) < 2 or not s[-2].isalpha():
+            return False
+        ch = s[-1]
+        if ch in "!?":
+            return True
+        if ch == ".":
+            m = re.search(r"(?:^|[^\w.'])([A-Za-z']{2,})\.$", s)
+            return bool(m) and m.group(1).lower() not in ABBREVIATIONS
+        return ch in SOFT_BREAK and _words(s) >= soft_min
+
     def _cut(self) -> int | None:
         """Index just past the end of the next clause in the buffer, or None."""
         s = self._buf
         soft_min = self.first_clause_words if self._emitted == 0 else self.min_clause_words
+
         phrase = self._first_phrase_cut() if self._emitted == 0 and self.first_clause_max_words > 0 else None
         limit = min(len(s), self.max_chars, phrase if phrase is not None else len(s))
         i = 0
@@ -95,6 +119,8 @@ class ClauseSplitter:
             i += 1
         if phrase is not None:
             return phrase
+        if self._emitted == 0 and self.eager_first_end and len(s) <= self.max_chars and self._first_clause_end_now(soft_min):
+            return len(s)
         if len(s) > self.max_chars:
             space = s.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars
@@ -118,16 +144,26 @@ class ClauseSplitter:
 
     def feed(self, piece: str) -> list[str]:
         self._buf += piece
+        if self._leftover:  # after the first clause: what cannot start a clause is dropped
+            self._buf = self._buf.lstrip(_LEFTOVER)
+            self._leftover = not self._buf
         out = []
         while True:
             cut = self._cut()
             if cut is None:
                 break
             clause, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if self.eager_first_end and self._emitted == 0:
+                self._leftover = True
             if clause:
                 out.append(clause)
                 self._emitted += 1
         return out
+
+    def restart(self) -> None:
+        """The clause just handed out was not spoken (a speaker tag, say): the next one is
+        the reply's first again, with the first clause's early cuts."""
+        self._emitted = 0
 
     @property
     def pending(self) -> str:
