@@ -31,10 +31,10 @@ class ModelsConfig:
 class ThreadsConfig:
     """CPU threads per model. The cores are shared: ASR, LLM and TTS may run at once."""
 
-    # Decoding a small model is bound by memory, not cores: one thread decodes as fast
-    # as two (measured: 148 vs 146 tok/s) and leaves the other core to Piper, which
-    # synthesizes clause k while the LLM writes clause k+1. Prefill uses both. Piper gets
-    # two: the LLM pauses while the first clause is synthesized (first audio first).
+    # After the first clause the LLM decodes on one thread (about 75 tokens/s here, far
+    # ahead of speech) and leaves the other core to Piper, which synthesizes clause k
+    # while the LLM writes clause k+1. Prefill uses both. Piper gets two: the LLM pauses
+    # while the first clause is synthesized (first audio first).
     llm: int = 1
     # A reply's first clause decodes on more threads (nothing else needs the CPU then),
     # dropping to `llm` when Piper starts on it. Measured on the 2-core CI machine with
