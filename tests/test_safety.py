@@ -185,7 +185,7 @@ INNOCENT = [
     "ch3ck it out",
     "the Heckler & Koch museum",  # decided: whole-word rule, "heckler" is not "heck"
     "the hecklers were loud",
-    "hecks",
+    "heckle",
     "a shutter speed",
     "shut the door and open up",
     "shut it and look up",

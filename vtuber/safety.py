@@ -338,6 +338,7 @@ def _entry_pattern(entry: str, leet: dict[str, str]) -> tuple[str, str] | None:
     letters, apostrophe_before = parsed
     sep = f"{_SEP}{{0,{_MAX_SEP}}}+"
     pattern = ""
+    forms = _takes_forms(letters, apostrophe_before)
     for i, c in enumerate(letters):
         cls = _letter_class(c, leet)
         if i:
@@ -347,8 +348,119 @@ def _entry_pattern(entry: str, leet: dict[str, str]) -> tuple[str, str] | None:
         else:
             # The last letter may backtrack: its repeats may have taken the start of the
             # next word ("tea and": " a") or a trailing symbol ("tea@"), to give back.
-            pattern += f"{cls}+(?:{_SEP}{{1,{_MAX_SEP}}}+{cls}+){{0,{_MAX_REPEATS}}}"
+            last = f"{cls}+(?:{_SEP}{{1,{_MAX_SEP}}}+{cls}+){{0,{_MAX_REPEATS}}}"
+            if forms:
+                # Word forms: an ending written right after the entry ("darned", "potatoes",
+                # "d4rn3d"); a separated ending needs no rule, the entry alone is a word then.
+                last += "(?:" + "|".join(_suffix_pattern(x, leet) for x in _suffixes(c)) + ")?"
+                if c == "y":  # "ies", "ied", "ier" replace a final y
+                    last = f"(?:{last}|" + "|".join(_suffix_pattern(x, leet) for x in _Y_SUFFIXES) + ")"
+            pattern += last
     return _letter_class(letters[0], leet), pattern + _AFTER
+
+
+# English endings a single-word entry of 4+ letters also bans (on collapsed letters, so
+# "stopped" is "stop" + "ed"); a possessive needs none: "'" already ends a word.
+_SUFFIXES = ("s", "es", "ed", "ing", "ings", "er", "ers")
+_E_SUFFIXES = ("s", "d", "r", "rs")  # after a final e: "hated", "hater"
+_Y_SUFFIXES = ("ies", "ied", "ier", "iers")
+FORMS_MIN_LETTERS = 4
+
+
+def _takes_forms(letters: list[str], apostrophe_before: list[bool]) -> bool:
+    """Word forms for single words of 4+ letters only: "teas" stays clear of "tea"."""
+    return len(letters) >= FORMS_MIN_LETTERS and not any(apostrophe_before) and all(c.isalpha() for c in letters)
+
+
+def _suffixes(last: str) -> tuple[str, ...]:
+    return tuple(x for x in (_E_SUFFIXES if last == "e" else _SUFFIXES) if x[0] != last)
+
+
+def _suffix_pattern(suffix: str, leet: dict[str, str]) -> str:
+    parts = [_letter_class(c, leet) for c in suffix]
+    return "".join(p + "++" for p in parts[:-1]) + parts[-1] + "+"
+
+
+# --- the word pass: lemmas, compounds, sound-alikes ---------------------------------------
+
+_WORD = re.compile(r"[^\W_][\w'’" + re.escape(_LEET_SYMBOLS) + r"]*")
+
+# Name parts and short words that may stand beside an entry in a run-together word
+# (English words of 3+ letters are pieces anyway).
+_NAME_PARTS = frozenset(
+    "mr ms mrs dr sir lil big the its im ur my xx xo xd uwu owo og yt tv pro ttv kid boy "
+    "girl man guy lady king queen lord fan fanboy fangirl lover hater head face".split()
+)
+# Function words lemminflect does not list (they are English, so never sound-alikes).
+_FUNCTION_WORDS = frozenset(
+    "the a an and or but of to for with from into onto than then that this these those "
+    "there their they them his her hers him she he we you your yours our ours its it's "
+    "gonna wanna gotta kinda sorta dunno yeah nope okay".split()
+)
+
+
+@lru_cache(maxsize=16384)
+def _lemmas(word: str) -> frozenset[str]:
+    from lemminflect import getAllLemmas
+
+    return frozenset(lemma for forms in getAllLemmas(word).values() for lemma in forms)
+
+
+def _known_word(word: str) -> bool:
+    """Whether `word` (letters, lower case) is an English word: lemminflect's lexicon."""
+    return len(word) > 1 and (word in _FUNCTION_WORDS or bool(_lemmas(word)))
+
+
+@lru_cache(maxsize=4096)
+def _pieces(rest: str) -> bool:
+    """Whether `rest` is empty or splits wholly into known pieces ("head", "lover", "mr")."""
+    if not rest:
+        return True
+    for i in range(len(rest), 1, -1):
+        piece = rest[:i]
+        if (piece in _NAME_PARTS or (len(piece) >= 3 and _known_word(piece))) and _pieces(rest[i:]):
+            return True
+    return False
+
+
+def _strip_suffix(rest: str) -> str:
+    """A compound's tail without a form ending in front: "potatoeslover" -> "lover"."""
+    for x in ("ings", "ing", "ers", "er", "es", "ed", "s"):
+        if rest.startswith(x) and _pieces(rest[len(x) :]) and rest[len(x) :]:
+            return rest[len(x) :]
+    return rest
+
+
+@lru_cache(maxsize=16384)
+def _metaphone(word: str) -> str:
+    import jellyfish
+
+    return jellyfish.metaphone(word) if word else ""
+
+
+def _edits(a: str, b: str) -> int:
+    import jellyfish
+
+    return jellyfish.levenshtein_distance(a, b)
+
+
+def _plain_letters(word: str) -> str:
+    """A word's letters with leet read, runs NOT collapsed (for the lexicon: "stopped")."""
+    return "".join(c if c.isalpha() else _LEET_TO_LETTER.get(c, "") for c in word)
+
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def split_name(name: str) -> str:
+    """A user name split into the words people read in it: "MrPotatoHead" -> "Mr Potato
+    Head", "xX_d4rn_Xx" -> "x X d4rn X x", "potatolover99" -> "potatolover 99".
+    Digits between letters stay (leet: "d4rn"); runs of 2+ digits at a piece's ends split."""
+    out = []
+    for piece in re.split(r"[\W_]+", unicodedata.normalize("NFKC", name)):
+        piece = re.sub(r"^(\d{2,})(?=\D)|(?<=\D)(\d{2,})$", r" \1\2 ", piece)
+        out.append(_CAMEL.sub(" ", piece))
+    return " ".join(" ".join(out).split())
 
 
 @dataclass(frozen=True)
@@ -372,9 +484,16 @@ class BannedWords:
     same list is cheap). A check then costs well under a millisecond per clause.
     """
 
-    def __init__(self, words: Iterable[str] = ()):
+    def __init__(self, words: Iterable[str] = (), allow: Iterable[str] = ()):
         if isinstance(words, str):
             words = [words]
+        if isinstance(allow, str):
+            allow = [allow]
+        # Words never blocked, as their letters ("Darnell", "darned"): a match whose
+        # letters, or the word around it, are one of these is let through.
+        self.allow: frozenset[str] = frozenset(
+            _word_letters(w) for a in allow for w in _SEP_RUN.split(normalise(a)) if _word_letters(w)
+        )
         keyed: dict[tuple, str] = {}  # patterns (one per leet reading) -> first entry with them
         for w in words:
             w = w.strip()
@@ -396,6 +515,23 @@ class BannedWords:
             pattern = _BEFORE + "(?:" + "|".join(f"(?={f})(?:{'|'.join(b)})" for f, b in groups.items()) + ")"
             if all(pattern != rx.pattern for rx in self._regexes):
                 self._regexes.append(re.compile(pattern))
+
+        # The word pass (lemmas, run-together compounds, sound-alikes) for single-word
+        # entries of 4+ letters, keyed by their collapsed letters.
+        self._word_entries: dict[str, str] = {}
+        for w in self.words:
+            parsed = _entry_letters(w)
+            if isinstance(parsed, tuple) and _takes_forms(*parsed) and len(_SEP_RUN.split(normalise(w).strip())) == 1:
+                self._word_entries.setdefault("".join(parsed[0]), w)
+        self._inside = (
+            re.compile("|".join(re.escape(k) for k in sorted(self._word_entries, key=len, reverse=True)))
+            if self._word_entries
+            else None
+        )
+        self._sounds: dict[str, list[str]] = {}
+        for k in self._word_entries:
+            self._sounds.setdefault(_metaphone(k), []).append(k)
+        self._word_cache: dict[str, str | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.words)
@@ -450,8 +586,11 @@ class BannedWords:
         """The first banned entry (as listed) found in `text`, or None."""
         if not self._regexes or not text:
             return None
-        first = self._search(_normalise_mapped(text, invisible=" ")[0])
-        return self._entry(first) if first else None
+        if not self.allow and not self._word_entries:
+            first = self._search(_normalise_mapped(text, invisible=" ")[0])
+            return self._entry(first) if first else None
+        found = self.hits(text)
+        return found[0].entry if found else None
 
     def hits(self, text: str) -> list[Hit]:
         """Every non-overlapping banned entry in `text`, with spans in the ORIGINAL text.
@@ -459,15 +598,96 @@ class BannedWords:
         A span covers the source characters the match came from, plus any dropped
         characters (combining marks, zero-width characters) right after it.
         """
+        if not self._regexes or not text:
+            return []
         matches, where = self._matches(text)
-        out = []
+        norm = _normalise_mapped(text, invisible=" ")[0] if (self.allow or self._word_entries) else ""
+        spans: list[tuple[int, int, str]] = []
         for m in matches:
-            start = where[m.start()]
-            end = where[m.end() - 1] + 1
+            if self.allow and self._allowed(norm, m.start(), m.end()):
+                continue
+            spans.append((m.start(), m.end(), self._entry(m)))
+        if self._word_entries:
+            taken = [(a, b) for a, b, _ in spans]
+            for a, b, entry in self._word_pass(norm):
+                if not any(a < y and x < b for x, y in taken):
+                    spans.append((a, b, entry))
+            spans.sort()
+        out = []
+        for a, b, entry in spans:
+            start = where[a]
+            end = where[b - 1] + 1
             while end < len(text) and _fold_char(text[end], "") == "":
                 end += 1
-            out.append(Hit(self._entry(m), start, end))
+            out.append(Hit(entry, start, end))
         return out
+
+    def _allowed(self, norm: str, a: int, b: int) -> bool:
+        """Whether the match norm[a:b] is an allowed word: its own letters, or the
+        whole word around it ("Darnell" when "darn" matched inside it)."""
+        if _word_letters(norm[a:b].replace("'", "").replace("’", "")) in self.allow:
+            return True
+        while a > 0 and (norm[a - 1].isalnum() or norm[a - 1] in "'’"):
+            a -= 1
+        while b < len(norm) and (norm[b].isalnum() or norm[b] in "'’"):
+            b += 1
+        return _word_letters(norm[a:b]) in self.allow
+
+    def _word_pass(self, norm: str):
+        """(start, end, entry) for each word of `norm` that is a form, a run-together
+        compound or a sound-alike of an entry (see `_word_entry`)."""
+        for m in _WORD.finditer(norm):
+            word = m.group(0)
+            if len(word) < FORMS_MIN_LETTERS or len(word) > 40:
+                continue
+            letters = _word_letters(word.rstrip("!|"))
+            if len(letters) < FORMS_MIN_LETTERS or letters in self.allow:
+                continue
+            if letters in self._word_cache:
+                entry = self._word_cache[letters]
+            else:
+                entry = self._word_entry(letters, _plain_letters(word.rstrip("!|")))
+                if len(self._word_cache) > 4096:
+                    self._word_cache.clear()
+                self._word_cache[letters] = entry
+            if entry is not None:
+                yield m.start(), m.end(), entry
+
+    def _word_entry(self, letters: str, plain: str) -> str | None:
+        """The entry one word stands for, beyond the regex's own reading:
+
+        * a lemma equal to the entry (an irregular or unlisted form: lemminflect);
+        * a run-together compound: the word contains the entry, is not an English word
+          itself, and what is left on either side splits into known pieces (English
+          words of 3+ letters, or name parts like "mr", "xx", "lil"): "mrpotatohead",
+          "potatolover" (but "scunthorpe": "s" and "horpe" are no pieces);
+        * a sound-alike: same metaphone key as the entry, not an English word, length
+          within 2 letters and at most len(entry)//3 (min 1) edits away: "dahrn".
+        """
+        known = _known_word(plain) or _known_word(letters)
+        for lemma in _lemmas(plain) | _lemmas(letters):
+            entry = self._word_entries.get(_collapse_runs(lemma))
+            if entry is not None:
+                return entry
+        if known or self._inside is None:
+            return None
+        for m in self._inside.finditer(letters):
+            before, after = letters[: m.start()], letters[m.end() :]
+            if (before or after) and _pieces(before) and _pieces(_strip_suffix(after)):
+                return self._word_entries[m.group(0)]
+        for key in self._sounds.get(_metaphone(plain), ()):
+            if abs(len(plain) - len(key)) <= 2 and _edits(plain, key) <= max(1, len(key) // 3):
+                return self._word_entries[key]
+        return None
+
+    def find_in_name(self, name: str) -> str | None:
+        """The banned entry a user name contains, read the way people read names:
+        CamelCase, underscores, dots and digit runs split it ("MrPotatoHead",
+        "xX_d4rn_Xx", "potatolover99", "DarnItAll"), leet inside a piece is read as
+        letters, and a run-together name is read as a compound. None if clean."""
+        if not name or not name.strip():
+            return None
+        return self.find(split_name(name)) or self.find(name)
 
 
 def default_banned_words(path: str | Path | None = None) -> list[str]:
@@ -510,26 +730,66 @@ def make_canary() -> str:
     return "CANARY-" + secrets.token_hex(6)
 
 
+# Role names a reply must never speak as, at the start of a clause ("User: ...").
+_ROLES = frozenset("user assistant system human ai bot chat viewer streamer narrator moderator mod".split())
+_CLAIM = re.compile(
+    r"(?<![\w'’])(?:(?i:i\s*['’]?\s*m|i\s+am|my\s+name\s*['’]?\s*s|my\s+name\s+is|call\s+me)"
+    r"|(?i:as\s+the)(?:\s+[a-z]+){1,2})\s+([A-Z][a-z]+)(?![\w'’])(?!\s*['’]s\b)"
+)
+_TAG = re.compile(r"^\W*([A-Za-z][\w]*)\s*:(?:\s|$)")
+
+
+def _is_name_like(word: str) -> bool:
+    """A capitalised word that could be a name: not an adjective or adverb ("Sorry",
+    "Back", "Here", "Going") and not a function word."""
+    low = word.lower()
+    if low in _FUNCTION_WORDS:
+        return False
+    from lemminflect import getAllLemmas
+
+    tags = getAllLemmas(low)
+    return not ({"ADJ", "ADV"} & set(tags)) and not low.endswith("ing")
+
+
 class OutputGate:
     """Decides what may be said: `check(clause, turn)` returns the clause, or the safe line.
 
     Blocks a clause that has
-    * a banned word (see `BannedWords`): reason "banned word 'X'" (X as listed);
+    * a banned word (see `BannedWords`, forms, compounds and sound-alikes included):
+      reason "banned word 'X'" (X as listed);
     * the canary token, also cased, spaced or punctuated differently, its random part
       alone, or a garbled copy (the prefix followed by hex with a digit in it, like
-      "CANARY-be9bc78b3f"): reason "canary leak";
-    * `leak_words` or more consecutive words of the system prompt (normalised):
-      reason "system prompt leak". Word runs that also appear in `leak_exempt` texts
-      (lines the persona is meant to say, such as its example lines) are not leaks.
+      "CANARY-be9bc78b3f"): reason "canary leak". Pieces count too: any run of 4 or
+      more characters of the random part, read with spacing and punctuation removed
+      ("b5af5", "b 5 a f"), if the run mixes digits and letters, or is all digits and
+      6+ long, or follows the prefix ("CANARY-cafe"). A run of letters alone
+      ("cafe", "bead", "dead") or a short number is an ordinary word and passes;
+    * `leak_words` or more consecutive words of the system prompt (normalised), or
+      `guarded_words` or more consecutive words of a `guarded_texts` text (the
+      persona's description and instructions): reason "system prompt leak". Word runs
+      that also appear in `leak_exempt` texts (lines the persona is meant to say, such
+      as its example lines) are not leaks;
+    * an identity break, when `persona_name` is given: the clause names the persona as
+      someone else ("I'm Max", "I am Max", "my name is Max", "call me Bob", "as the
+      pirate Bob": a capitalised word that is not part of the persona's name nor an
+      adjective or adverb, so "I'm Sorry", "I'm so glad", "I'm a fox" pass), or starts
+      speaking for another role ("User:", "Assistant:", "Sam:": a role word, or a
+      capitalised word that is no English word). Reason "identity: ...", counted in
+      `identity_breaks`.
 
     The check also looks across clause breaks: the last `context_chars` characters
     of what was let through before are read together with the new clause, so a word
     spelled out over several clauses ("H, E," then "C, K.") or a prompt sentence cut
     into short clauses is caught at the clause that completes it. Only evidence that
-    reaches into the new clause counts; a blocked clause clears that context.
+    reaches into the new clause counts; a blocked clause clears that character
+    context. The prompt-leak check has its own memory: the last words of the reply,
+    blocked clauses included, so a quote that was blocked and then goes on is blocked
+    again. `new_reply()` clears that memory (call it when a reply starts).
 
     Every block is recorded in `blocked` as (turn id, clause, reason) and logged as
     one warning. `reason(clause)` gives the verdict without recording anything.
+    `name_reason(name)` / `safe_name(name)` apply the banned-word, canary and prompt
+    checks to a user name.
     """
 
     def __init__(
@@ -541,34 +801,67 @@ class OutputGate:
         leak_words: int = 8,
         leak_exempt: Iterable[str] = (),
         context_chars: int = 80,
+        guarded_texts: Iterable[str] = (),
+        guarded_words: int = 5,
+        persona_name: str = "",
+        allow: Iterable[str] = (),
     ):
-        self.banned = banned_words if isinstance(banned_words, BannedWords) else BannedWords(banned_words)
+        self.banned = (
+            banned_words if isinstance(banned_words, BannedWords) else BannedWords(banned_words, allow=allow)
+        )
         self.banned_words = self.banned.words
         self.safe_line = safe_line
         self.canary = canary
         self.leak_words = max(1, int(leak_words))
+        self.guarded_words = max(1, int(guarded_words))
         self.context_chars = max(0, int(context_chars))
+        self.persona_name = persona_name
+        self._own_names = {w.lower() for w in re.findall(r"[^\W\d_]+", persona_name)}
         self.blocked: list[tuple[int, str, str]] = []  # (turn id, clause, reason)
+        self.identity_breaks = 0
         self._said = ""  # the tail of what was let through, for checks across clauses
+        self._reply_words: list[str] = []  # the reply's last words, blocked clauses included
 
         self._canary_keys: list[str] = []
         self._canary_garbled: re.Pattern[str] | None = None
+        self._canary_pieces: re.Pattern[str] | None = None
         if canary.strip():
             self._canary_keys.append(_compact(canary))
             m = re.fullmatch(r"(.*?[^\W\d_].*?)[\W_]*([0-9a-fA-F]{8,})", canary.strip())
             if m:
                 self._canary_keys.append(_compact(m.group(2)))
-                self._canary_garbled = re.compile(re.escape(_compact(m.group(1))) + r"([0-9a-f]{6,})")
+                prefix = _compact(m.group(1))
+                self._canary_garbled = re.compile(re.escape(prefix) + r"([0-9a-f]{6,})")
+                secret = _compact(m.group(2))
+                pieces = set()
+                for i in range(len(secret) - 3):
+                    w4 = secret[i : i + 4]
+                    pieces.add(re.escape(prefix + w4))
+                    if any(c.isdigit() for c in w4) and any(c.isalpha() for c in w4):
+                        pieces.add(re.escape(w4))
+                    w6 = secret[i : i + 6]
+                    if len(w6) == 6 and w6.isdigit():
+                        pieces.add(re.escape(w6))
+                self._canary_pieces = re.compile("(?=(" + "|".join(sorted(pieces, key=len, reverse=True)) + "))")
 
         n = self.leak_words
         prompt = _words(system_prompt)
         self._ngrams = {tuple(prompt[i : i + n]) for i in range(len(prompt) - n + 1)}
+        g = self.guarded_words
+        self._guarded: set[tuple[str, ...]] = set()
+        for text in guarded_texts:
+            w = _words(text)
+            self._guarded.update(tuple(w[i : i + g]) for i in range(len(w) - g + 1))
         for text in leak_exempt:
             w = _words(text)
             self._ngrams.difference_update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+            self._guarded.difference_update(tuple(w[i : i + g]) for i in range(len(w) - g + 1))
 
     def reason(self, clause: str, context: str = "") -> str | None:
         """Why `clause` may not be said after `context` (text already said), or None."""
+        return self._reason(clause, context, _words(context))
+
+    def _reason(self, clause: str, context: str, words_before: list[str]) -> str | None:
         if context:
             joined = context + " " + clause
             cut = len(context) + 1
@@ -578,33 +871,89 @@ class OutputGate:
             word = self.banned.find(clause)
         if word is not None:
             return f"banned word '{word}'"
+        if self._canary_leak(_compact(context), _compact(clause)):
+            return "canary leak"
+        if self._prompt_leak(words_before, _words(clause)):
+            return "system prompt leak"
+        return self._identity(clause)
 
-        if self._canary_keys:
-            before = _compact(context)
-            compact = before + _compact(clause)
-            if any(k in compact and k not in before for k in self._canary_keys):
-                return "canary leak"
-            if self._canary_garbled is not None:
-                for m in self._canary_garbled.finditer(compact):
-                    if m.end() > len(before) and any(c.isdigit() for c in m.group(1)):
-                        return "canary leak"
+    def _canary_leak(self, before: str, clause: str) -> bool:
+        if not self._canary_keys:
+            return False
+        compact = before + clause
+        if any(k in compact and k not in before for k in self._canary_keys):
+            return True
+        if self._canary_garbled is not None:
+            for m in self._canary_garbled.finditer(compact):
+                if m.end() > len(before) and any(c.isdigit() for c in m.group(1)):
+                    return True
+        if self._canary_pieces is not None:
+            for m in self._canary_pieces.finditer(compact):
+                if m.start() + len(m.group(1)) > len(before):
+                    return True
+        return False
 
-        if self._ngrams:
-            before_words = _words(context)
-            w = before_words + _words(clause)
-            n = self.leak_words
-            first = max(0, len(before_words) - n + 1)  # windows that reach into the clause
-            if any(tuple(w[i : i + n]) in self._ngrams for i in range(first, len(w) - n + 1)):
-                return "system prompt leak"
+    def _prompt_leak(self, before: list[str], words: list[str]) -> bool:
+        w = before + words
+        for n, grams in ((self.leak_words, self._ngrams), (self.guarded_words, self._guarded)):
+            if not grams:
+                continue
+            first = max(0, len(before) - n + 1)  # windows that reach into the clause
+            if any(tuple(w[i : i + n]) in grams for i in range(first, len(w) - n + 1)):
+                return True
+        return False
+
+    def _identity(self, clause: str) -> str | None:
+        if not self.persona_name:
+            return None
+        text = unicodedata.normalize("NFKC", clause)
+        tag = _TAG.match(text)
+        if tag:
+            who = tag.group(1)
+            if who.lower() in _ROLES or (
+                who[0].isupper() and who.lower() not in self._own_names and not _known_word(who.lower())
+            ):
+                return f"identity: speaks as '{who}'"
+        for m in _CLAIM.finditer(text):
+            name = m.group(1)
+            if name.lower() not in self._own_names and _is_name_like(name):
+                return f"identity: claims to be '{name}'"
         return None
+
+    def name_reason(self, name: str) -> str | None:
+        """Why a user name may not be said or shown, or None: a banned entry in it (read
+        as `BannedWords.find_in_name` reads names), the canary or a piece of it, or a run
+        of system-prompt words."""
+        if not name or not name.strip():
+            return None
+        word = self.banned.find_in_name(name)
+        if word is not None:
+            return f"banned word '{word}'"
+        if self._canary_leak("", _compact(name)):
+            return "canary leak"
+        if self._prompt_leak([], _words(split_name(name))):
+            return "system prompt leak"
+        return None
+
+    def safe_name(self, name: str, neutral: str = "a new friend") -> str:
+        """`name` if it may be said, else `neutral`."""
+        return name if self.name_reason(name) is None else neutral
+
+    def new_reply(self) -> None:
+        """A reply starts: forget the last reply's words (the prompt-leak memory)."""
+        self._reply_words = []
 
     def check(self, clause: str, turn: Turn | None = None) -> str:
         """The clause if it may be said, else the safe line."""
-        reason = self.reason(clause, self._said)
+        reason = self._reason(clause, self._said, self._reply_words)
+        keep = max(self.leak_words, self.guarded_words) * 2
+        self._reply_words = (self._reply_words + _words(clause))[-keep:]
         if reason is None:
             self._remember(clause)
             return clause
         self._said = ""
+        if reason.startswith("identity"):
+            self.identity_breaks += 1
         self.blocked.append((turn.id if turn else 0, clause, reason))
         log.warning("blocked a clause before speech (%s)", reason)
         return self.safe_line

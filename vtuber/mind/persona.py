@@ -37,6 +37,8 @@ OPTIONAL = (
     "language",
     "voice",
     "banned_words",
+    "allow_words",
+    "banned_phrases",
     "triage",
     "lore",
     "tags",
@@ -90,6 +92,8 @@ class Persona:
     language: str = "en"
     voice: VoiceSettings = VoiceSettings()
     banned_words: tuple[str, ...] = ()
+    allow_words: tuple[str, ...] = ()  # never blocked, even when they read as a banned word's form
+    banned_phrases: tuple[str, ...] = ()  # banned as whole phrases (matched like banned words)
     triage: dict[str, float] = field(default_factory=dict)
     lore: tuple[LoreEntry, ...] = ()
     tags: tuple[str, ...] = ()
@@ -272,6 +276,8 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         language=language,
         voice=voice,
         banned_words=pr.str_list("banned_words", data),
+        allow_words=pr.str_list("allow_words", data),
+        banned_phrases=pr.str_list("banned_phrases", data),
         triage=triage,
         lore=tuple(lore),
         tags=pr.str_list("tags", data),
@@ -368,6 +374,8 @@ def persona_to_dict(p: Persona) -> dict:
         "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars},
         "language": p.language,
         "banned_words": list(p.banned_words),
+        "allow_words": list(p.allow_words),
+        "banned_phrases": list(p.banned_phrases),
         "triage": dict(p.triage),
         "lore": [
             {
