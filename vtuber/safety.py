@@ -37,12 +37,36 @@ Caught, for the entry "heck" (and likewise for phrases such as "shut up"):
 
 Not caught (by design, or a known limit):
 
-* the entry inside a longer word: "check", "heckler", "hecks", "heckin" are NOT
-  "heck" (whole-word rule, against the Scunthorpe problem). Add inflections you
-  want banned ("damned", "damnit") as their own entries. A digit right before or
-  after counts as part of the word: "heck2" is not caught, so "h3ll0" (hello) is
-  not "hell". Scripts written without spaces (Japanese, Chinese) therefore only
-  match where the entry stands apart.
+* the entry inside a longer word, unless it is a form or a compound (below):
+  "check", "heckler", "heckin", "checkmate" are NOT "heck" (whole-word rule, against
+  the Scunthorpe problem). A digit right before or after counts as part of the word:
+  "heck2" is not caught, so "h3ll0" (hello) is not "hell". Scripts written without
+  spaces (Japanese, Chinese) therefore only match where the entry stands apart.
+* word forms and compounds of entries under 4 letters ("tea" does not ban "teas"),
+  of phrases, and of letterless entries; compounds spelled out with spaces
+  ("m r p o t a t o h e a d"); compounds whose other part is no known piece
+  ("potatozzz"); forms that change the stem beyond a final y or e, unless
+  lemminflect lists the word's lemma ("ran" for "run" is caught that way).
+* sound-alikes that are English words ("done", "dawn" for "darn"), more than
+  len(entry)//3 edits away ("Darren" for "darn"), or 3+ letters longer or shorter.
+
+Word forms, compounds, sound-alikes (single-word entries of 4+ letters):
+
+* forms: an English ending written right onto the entry, with the same leet,
+  look-alike and repeat reading: -s, -es, -ed, -ing, -ings, -er, -ers (after a final e:
+  -d, -r, -rs; a final y: -ies, -ied, -ier), and the possessive: "potatoes",
+  "potato's", "darned", "d4rn3d", "darning", "darner", "hecks"; and any word whose
+  lemma (lemminflect) is the entry;
+* compounds: hyphenated ("potato-head", already a word of its own), and run together
+  ("mrpotatohead", "potatolover"): the word is not an English word itself and what
+  surrounds the entry splits wholly into known pieces (English words of 3+ letters,
+  or name parts such as "mr", "xx", "lil");
+* sound-alikes: a word that is not English, with the entry's metaphone key, within
+  2 letters of its length and at most len(entry)//3 (min 1) edits away: "dahrn".
+* `allow` words are never blocked: a match whose letters, or whose whole word, is
+  an allowed word passes ("Darnell", "darned" if listed).
+* `find_in_name` splits user names first (`split_name`: CamelCase, underscores, digit
+  runs): "MrPotatoHead", "xX_d4rn_Xx", "potatolover99", "DarnItAll".
 * one word that uses "1" (or "|", "6") for two different letters: "h1ll" and
   "hi11" are "hill", "h111" is not.
 * more than 12 separator characters between two letters, or one letter repeated
