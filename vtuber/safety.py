@@ -46,7 +46,7 @@ Not caught (by design, or a known limit):
   of phrases, and of letterless entries; compounds spelled out with spaces
   ("m r p o t a t o h e a d"); compounds whose other part is no known piece
   ("potatozzz"); forms that change the stem beyond a final y or e, unless
-  lemminflect lists the word's lemma ("ran" for "run" is caught that way).
+  lemminflect lists the entry as the word's lemma.
 * sound-alikes that are English words ("done", "dawn" for "darn"), more than
   len(entry)//3 edits away ("Darren" for "darn"), or 3+ letters longer or shorter.
 
