@@ -9,6 +9,7 @@ output (observers), and data events also go to the stage that consumes them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ from vtuber.turns import TurnRunner
 from vtuber.voice import PiperTTS, VoiceStage
 
 log = logging.getLogger("vtuber")
+
+NEUTRAL_NAME = "a new friend"  # said and shown instead of a user name the gate would block
 
 
 @dataclass
@@ -204,13 +207,16 @@ class Session:
         self.echo = EchoGuard(h.echo_guard, h.echo_loss_db)
         self.barge_in = h.barge_in
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
+        self.names_replaced = 0  # user names the gate would block, replaced by NEUTRAL_NAME
         self._feeding: asyncio.Future | None = None
         self.stopped = ""  # why the session was stopped early ("" when its sources ran out)
         self._stop_event = asyncio.Event()
 
     def safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
         s = self.cfg.safety
-        banned = BannedWords([*persona.banned_words, *self.default_banned])  # one matcher for both doors
+        banned = BannedWords(  # one matcher for both doors
+            [*persona.banned_words, *persona.banned_phrases, *self.default_banned], allow=persona.allow_words
+        )
         gate = OutputGate(
             banned,
             safe_line=s.safe_line,
@@ -218,6 +224,15 @@ class Session:
             system_prompt=system_prompt(persona, self.engine.canary),
             leak_words=s.leak_words,
             leak_exempt=persona.example_lines,  # quoting her own example lines is not a leak
+            guarded_texts=(
+                persona.description,
+                persona.personality,
+                persona.scenario,
+                persona.speaking_style,
+                persona.system_prompt,
+                persona.post_history_instructions,
+            ),
+            persona_name=persona.name,
         )
         return gate, ChatFilter(banned, mode=s.chat_mode)
 
@@ -239,6 +254,7 @@ class Session:
             ev = admit(ev)
             if ev is None:
                 return
+            ev = self._safe_name(ev)
         if isinstance(ev, AudioFrame):
             self.echo.mic(ev)
             self.hearing.feed(ev)
@@ -263,6 +279,16 @@ class Session:
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):
             self.echo.playing(ev)
+
+    def _safe_name(self, ev: ChatMessage | StreamEvent) -> ChatMessage | StreamEvent:
+        """A user name is said, shown and put in the prompt: one the gate would block
+        ("MrPotatoHead" where "potato" is banned) becomes a neutral one, counted."""
+        name = self.gate.safe_name(ev.user, NEUTRAL_NAME)
+        if name == ev.user:
+            return ev
+        self.names_replaced += 1
+        log.info("a user name was replaced by %r: %s", NEUTRAL_NAME, self.gate.name_reason(ev.user))
+        return dataclasses.replace(ev, user=name)
 
     async def _to_voice(self, ev: object) -> None:
         """The mind's data path: clauses are shown as they form, then queued for speech.

@@ -156,6 +156,8 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     if session.all_blocked():
         lines += ["", "## Blocked before speech", ""]
         lines += [f"- turn {tid}: {md(reason)}" for tid, _clause, reason in session.all_blocked()]
+    if session.names_replaced:
+        lines += ["", f"User names replaced by a neutral one (the gate would block them): {session.names_replaced}"]
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +234,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "output_drops": dict(session.outputs.drops),
             "dropped": [d.__dict__ for d in rec.dropped],
             "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
+            "names_replaced": session.names_replaced,
             "errors": session.errors,
             "sample_rate": rec.sample_rate,
         }

@@ -142,6 +142,7 @@ class Mind:
         worker = loop.run_in_executor(self._executor, produce)  # the LLM starts before we print
         try:
             self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
+            self.gate.new_reply()
             splitter = ClauseSplitter(
                 first_clause_words=self.voice_cfg.first_clause_words,
                 first_clause_max_words=self.voice_cfg.first_clause_max_words,
@@ -260,6 +261,7 @@ class Mind:
     async def _say_line(self, turn: Turn) -> None:
         """A fixed line (thank-you, command answer): no LLM, same clause path and gate."""
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
+        self.gate.new_reply()
         clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
         spoken = []
         for clause in clauses:
