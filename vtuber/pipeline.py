@@ -234,6 +234,7 @@ class Session:
             ),
             persona_name=persona.name,
         )
+        gate.reason("Hello there, friends.")  # loads the word-form data now, not on the first reply's clause
         return gate, ChatFilter(banned, mode=s.chat_mode)
 
     def all_blocked(self) -> list[tuple[int, str, str]]:
