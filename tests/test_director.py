@@ -289,3 +289,31 @@ async def test_a_full_queue_refuses_a_chat_that_matters_less_than_all_waiting():
     assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("spam", "queue_full")]
     d.close()
     assert [t.user for t in await drain(d)] == ["payer1", "payer2"]
+
+
+async def test_moderation_takes_back_queued_messages():
+    from vtuber.events import Moderation
+
+    d, clock, emitted = make()
+    d.submit(ChatMessage("troll", "buy followers", 99.0, id="m1", user_id="u1", source="twitch"))
+    d.submit(ChatMessage("troll", "again", 99.1, id="m2", user_id="u1", source="twitch"))
+    d.submit(ChatMessage("ann", "hi Miko", 99.2, id="m3", user_id="u2", source="twitch"))
+    d.submit(ChatMessage("bo", "hello", 99.3, id="m4", user_id="u3", source="twitch"))
+    assert d.moderate(Moderation("delete", 99.5, message_id="m4", source="twitch")) == 1
+    assert d.moderate(Moderation("delete", 99.5, message_id="m4", source="twitch")) == 0  # already gone
+    assert d.moderate(Moderation("ban", 99.6, user="TROLL-renamed", user_id="u1", source="twitch")) == 2
+    assert d.moderate(Moderation("clear", 99.7, source="youtube")) == 0  # another platform's chat
+    assert [t.text for t in await drain(d)] == ["hi Miko"]
+    reasons = [e.reason for e in emitted if isinstance(e, TurnDropped)]
+    assert reasons == ["moderated: delete", "moderated: ban", "moderated: ban"]
+
+
+async def test_promoted_message_is_answered_next_and_listed_first():
+    d, clock, _ = make()
+    d.submit(chat("plain", 99.0))
+    d.submit(chat("a question?", 99.1))
+    d.submit(chat("also plain", 99.2))
+    assert [r["id"] for r in d.queued()] == ["a question?", "plain", "also plain"]
+    assert d.promote("also plain") and not d.promote("nope")
+    assert d.queued()[0]["id"] == "also plain"
+    assert [t.text for t in await drain(d)] == ["also plain", "a question?", "plain"]

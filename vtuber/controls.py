@@ -51,6 +51,10 @@ class SessionControls(Controls):
 
         self._soon(apply)
 
+    def answer_next(self, message_id: str) -> None:
+        """Answer this queued chat message next (the dock's "answer this one next")."""
+        self._soon(self.session.director.promote, message_id)
+
     def skip(self) -> None:
         s = self.session
         self._soon(lambda: s.emit(Interrupt(s.clock.now(), "skip")))

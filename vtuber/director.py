@@ -35,6 +35,7 @@ from vtuber.events import (
     SUBSCRIBER_BADGES,
     Announcement,
     ChatMessage,
+    Moderation,
     Turn,
     TurnDropped,
     Utterance,
@@ -78,6 +79,7 @@ class Director:
         self.speaker_busy_until: Callable[[], float] | None = None  # session time the speaker is free
         self.streamer_talking: Callable[[], bool] = lambda: False  # their utterance is on its way
         self.pick_ahead_s = cfg.pick_ahead_s
+        self._promoted = ""  # a chat message id the streamer wants answered next
 
     def set_triage(self, persona_name: str, weights: dict[str, float]) -> None:
         self.persona_name = persona_name.lower()
@@ -166,7 +168,10 @@ class Director:
                 self._drop(stale[0], "stale")
             if not self._chat:
                 continue
-            best = max(range(len(self._chat)), key=lambda i: (self.score(self._chat[i][0]), -self._chat[i][0].t))
+            best = max(
+                range(len(self._chat)),
+                key=lambda i: (self._chat[i][0].id == self._promoted != "", self.score(self._chat[i][0]), -self._chat[i][0].t),
+            )
             msg, queued = self._chat[best]
             del self._chat[best]
             return Turn(next(self._ids), "chat", msg.user, msg.text, msg.t, queued, now, msg)
@@ -222,6 +227,34 @@ class Director:
                 self._update_hold()
                 return True
         return False
+
+    def moderate(self, action: Moderation) -> int:
+        """Drop every queued chat message the moderator's action takes back; how many."""
+        hit = [item for item in self._chat if action.matches(item[0])]
+        for item in hit:
+            self._chat.remove(item)
+            self._drop(item[0], f"moderated: {action.action}")
+        if hit:
+            self._update_hold()
+        return len(hit)
+
+    def promote(self, message_id: str) -> bool:
+        """Answer this queued chat message next (the streamer asked, from the dock)."""
+        for item in self._chat:
+            if item[0].id == message_id:
+                self._promoted = message_id
+                self._ready.set()
+                return True
+        return False
+
+    def queued(self) -> list[dict]:
+        """What waits, best first, with each chat message's score (for the dock and the console)."""
+        now = self.clock.now()
+        rows = [{"kind": "speech", "user": "streamer", "text": u.text, "id": "", "score": None, "age_s": now - q} for u, q in self._speech]
+        rows += [{"kind": "line", "user": a.user, "text": a.text, "id": "", "score": None, "age_s": now - q} for a, q in self._lines]
+        chat = sorted(self._chat, key=lambda e: (e[0].id != self._promoted, -self.score(e[0]), e[0].t))
+        rows += [{"kind": "chat", "user": m.user, "text": m.text, "id": m.id, "score": self.score(m), "age_s": now - m.t} for m, _ in chat]
+        return rows
 
     def clear(self, reason: str) -> None:
         """Drop everything queued (the session is stopping), each with the reason."""

@@ -25,7 +25,10 @@ class ChatMessage:
     badges: tuple[str, ...] = ()
     bits: int = 0
     source: str = "script"
-    id: str = ""
+    id: str = ""  # the platform's message id (moderation and chat replies refer to it)
+    user_id: str = ""  # the platform's stable user id (a display name can change)
+    amount: float = 0.0  # money paid with it (a Super Chat or Sticker), in `currency`
+    currency: str = ""  # ISO code of `amount` ("USD"); bits are counted in `bits`
 
 
 SUBSCRIBER_BADGES = frozenset({"subscriber", "founder", "member"})
@@ -47,6 +50,38 @@ class StreamEvent:
     amount: int = 0
     text: str = ""
     source: str = "script"
+    id: str = ""  # the platform's event or message id
+    user_id: str = ""
+
+
+ModerationAction = Literal["delete", "clear_user", "clear", "ban"]
+
+
+@dataclass(frozen=True)
+class Moderation:
+    """A moderator acted on chat (from the platform, trusted): a message deleted, a user's
+    messages cleared (a timeout) or banned, or the whole chat cleared. Moderation wins:
+    matching queued messages are dropped and a reply being made to one is cancelled."""
+
+    action: ModerationAction
+    t: float
+    message_id: str = ""  # delete
+    user: str = ""  # clear_user / ban: the display name or login
+    user_id: str = ""  # clear_user / ban: the platform's user id (preferred when known)
+    source: str = ""  # the platform ("twitch", "youtube"); "" matches every source
+    reason: str = ""
+
+    def matches(self, msg: object) -> bool:
+        """Does this action take back the chat message `msg`?"""
+        if not isinstance(msg, ChatMessage) or (self.source and msg.source != self.source):
+            return False
+        if self.action == "clear":
+            return True
+        if self.action == "delete":
+            return bool(self.message_id) and msg.id == self.message_id
+        if self.user_id and msg.user_id:
+            return msg.user_id == self.user_id
+        return bool(self.user) and msg.user.lower() == self.user.lower()
 
 
 @dataclass(frozen=True)

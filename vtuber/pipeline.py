@@ -29,6 +29,7 @@ from vtuber.events import (
     ChatMessage,
     ClausePlaying,
     Interrupt,
+    Moderation,
     ReplyClause,
     SpeechStarted,
     StreamEvent,
@@ -211,6 +212,10 @@ class Session:
         self._feeding: asyncio.Future | None = None
         self.stopped = ""  # why the session was stopped early ("" when its sources ran out)
         self._stop_event = asyncio.Event()
+        for output in self.outputs.outputs:  # outputs that act on the session (a dock, chat replies)
+            attach = getattr(output, "attach", None)
+            if callable(attach):
+                attach(self)
 
     def safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
         s = self.cfg.safety
@@ -276,6 +281,10 @@ class Session:
                 self.emit(Interrupt(ev.t, "barge_in"))
         elif isinstance(ev, Interrupt):
             self.turns.cancel(ev.reason)
+        elif isinstance(ev, Moderation):  # moderation wins: never answer what a moderator took back
+            reason = f"moderated: {ev.action}"
+            self.director.moderate(ev)
+            self.turns.cancel_if(lambda turn: ev.matches(turn.source), reason)
         elif isinstance(ev, UtteranceRetracted):  # answered early, but the streamer went on
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):

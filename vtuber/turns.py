@@ -64,11 +64,15 @@ class TurnRunner:
         self.muted = muted
         self.errors = errors if errors is not None else []
         self.current: _InFlight | None = None
+        self._recent: dict[int, Turn] = {}  # turns whose audio may still be playing, by id
         self.cancelled = 0
 
     async def run(self) -> None:
         while (turn := await self.director.next_turn()) is not None:
             self.before_turn()
+            playing = set(self.playback.playing())
+            self._recent = {i: t for i, t in self._recent.items() if i in playing}
+            self._recent[turn.id] = turn
             task = asyncio.create_task(self._answer(turn), name=f"turn-{turn.id}")
             self.current = _InFlight(turn, task)
             try:
@@ -103,10 +107,22 @@ class TurnRunner:
 
     def cancel_turn_for(self, source: object, reason: str) -> bool:
         """Cancel the turn answering `source` (an utterance taken back), if it is in flight."""
+        return self.cancel_if(lambda turn: turn.source is source, reason)
+
+    def cancel_if(self, match: Callable[[Turn], bool], reason: str) -> bool:
+        """Cancel the turn in flight, and silence a reply still playing, if `match(turn)`
+        (a moderator deleted the message it answers)."""
         cur = self.current
-        if cur is None or cur.turn.source is not source:
-            return False
-        return self.cancel(reason, current_only=True)
+        stopped = cur is not None and match(cur.turn) and self.cancel(reason, current_only=True)
+        for turn_id in self.playback.playing():
+            turn = self._recent.get(turn_id)
+            if turn is not None and (cur is None or turn is not cur.turn) and match(turn):
+                heard = self.playback.flush(turn_id, reason)
+                self._cut(turn, heard, reason)
+                stopped = True
+        if stopped:
+            self.director.poke()
+        return bool(stopped)
 
     def cancel(self, reason: str, current_only: bool = False) -> bool:
         """Stop talking now: the turn being made and (unless `current_only`) any reply
