@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from vtuber.errors import UserError, quote, read_text
+from vtuber.tokens import refuse_in_config
 
 
 @dataclass
@@ -226,6 +227,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise UserError(f"{p}: not valid TOML ({e})") from None
         except RecursionError:
             raise UserError(f"{p}: not valid TOML (nested too deeply)") from None
+        refuse_in_config(data, str(p))
         _apply(cfg, data, str(p))
     if overrides:
         _apply(cfg, overrides, "command line")
