@@ -217,6 +217,8 @@ class ReplyFinished:
     n_tokens: int = 0
     llm_s: float = 0.0
     truncated: bool = False
+    flags: tuple[str, ...] = ()  # quality flags (vtuber.mind.quality): echo, parrot, roleplay, ...
+    suppressed: str = ""  # a first clause not spoken, and why (then regenerated or replaced)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,7 @@ from vtuber.events import FirstToken, ReplyClause, ReplyFinished, ReplyStarted, 
 from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
+from vtuber.mind.quality import reply_flags
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
 from vtuber.voice.tts import speakable
@@ -77,6 +79,7 @@ class Mind:
         self._own_executor = getattr(backend, "executor", None) is None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm") if self._own_executor else backend.executor
         self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
+        self.recent: deque[str] = deque(maxlen=8)  # the last replies said (parrot checks)
         self.set_persona(persona, gate)
 
     def set_persona(self, persona: Persona, gate: OutputGate) -> None:
@@ -110,6 +113,7 @@ class Mind:
         messages = self.prompts.messages(turn)
         max_tokens = self.persona.max_tokens
         stats = {"tokens": 0, "t0": 0.0, "t1": 0.0}
+        raw: list[str] = []  # what the model wrote, for the quality checks
 
         def produce() -> None:
             stats["t0"] = time.perf_counter()
@@ -129,6 +133,7 @@ class Mind:
                         threads = None
                     self.llm_may_run.wait(timeout=1.0)
                     stats["tokens"] += 1
+                    raw.append(piece)
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # surface backend failures in the loop, not a dead thread
                 loop.call_soon_threadsafe(pieces.put_nowait, e)
@@ -233,6 +238,10 @@ class Mind:
             spoken.append(fallback)
             await self.send(ReplyClause(turn_id=turn.id, index=0, text=fallback, t=self.clock.now()))
         text = " ".join(spoken)
+        truncated = truncated or stats["tokens"] >= max_tokens
+        others = (self.persona.streamer_name, turn.user if turn.kind == "chat" else "")
+        flags = reply_flags(text, turn.text, list(self.recent), self.persona.name, "".join(raw), truncated, others)
+        self.recent.append(text)
         self.prompts.remember(turn, text)
         await self.send(
             ReplyFinished(
@@ -241,7 +250,8 @@ class Mind:
                 t=self.clock.now(),
                 n_tokens=stats["tokens"],
                 llm_s=max(stats["t1"] - stats["t0"], 0.0),
-                truncated=truncated or stats["tokens"] >= max_tokens,
+                truncated=truncated,
+                flags=flags,
             )
         )
 
