@@ -23,8 +23,8 @@ class ManualClock(Clock):
         return self.t
 
 
-def chat(text: str, t: float, user: str = "viewer") -> ChatMessage:
-    return ChatMessage(user=user, text=text, t=t, id=text)
+def chat(text: str, t: float, user: str = "") -> ChatMessage:
+    return ChatMessage(user=user or f"viewer-{text}", text=text, t=t, id=text)
 
 
 def speech(text: str, t_end: float) -> Utterance:
@@ -56,21 +56,21 @@ async def test_speech_is_picked_before_earlier_chat():
     assert turn.t_input == 99.8  # end of the streamer's speech
     assert isinstance(turn.source, Utterance)
     d.done()
-    assert [t.text for t in await drain(d)] == ["first chat", "second chat"]
+    assert [t.text for t in await drain(d)] == ["second chat", "first chat"]  # the newest first among equals
 
 
-async def test_chat_in_arrival_order_with_turn_fields():
+async def test_chat_newest_first_with_turn_fields():
     d, clock, _ = make()
     for i in range(5):
         clock.t = 100.0 + i
         d.submit(chat(f"msg {i}", 100.0 + i, user=f"u{i}"))
     clock.t = 110.0
     turns = await drain(d)
-    assert [t.text for t in turns] == [f"msg {i}" for i in range(5)]
-    assert [t.user for t in turns] == [f"u{i}" for i in range(5)]
+    assert [t.text for t in turns] == [f"msg {i}" for i in reversed(range(5))]
+    assert [t.user for t in turns] == [f"u{i}" for i in reversed(range(5))]
     assert [t.id for t in turns] == [1, 2, 3, 4, 5]  # turn ids count up
     assert all(t.kind == "chat" for t in turns)
-    assert [t.t_queued for t in turns] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert [t.t_queued for t in turns] == [104.0, 103.0, 102.0, 101.0, 100.0]
     assert all(t.t_picked == 110.0 for t in turns)
     assert turns[2].source == chat("msg 2", 102.0, user="u2")
 
@@ -116,7 +116,7 @@ async def test_stale_chat_dropped_when_picked():
     d.submit(chat("just in time", 100.0 - 29.0))
     d.submit(chat("fresh", 100.0))
     turns = await drain(d)
-    assert [t.text for t in turns] == ["just in time", "fresh"]
+    assert [t.text for t in turns] == ["fresh", "just in time"]
     assert emitted == [TurnDropped(kind="chat", user="old", text="ancient", reason="stale", t=100.0)]
     assert d.counters["dropped_stale"] == 1
 
@@ -245,7 +245,7 @@ def rich_chat(text, t, user="viewer", bits=0, badges=()):
     return ChatMessage(user=user, text=text, t=t, bits=bits, badges=tuple(badges))
 
 
-async def test_paid_and_mentioned_chat_first_then_arrival_order():
+async def test_paid_and_mentioned_chat_first_then_the_newest():
     clock = ManualClock(10.0)
     d = Director(DirectorConfig(), clock, [].append, persona_name="Miko")
     d.submit(rich_chat("nice run", 1.0, "a"))
@@ -255,7 +255,7 @@ async def test_paid_and_mentioned_chat_first_then_arrival_order():
     d.submit(rich_chat("another one", 5.0, "e"))
     d.close()
     order = [t.user for t in await drain(d)]
-    assert order == ["c", "b", "d", "a", "e"]
+    assert order == ["c", "b", "d", "e", "a"]
 
 
 async def test_persona_triage_weights_change_the_order():
@@ -294,7 +294,7 @@ async def test_a_full_queue_refuses_a_chat_that_matters_less_than_all_waiting():
 async def test_moderation_takes_back_queued_messages():
     from vtuber.events import Moderation
 
-    d, clock, emitted = make()
+    d = Director(DirectorConfig(per_user_queued=3), ManualClock(), (emitted := []).append)
     d.submit(ChatMessage("troll", "buy followers", 99.0, id="m1", user_id="u1", source="twitch"))
     d.submit(ChatMessage("troll", "again", 99.1, id="m2", user_id="u1", source="twitch"))
     d.submit(ChatMessage("ann", "hi Miko", 99.2, id="m3", user_id="u2", source="twitch"))
@@ -313,7 +313,7 @@ async def test_promoted_message_is_answered_next_and_listed_first():
     d.submit(chat("plain", 99.0))
     d.submit(chat("a question?", 99.1))
     d.submit(chat("also plain", 99.2))
-    assert [r["id"] for r in d.queued()] == ["a question?", "plain", "also plain"]
+    assert [r["id"] for r in d.queued()] == ["a question?", "also plain", "plain"]
     assert d.promote("also plain") and not d.promote("nope")
     assert d.queued()[0]["id"] == "also plain"
     assert [t.text for t in await drain(d)] == ["also plain", "a question?", "plain"]

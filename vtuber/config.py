@@ -89,6 +89,29 @@ class DirectorConfig:
     # While a reply plays, the next input is picked this long before its audio ends
     # (about the time from picking to first audio), so the freshest best message wins.
     pick_ahead_s: float = 0.5
+    # Paid messages (bits, Super Chats, Super Stickers) are answered before other chat, the
+    # largest first, and live this long (their own stale limit); never dropped for free chat.
+    paid_max_age_s: float = 300.0  # (never shorter than max_age_s)
+    # What one unit of each payment is worth, on one scale (US dollars): "bits" and ISO currency
+    # codes. A currency not listed is ranked as the smallest payment (and logged once).
+    paid_rates: dict = field(default_factory=lambda: dict(PAID_RATES))
+    per_user_queued: int = 1  # unpaid messages one viewer may have waiting; a newer one replaces the oldest
+    per_user_answers: int = 3  # answers one viewer gets per per_user_window_s (paid messages and mentions of
+    per_user_window_s: float = 300.0  # the persona are not capped); 0 = no cap
+    merge_similarity: float = 0.85  # near-duplicate messages (copy-paste bursts) are answered once
+    merge_window_s: float = 60.0  # ...also when the first was answered this recently
+    min_gap_s: float = 0.0  # quiet seconds between one chat reply's end and the next
+    max_replies_per_min: int = 0  # chat replies a minute at most (0 = no limit)
+    idle_after_s: float = 0.0  # opt-in idle talk: after this many quiet seconds, talk about a persona idle topic (0 = off)
+
+
+# US dollars per unit; bits are a cent each (what Twitch pays out).
+PAID_RATES = {
+    "bits": 0.01, "USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "NZD": 0.6, "JPY": 0.0067,
+    "KRW": 0.00075, "INR": 0.012, "BRL": 0.2, "MXN": 0.058, "CHF": 1.13, "SEK": 0.095, "NOK": 0.093,
+    "DKK": 0.145, "PLN": 0.25, "TWD": 0.031, "HKD": 0.128, "SGD": 0.74, "PHP": 0.018, "IDR": 0.000063,
+    "THB": 0.028, "ARS": 0.001, "CLP": 0.00105, "COP": 0.00025, "ZAR": 0.055, "TRY": 0.03,
+}  # fmt: skip
 
 
 @dataclass
@@ -199,6 +222,16 @@ def validate(cfg: Config) -> Config:
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
         (0.0 <= cfg.director.pick_ahead_s <= 10.0, "director.pick_ahead_s must be in [0, 10]"),
+        (cfg.director.paid_max_age_s > 0, "director.paid_max_age_s must be > 0"),
+        (all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in cfg.director.paid_rates.values()),
+         "director.paid_rates values must be numbers >= 0"),
+        (cfg.director.per_user_queued >= 1, "director.per_user_queued must be >= 1"),
+        (cfg.director.per_user_answers >= 0 and cfg.director.per_user_window_s >= 0, "director.per_user_answers and per_user_window_s must be >= 0"),
+        (0.5 <= cfg.director.merge_similarity <= 1.0, "director.merge_similarity must be in [0.5, 1]"),
+        (cfg.director.merge_window_s >= 0, "director.merge_window_s must be >= 0"),
+        (0.0 <= cfg.director.min_gap_s <= 60.0, "director.min_gap_s must be in [0, 60]"),
+        (cfg.director.max_replies_per_min >= 0, "director.max_replies_per_min must be >= 0"),
+        (cfg.director.idle_after_s == 0 or cfg.director.idle_after_s >= 5, "director.idle_after_s must be 0 (off) or >= 5"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
         (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),
         (cfg.safety.chat_mode in ("skip", "sanitise"), "safety.chat_mode must be skip or sanitise"),

@@ -12,6 +12,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from vtuber.director import join_names
 from vtuber.events import Turn
 from vtuber.mind.persona import Persona
 
@@ -54,11 +55,27 @@ def system_prompt(persona: Persona, canary: str = "") -> str:
 _CONTROL = re.compile(r"</?s>|<\|[^<>]{0,40}?\|>|<\||\|>|\[/?INST\]|<</?SYS>>", re.I)
 
 
+def _clean_name(name: str) -> str:
+    return " ".join(_CONTROL.sub(" ", name).replace(":", " ").split())[:64]
+
+
 def quote_input(turn: Turn, persona: Persona) -> str:
     text = " ".join(_CONTROL.sub(" ", turn.text).split())[:MAX_INPUT_CHARS]
-    user = " ".join(_CONTROL.sub(" ", turn.user).replace(":", " ").split())[:64] or "viewer"
+    if turn.kind == "idle":
+        return f"(Chat is quiet. Say one short thing to chat about {text}.)"
+    user = _clean_name(turn.user) or "viewer"
     who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else user
+    if turn.askers:  # the same message from several viewers: one answer that names them
+        who += f" (also asked by {join_names([_clean_name(a) for a in turn.askers])})"
     return f"{who}: {text}"
+
+
+NUDGES = {
+    "echo": "Answer the last message in your own words. Do not repeat it.",
+    "parrot": "Say something new. Do not repeat your earlier replies.",
+    "roleplay": "Speak only as {name}, in the first person. Never write lines for anyone else.",
+    "boilerplate": "Stay in character as {name}, a VTuber co-host.",
+}
 
 
 @dataclass
@@ -97,6 +114,11 @@ class PromptBuilder:
             msgs.append({"role": "system", "content": self.persona.post_history_instructions})
         msgs.append({"role": "user", "content": quote_input(turn, self.persona)})
         return msgs
+
+    def nudged(self, messages: list[dict], problem: str) -> list[dict]:
+        """The same prompt with a note against what went wrong (echo, parrot, role play)."""
+        note = NUDGES.get(problem, NUDGES["echo"]).format(name=self.persona.name)
+        return [*messages[:-1], {"role": "system", "content": note}, messages[-1]]
 
     def remember(self, turn: Turn, reply: str) -> None:
         if self._keep > 0 and reply.strip():

@@ -28,7 +28,7 @@ _BOILERPLATE = re.compile(
     re.I,
 )
 # "User:", "Assistant:", "alice:", "Sam (streamer):" at the start of a sentence.
-_TAG = re.compile(r"(?:^|[.!?]\s+|\n)\s*([A-Za-z][\w .'-]{0,30}?)\s*(?:\([^)]{0,20}\))?\s*:\s", re.M)
+_TAG = re.compile(r"(?:^|[.!?]\s+|\n)\s*([A-Za-z][\w .'-]{0,30}?)\s*(?:\([^)]{0,20}\))?\s*:(?:\s|$)", re.M)
 ROLE_WORDS = {"user", "assistant", "system", "viewer", "chat", "streamer", "human", "ai", "bot"}
 
 
