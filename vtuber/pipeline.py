@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vtuber.clock import Clock
 from vtuber.config import Config
-from vtuber.director import Director
+from vtuber.director import Director, join_names
 from vtuber.door import admit
 from vtuber.errors import UserError
 from vtuber.controls import SessionControls
@@ -148,8 +148,11 @@ class Session:
         self.outputs = OutputHub(outputs)
         self.playback: Playback = (playback or SimulatedPlayback)(clock, self.emit)
         self.observers: list[Callable[[object], None]] = [self.recorder, self.playback.feed, self.outputs]
-        self.director = Director(cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage)
+        self.director = Director(
+            cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage, list(engine.persona.idle_topics)
+        )
         self.director.speaker_busy_until = self.playback.busy_until
+        self.director.merge_lines = self._merge_thanks
         h = cfg.hearing
         engine.vad.reset()
         self.hearing = Hearing(
@@ -275,7 +278,7 @@ class Session:
             self.director.submit(ev)
         elif isinstance(ev, StreamEvent):
             for line, origin in self.plugins.event(ev):
-                self.emit(Announcement(line, self.clock.now(), ev.user, origin))
+                self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))
         elif isinstance(ev, SpeechStarted):
             if self.barge_in and self.turns.is_talking() and not self.echo.is_echo_onset(ev):
                 self.emit(Interrupt(ev.t, "barge_in"))
@@ -289,6 +292,18 @@ class Session:
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):
             self.echo.playing(ev)
+
+    def _merge_thanks(self, lines: list[Announcement]) -> Announcement | None:
+        """Thank-yous for several events of one kind, waiting together: one line from the
+        same plugin for all of them ("Thanks for the subs, Ann, Bo and 3 others!")."""
+        events = [a.event for a in lines if a.event is not None]
+        users = join_names([e.user for e in events])
+        batch = dataclasses.replace(events[0], user=users, amount=sum(e.amount for e in events))
+        origin = lines[0].origin
+        for line, by in self.plugins.event(batch):
+            if by == origin:
+                return Announcement(line, self.clock.now(), users, origin, event=batch)
+        return None
 
     def _safe_name(self, ev: ChatMessage | StreamEvent) -> ChatMessage | StreamEvent:
         """A user name is said, shown and put in the prompt: one the gate would block
