@@ -202,7 +202,7 @@ async def test_the_llm_pauses_while_the_first_clause_is_synthesized():
 async def test_a_reply_ends_at_the_sentence_past_its_seconds_of_speech():
     persona = dataclasses.replace(load_persona("miko"), reply_seconds=3.0)  # about 9 words
     long = tokens("Oh, tea is lovely. I drink it every single morning with honey. Also I like cake. And pie.")
-    _, sent, llm = await answer(long, persona=persona)
+    _, sent, llm = await answer(long, persona=persona, hold_after=13)  # then it waits for the cancel
     fin = sent[-1]
     assert fin.text == "Oh, tea is lovely. I drink it every single morning with honey."
     assert not fin.truncated and "cut" not in fin.flags
