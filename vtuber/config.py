@@ -146,6 +146,14 @@ class PluginsConfig:
 
 
 @dataclass
+class MemoryConfig:
+    # Notes about viewers (names, message counts, last messages, support) live in memory for
+    # one session; persist keeps them between streams in a local SQLite file (docs/memory.md).
+    persist: bool = False
+    path: str = ""  # the SQLite file when persist is on (default: memory.sqlite3 in the user data folder)
+
+
+@dataclass
 class Config:
     persona: str = "miko"  # a persona name (user folder, persona_folders, bundled) or a YAML file
     persona_folders: list[str] = field(default_factory=list)  # more folders of NAME.yaml personas
@@ -157,6 +165,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

@@ -42,4 +42,5 @@ class ChatIntake:
             if reply:
                 s.emit(Announcement(reply, s.clock.now(), kept.user, "command"))
             return
+        s.memory.seen(kept)
         s.director.submit(kept)

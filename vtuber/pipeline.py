@@ -40,6 +40,8 @@ from vtuber.events import (
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.hearing.echo import EchoGuard
 from vtuber.intake import ChatIntake
+from vtuber.memory import ViewerMemory
+from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
@@ -112,6 +114,12 @@ class Engine:
         self.llm.close()
 
 
+def open_memory(cfg: Config) -> ViewerMemory:
+    """The viewer notes: in memory for this session, or the SQLite file when `memory.persist`."""
+    m = cfg.memory
+    return ViewerMemory((m.path or default_memory_path()) if m.persist else None)
+
+
 def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
     """A persona whose prompt cannot fit the model's context is a one-line error, not a crash mid-stream."""
     problem = context_problem(persona, llm.count_tokens, cfg.llm.context, cfg.llm.history_turns)
@@ -173,6 +181,7 @@ class Session:
         self.persona = engine.persona
         self.gate, self.chat_filter = self.safety_for(self.persona)
         self.controls = SessionControls(self)
+        self.memory = open_memory(cfg)
         self.plugins = PluginHost(
             load_plugins(cfg.plugins.enabled, Path(cfg.plugins.folder) if cfg.plugins.folder else None)
             if plugins is None
@@ -193,6 +202,8 @@ class Session:
             canary=engine.canary,
             clause_hook=self.plugins.clause,
             llm_may_run=self.voice.first_audio_priority,
+            context=cfg.llm.context,
+            memory=self.memory,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.intake = ChatIntake(self)
@@ -277,6 +288,7 @@ class Session:
         elif isinstance(ev, (Utterance, Announcement)):
             self.director.submit(ev)
         elif isinstance(ev, StreamEvent):
+            self.memory.support(ev)
             for line, origin in self.plugins.event(ev):
                 self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))
         elif isinstance(ev, SpeechStarted):
@@ -287,6 +299,7 @@ class Session:
         elif isinstance(ev, Moderation):  # moderation wins: never answer what a moderator took back
             reason = f"moderated: {ev.action}"
             self.director.moderate(ev)
+            self.memory.moderated(ev)
             self.turns.cancel_if(lambda turn: ev.matches(turn.source), reason)
         elif isinstance(ev, UtteranceRetracted):  # answered early, but the streamer went on
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
@@ -378,6 +391,7 @@ class Session:
             self.voice.close()
             self.mind.close()
             self.plugins.close()
+            self.memory.close()
             # Stopped early: what still plays fades out; otherwise it was heard to the end.
             await asyncio.shield(asyncio.to_thread(self.playback.close, not (stopping or self.stopped)))
             await asyncio.shield(self.outputs.close())

@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
-from vtuber.events import FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
+from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
 from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
+from vtuber.memory import ViewerMemory, prompt_note
 from vtuber.mind.quality import clause_problem, reply_flags
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
@@ -102,9 +103,13 @@ class Mind:
         canary: str = "",
         clause_hook: Callable[[str, Turn], Awaitable[str | None]] | None = None,
         llm_may_run: threading.Event | None = None,
+        context: int = 0,
+        memory: ViewerMemory | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
+        self.context = context  # the model's context in tokens: history is kept only as far as it fits
+        self.memory = memory  # notes about viewers (regulars are greeted by name)
         self.canary = canary
         self.voice_cfg = voice_cfg
         self.clock = clock
@@ -127,7 +132,10 @@ class Mind:
         """Switch persona between turns (the next turn builds its prompt from the new one)."""
         self.persona = persona
         self.gate = gate
-        self.prompts = PromptBuilder(persona, self.history_turns, self.canary)
+        history = list(getattr(self, "prompts", None).history) if getattr(self, "prompts", None) else []
+        count = getattr(self.backend, "count_tokens", None)
+        self.prompts = PromptBuilder(persona, self.history_turns, self.canary, count, self.context)
+        self.prompts.history.extend(history)  # a persona switch keeps what was said
 
     def warm(self) -> None:
         self.backend.warm(self.prompts.prefix())
@@ -149,7 +157,10 @@ class Mind:
         if turn.kind == "line":
             await self._say_line(turn)
             return
-        messages = self.prompts.messages(turn)
+        note = ""
+        if self.memory is not None and isinstance(turn.source, ChatMessage):
+            note = prompt_note(self.memory.note(turn.source))
+        messages = self.prompts.messages(turn, note)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
         reply = _Reply(turn, self.persona, list(self.recent))
