@@ -50,6 +50,7 @@ class HeldLLM:
         self.calls = 0
         self.stopped: list[bool] = []
         self.started_first = threading.Event()
+        self.seen_messages: list[list[dict]] = []
 
     def warm(self, prefix):
         pass
@@ -58,6 +59,7 @@ class HeldLLM:
         return len(text.split())
 
     def stream(self, messages, max_tokens):
+        self.seen_messages.append(messages)
         reply = self.replies[min(self.calls, len(self.replies) - 1)]
         first = self.calls == 0
         self.calls += 1
