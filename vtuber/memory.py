@@ -181,15 +181,15 @@ class ViewerMemory:
         return self.db.execute("SELECT COUNT(*) FROM viewers").fetchone()[0]
 
 
-def prompt_note(note: ViewerNote | None) -> str:
-    """What the prompt says about the viewer being answered ("" for someone new): it goes
-    beside their name in the (untrusted) user part, never in the system part, because it
-    quotes chat. `messages` counts the message being answered, so a regular has two or more."""
+def prompt_note(note: ViewerNote | None, name: str) -> str:
+    """What the prompt says about the viewer being answered ("" for someone new). It quotes
+    chat, so it goes in a user-part note, never the system part. `messages` counts the
+    message being answered, so a regular has two or more."""
     if note is None or (note.messages < 2 and not (note.bits or note.paid or note.subs or note.gifts)):
         return ""
-    parts = [f"a regular, {note.messages} messages" if note.messages >= 2 else "a supporter"]
+    parts = [f"{name} is a regular ({note.messages} messages)" if note.messages >= 2 else f"{name} supports the stream"]
     if note.previous_text:
-        parts.append(f'last time said "{note.previous_text}"')
+        parts.append(f'last time {name} said "{note.previous_text}"')
     support = []
     if note.bits:
         support.append(f"{note.bits} bits")
@@ -200,5 +200,5 @@ def prompt_note(note: ViewerNote | None) -> str:
     if note.gifts:
         support.append(f"{note.gifts} gifted subs")
     if support:
-        parts.append("gave " + ", ".join(support))
-    return "(" + "; ".join(parts) + ")"
+        parts.append(f"{name} gave " + ", ".join(support))
+    return "; ".join(parts) + "."

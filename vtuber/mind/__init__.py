@@ -159,11 +159,13 @@ class Mind:
             return
         note = ""
         if self.memory is not None and isinstance(turn.source, ChatMessage):
-            note = prompt_note(self.memory.note(turn.source))
+            note = prompt_note(self.memory.note(turn.source), turn.user)
         messages = self.prompts.messages(turn, note)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
-        reply = _Reply(turn, self.persona, list(self.recent))
+        # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
+        quoted = [ex.user.split(": ", 1)[-1] for ex in self.prompts.history] + ([note] if note else [])
+        reply = _Reply(turn, self.persona, [*self.recent, *quoted])
         await self._generate(reply, messages)
         if reply.suppressed and not reply.spoken:
             # The first clause echoed the message, parroted an earlier reply, or spoke as

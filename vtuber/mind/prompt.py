@@ -64,7 +64,7 @@ def _clean(text: str, limit: int) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
-def quote_input(turn: Turn, persona: Persona, note: str = "") -> str:
+def quote_input(turn: Turn, persona: Persona) -> str:
     """The input as the model sees it: "author: text", the author with what is known of them."""
     text = _clean(turn.text, MAX_INPUT_CHARS)
     if turn.kind == "idle":
@@ -73,8 +73,6 @@ def quote_input(turn: Turn, persona: Persona, note: str = "") -> str:
     who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else user
     if turn.askers:  # the same message from several viewers: one answer that names them
         who += f" (also asked by {join_names([_clean_name(a) for a in turn.askers])})"
-    if note:  # a regular: the memory's note (it quotes chat, so it stays in the user part)
-        who += " " + _clean(note, MAX_NOTE_CHARS).replace(":", " ")
     return f"{who}: {text}"
 
 
@@ -134,7 +132,8 @@ class PromptBuilder:
         return [{"role": "system", "content": self.system}, *self._examples]
 
     def messages(self, turn: Turn, note: str = "") -> list[dict]:
-        """The prompt for one turn; `note`: what the memory knows of the viewer."""
+        """The prompt for one turn; `note`: what the memory knows of the viewer (it quotes
+        chat, so it goes with the history in a user-part note, never the system part)."""
         msgs = self.prefix()
         lore = self.persona.lore_for(turn.text)
         if lore:
@@ -142,10 +141,12 @@ class PromptBuilder:
             msgs.append({"role": "system", "content": f"Background you know: {lore_note}"})
         if self.persona.post_history_instructions:
             msgs.append({"role": "system", "content": self.persona.post_history_instructions})
-        current = {"role": "user", "content": quote_input(turn, self.persona, note)}
-        history = self._history_note([*msgs, current])
-        if history:
-            msgs.append({"role": "user", "content": history})
+        current = {"role": "user", "content": quote_input(turn, self.persona)}
+        about = _clean(note, MAX_NOTE_CHARS)
+        context = self._history_note([*msgs, {"role": "user", "content": about}, current])
+        context = "\n".join(part for part in (context, about) if part)
+        if context:
+            msgs.append({"role": "user", "content": context})
         msgs.append(current)
         return msgs
 
