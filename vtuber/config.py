@@ -54,7 +54,7 @@ class LLMConfig:
     context: int = 1024  # tokens; the KV cache costs ~23 MiB per 512 with the bundled model
     # Past exchanges kept in the prompt. 0 by default: the bundled 135M model parrots
     # its previous reply when it sees it; raise it for a bigger model.
-    history_turns: int = 0
+    history_turns: int = 4
     seed: int = 7
 
 
