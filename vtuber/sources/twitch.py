@@ -513,3 +513,64 @@ async def _quiet_close(client) -> None:
         await client.close(save_tokens=False)
     except Exception as e:  # closing must never fail a stop
         log.debug("twitch: close: %s", e)
+
+
+async def device_login(settings: TwitchSettings, tokens: TokenStore, show: Callable[[str], None], timeout_s: float = 1800.0) -> dict:
+    """`vtuber auth twitch`: the device code flow. Shows where to go and the code to
+    enter, waits for the user to approve, checks the token and saves it (with its
+    refresh token) in the token file. One `UserError` line for each way it can fail."""
+    import aiohttp
+    import twitchio
+    from twitchio import DeviceCodeFlowException, HTTPException
+    from twitchio.authentication import OAuth
+
+    from vtuber.errors import UserError
+
+    if not settings.client_id:
+        raise UserError(
+            "twitch: no client id: register an application at dev.twitch.tv/console (client type: public) "
+            "and set [twitch] client_id in the config, or pass --client-id"
+        )
+    use_endpoints(settings.api_base, settings.id_base, settings.eventsub_url)
+    oauth = OAuth(client_id=settings.client_id, scopes=twitchio.Scopes(list(settings.scopes)))
+    try:
+        flow = await oauth.device_code_flow()
+        show(f"Open {flow['verification_uri']} and enter the code {flow['user_code']} (signed in as the bot account).")
+        async with asyncio.timeout(min(timeout_s, float(flow.get("expires_in", timeout_s)))):
+            granted = await oauth.device_code_authorization(device_code=flow["device_code"], interval=int(flow.get("interval", 5)))
+        valid = await oauth.validate_token(granted["access_token"])
+    except DeviceCodeFlowException as e:
+        reason = getattr(getattr(e, "reason", None), "value", "") or _message(e)
+        raise UserError(f"twitch: authorization did not complete ({reason}); run `vtuber auth twitch` again") from None
+    except HTTPException as e:
+        raise UserError(f"twitch: Twitch refused the request ({e.status}: {_message(e)}); check [twitch] client_id") from None
+    except TimeoutError:
+        raise UserError("twitch: the code was not entered in time; run `vtuber auth twitch` again") from None
+    except (OSError, aiohttp.ClientError) as e:
+        raise UserError(f"twitch: cannot reach Twitch ({e})") from None
+    finally:
+        await oauth.close()
+    entry = {
+        "access_token": granted["access_token"],
+        "refresh_token": granted.get("refresh_token", ""),
+        "client_id": settings.client_id,
+        "login": valid.login or "",
+        "user_id": valid.user_id or "",
+        "scopes": list(granted.get("scope") or []),
+    }
+    tokens.set(TOKEN_NAME, entry)
+    return entry
+
+
+def settings_from(c) -> TwitchSettings:
+    """TwitchSettings from the config's [twitch] section."""
+    return TwitchSettings(
+        client_id=c.client_id,
+        api_base=c.api_base,
+        id_base=c.id_base,
+        eventsub_url=c.eventsub_url,
+        reconnect_max_s=c.reconnect_max_s,
+        reply_limit=c.reply_limit,
+        reply_limit_moderator=c.reply_limit_moderator,
+        scopes=tuple(c.scopes) or SCOPES,
+    )
