@@ -108,7 +108,7 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Live: the streamer's mic, a chat script (Twitch and YouTube come next), the speaker."""
+    """Live: the streamer's mic, chat (a script, Twitch, YouTube), the speaker, chat replies."""
     from vtuber.mind.persona import load_persona
     from vtuber.models import persona_voice, resolve, voice_sample_rate
     from vtuber.rehearsal import RehearsalInputs, claim_out_dir
@@ -162,6 +162,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if session.stopped:
         console.print(f"[dim]stopped ({escape(session.stopped)})[/]")
     _print_summary(session, written)
+    for src in [*sources, *chat_outputs]:  # live chat: what came in and what was posted
+        counters = getattr(src, "counters", None)
+        if counters:
+            name = getattr(src, "name", type(src).__name__)
+            state = getattr(src, "state", "")
+            console.print(f"{escape(name)}: " + escape(", ".join(f"{k} {v}" for k, v in sorted(counters.items()))) + (f" ({escape(state)})" if state else ""))
     return 0
 
 
@@ -526,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="go live: the streamer's mic and a chat source in, replies to the speaker",
         description=(
-            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (a chat script for now), "
+            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (Twitch, YouTube or a chat script), "
             "answer in persona and speak on a sound device. The streamer talking over the co-host stops her "
             "(barge-in). Ctrl-C or SIGTERM stops within 2 s; with --out the session report is written."
         ),
