@@ -261,3 +261,69 @@ async def test_a_cancelled_or_cut_reply_is_never_posted():
     assert posted == [("Hi there.", "m1")]
     assert out.counters["not posted: cut short"] == 2
     out.close()
+
+
+async def test_a_busy_stream_against_the_fake_ends_with_counters_that_add_up(fake):
+    """A bounded run of the issue's scenario: chat from many users, events, deletes (queued
+    and while answered), a ban, more chat than can be answered (queue_full, stale), and a
+    socket drop in the middle. Every chat message received is answered, dropped (by
+    reason) or taken back by a moderator; every answered one got its chat reply."""
+    import random
+
+    from vtuber.events import TurnDropped
+
+    rng = random.Random(9)
+    llm = HeldLLM(["Sure thing, thanks!"], delay=0.01)
+    live = Live(fake, llm)
+    live.session.director.cfg.queue_size = 4
+    live.session.director.cfg.max_age_s = 3.0
+    cut_live = {"done": False}
+
+    def on(ev):
+        if isinstance(ev, ReplyStarted) and ev.turn.text == "answer me then vanish" and not cut_live["done"]:
+            cut_live["done"] = True
+            asyncio.get_running_loop().create_task(fake.notify("channel.chat.message_delete", ft.message_delete("live-del", "Vic", "77")))
+
+    live.session.observers.append(on)
+    async with live:
+        sent_ids = []
+        for i in range(60):
+            user = f"user{rng.randrange(12)}"
+            mid = f"m{i}"
+            text = "answer me then vanish" if i == 20 else f"message {i}{'?' if i % 3 == 0 else ''}"
+            if i == 20:
+                user, mid = "Vic", "live-del"
+            await fake.notify("channel.chat.message", ft.chat_message(text, user=user, user_id=user if user != "Vic" else "77", message_id=mid))
+            sent_ids.append(mid)
+            if i % 10 == 5:
+                await fake.notify("channel.chat.message_delete", ft.message_delete(f"m{i}", user, user))
+            if i == 30:
+                await fake.notify("channel.chat.notification", ft.sub(f"subber{i}"))
+                await fake.notify("channel.ban", ft.ban("user3", "user3"))
+            if i == 40:
+                await fake.drop()  # the socket goes; the source reconnects and resubscribes
+                await fake.wait_subscribed(timeout=20)
+            await asyncio.sleep(rng.uniform(0.0, 0.08))
+        await live.until(lambda: len(live.session.director) == 0 and live.session.turns.current is None and live.session.playback.idle(), timeout=30, what="the queue to drain")
+        await asyncio.sleep(0.3)
+        await live.replies.drain()
+    received = live.source.counters["messages"]
+    answered = sum(1 for r in live.session.recorder.finished() if r.kind == "chat" and not r.cut_short)
+    dropped = {}
+    for d in live.events(TurnDropped):
+        if d.kind == "chat":
+            dropped[d.reason] = dropped.get(d.reason, 0) + 1
+    cut = sum(1 for r in live.session.recorder.finished() if r.kind == "chat" and r.cut_short)
+    deleted = sum(n for reason, n in dropped.items() if reason.startswith("moderated")) + cut
+    by_reason = {k: v for k, v in dropped.items() if not k.startswith("moderated")}
+    print(f"received {received} = answered {answered} + dropped {by_reason} + deleted {deleted}")
+    assert received == len(sent_ids) == 60  # each arrived once: nothing lost across the drop, nothing twice
+    assert received == answered + sum(by_reason.values()) + deleted
+    assert answered >= 5 and deleted >= 3 and by_reason, (answered, deleted, by_reason)
+    cut_texts = {r.input_text for r in live.session.recorder.finished() if r.kind == "chat" and r.cut_short}
+    deleted_texts = {"answer me then vanish"} | {f"message {i}{'?' if i % 3 == 0 else ''}" for i in range(5, 60, 10)}
+    assert "answer me then vanish" in cut_texts and cut_texts <= deleted_texts  # only deleted messages were cut
+    posted = [s["reply_parent_message_id"] for s in fake.sent]
+    assert len(posted) == answered == live.replies.counters["posted"]
+    assert "live-del" not in posted and not any(p in posted for p in ("m5", "m15", "m25", "m35", "m45", "m55"))
+    assert len(set(posted)) == len(posted)  # never two replies to one message
