@@ -91,6 +91,17 @@ def test_run_chat_option_mistakes_are_one_line(argv, expected, tmp_path, capsys)
     assert len(err) == 1 and expected in err[0], err
 
 
+def test_run_without_a_token_is_one_line_before_any_model_loads(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text('[twitch]\nclient_id = "abc"\n', encoding="utf-8")
+    assert main(["run", "--twitch", "streamer", "--config", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vtuber auth twitch" in err[0], err
+    assert main(["run", "--youtube", "abc123"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vtuber auth youtube" in err[0], err
+
+
 def test_run_help_documents_the_chat_options():
     text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for opt in ("--twitch", "--youtube", "--reply-in-chat"):

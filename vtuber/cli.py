@@ -187,6 +187,8 @@ def _live_chat(args, cfg, sources: list) -> list:
         platforms["youtube"] = YouTubeSource(args.youtube, cfg.youtube)
     if args.reply_in_chat and not platforms:
         raise UserError("--reply-in-chat needs --twitch CHANNEL and/or --youtube VIDEO")
+    for platform in platforms.values():
+        platform.preflight()
     sources.extend(platforms.values())
     if not args.reply_in_chat:
         return []

@@ -147,6 +147,16 @@ class TwitchSource:
         self._emit: Callable[[object], None] = lambda ev: None
         self._sockets_seen = 0
 
+    def preflight(self) -> None:
+        """Before any model loads: a missing token or client id is the user's one-line mistake."""
+        from vtuber.errors import UserError
+
+        saved = self.tokens.get(TOKEN_NAME)
+        if not saved or (isinstance(saved, dict) and not saved.get("access_token")):
+            raise UserError(f"twitch: no Twitch token yet: {AUTH_HINT} first")
+        if not self.settings.client_id and not (isinstance(saved, dict) and saved.get("client_id")):
+            raise UserError("twitch: no client id: set [twitch] client_id in the config (see the README)")
+
     # --- what the console and the chat-reply output use ---------------------------------
 
     def reply_limit(self) -> int:

@@ -103,6 +103,13 @@ class YouTubeSource:
         self._emit: Callable[[object], None] = lambda ev: None
         self._started = time.monotonic()
 
+    def preflight(self) -> None:
+        """Before any model loads: no API key is the user's one-line mistake."""
+        from vtuber.errors import UserError
+
+        if not self._key():
+            raise UserError(f"youtube: no YouTube API key yet: {AUTH_HINT} first")
+
     def reply_limit(self) -> int:
         return self.settings.reply_limit
 
