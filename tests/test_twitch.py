@@ -58,7 +58,9 @@ class Running:
         await asyncio.gather(self.task, return_exceptions=True)
 
     async def live(self, timeout=10.0):
-        done, _ = await asyncio.wait([asyncio.ensure_future(self.source.ready.wait()), self.task], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        ready = asyncio.ensure_future(self.source.ready.wait())
+        await asyncio.wait([ready, self.task], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         assert self.source.ready.is_set(), self.source.state
         await self.fake.wait_subscribed()
 

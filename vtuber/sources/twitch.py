@@ -179,8 +179,8 @@ class TwitchSource:
                 reply_to_message_id=reply_to_id or None,
             )
         except HTTPException as e:
-            if e.status == 401:
-                self._needs_auth("Twitch refused the token when sending a chat message")
+            if e.status in (401, 403):  # reading goes on; posting needs user:write:chat
+                self._say_once("send-auth", logging.ERROR, "twitch: cannot post chat replies (%s: %s); %s", e.status, _message(e), AUTH_HINT)
             return f"http {e.status}: {_message(e)}"
         except (OSError, asyncio.TimeoutError) as e:
             return f"network: {e}"
