@@ -177,8 +177,9 @@ async def test_a_dropped_socket_reconnects_with_backoff_restores_subscriptions_a
         await asyncio.sleep(0.2)
         assert [m.id for m in r.of(ChatMessage)] == ["same-id", "new-id"]
         assert r.source.counters["duplicates"] == 1
-        said = [rec.message for rec in caplog.records if "reconnecting" in rec.message]
+        said = [rec.message for rec in caplog.records if "reconnecting with backoff" in rec.message]
         assert len(said) == 1, said  # said once, not once a try
+        assert r.source.counters["reconnects"] == 2  # the two refused tries
 
 
 async def _record_states(source, states):

@@ -372,9 +372,14 @@ class TwitchSource:
         while not self._ended.is_set():
             self._patch_backoff()
             sockets = self._sockets()
-            if sockets and any(w.connected and not w._connecting for w in sockets):
-                if not self.state.startswith(("live", "needs auth", "error")):
-                    self.state = "live"
+            up = bool(sockets) and any(w.connected and not w._connecting for w in sockets)
+            if up and not self.state.startswith(("live", "needs auth", "error")):
+                self.state = "live"
+                log.info("twitch: live again")
+            elif not up and self.state == "live":  # dropped: twitchio reconnects and resubscribes
+                self.state = "reconnecting"
+                self.counters["connection drops"] += 1
+                self._say_once("drop", logging.WARNING, "twitch: the chat connection dropped; reconnecting (said once)")
             try:
                 await asyncio.wait_for(self._ended.wait(), 0.25)
             except asyncio.TimeoutError:
