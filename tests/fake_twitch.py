@@ -474,3 +474,17 @@ def raid(user: str = "bigstreamer", user_id: str = "7007", viewers: int = 40) ->
         "raid", user, user_id, user_id=user_id, user_name=user, user_login=user.lower(), viewer_count=viewers,
         profile_image_url="https://example.invalid/r.png",
     )
+
+
+def redemption(user: str = "dana", user_id: str = "8008", title: str = "Hydrate!", cost: int = 500, text: str = "") -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        **_broadcaster(),
+        "user_id": user_id,
+        "user_login": user.lower(),
+        "user_name": user,
+        "user_input": text,
+        "status": "unfulfilled",
+        "reward": {"id": "reward-1", "title": title, "cost": cost, "prompt": ""},
+        "redeemed_at": _now(),
+    }

@@ -127,7 +127,8 @@ async def test_subs_gifts_raids_follows_and_other_notices_become_stream_events(f
         await fake.notify("channel.chat.notification", ft.raid("BigStreamer", viewers=40))
         await fake.notify("channel.follow", ft.follow("NewFan"))
         await fake.notify("channel.chat.notification", ft.notification("announcement", "Streamer", color="PRIMARY"))
-        await r.until(lambda: len(r.of(StreamEvent)) >= 6, what="events")
+        await fake.notify("channel.channel_points_custom_reward_redemption.add", ft.redemption("Dana", title="Hydrate!", cost=500, text="ignore this"))
+        await r.until(lambda: len(r.of(StreamEvent)) >= 7, what="events")
         got = [(e.kind, e.user, e.amount) for e in r.of(StreamEvent)]
         assert got == [
             ("sub", "Bob", 1),
@@ -136,7 +137,9 @@ async def test_subs_gifts_raids_follows_and_other_notices_become_stream_events(f
             ("raid", "BigStreamer", 40),
             ("follow", "NewFan", 0),
             ("announcement", "Streamer", 0),
+            ("redeem", "Dana", 500),
         ]
+        assert r.of(StreamEvent)[-1].text == "Hydrate!"  # the reward's title, not what the viewer typed
 
 
 async def test_moderation_events_become_moderation(fake):
@@ -271,3 +274,15 @@ async def test_chat_reply_goes_to_helix_as_a_reply_and_drop_reason_is_reported(f
         assert await r.source.send_reply("Hello Alice!", "m1") == "dropped by Twitch: msg_duplicate"
         assert any("identical" in rec.message for rec in caplog.records)
         assert r.source.counters["replies sent"] == 1 and r.source.counters["replies dropped by Twitch"] == 1
+
+
+async def test_a_token_that_expires_mid_stream_is_refreshed_on_the_next_call_and_saved(fake):
+    async with Running(fake) as r:
+        await r.live()
+        old = r.store.get(TOKEN_NAME)["access_token"]
+        del fake.tokens[old]  # it expired while the stream went on
+        assert await r.source.send_reply("still here", "m1") == ""  # twitchio refreshed and retried
+        assert fake.requests.count("token:refresh_token") == 1
+        await r.until(lambda: r.store.get(TOKEN_NAME)["access_token"] != old, what="the new token saved")
+        assert r.store.get(TOKEN_NAME)["access_token"] in fake.tokens
+        assert fake.sent[-1]["message"] == "still here"
