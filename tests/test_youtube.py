@@ -166,3 +166,43 @@ async def test_a_reply_is_inserted_with_the_authors_name(fake):
         (body,) = fake.inserted
         assert body["snippet"] == {"liveChatId": "chat1", "type": "textMessageEvent", "textMessageDetails": {"messageText": "@Amy Hi Amy!"}}
         assert r.source.counters["replies sent"] == 1
+
+
+async def test_youtube_chat_through_a_session_reply_posted_deleted_message_never_answered(fake):
+    """A real Session: a YouTube message answered (spoken, then inserted as "@name ..."),
+    one deleted while it waits never answered, a Super Chat's amount on the message."""
+    from test_cancel import HeldLLM
+    from test_twitch_session import make_session
+    from vtuber.outputs.chat_reply import ChatReplyOutput
+
+    store_src = Running(fake)
+    source = store_src.source
+    llm = HeldLLM(["Hello there, thanks for asking!", "Second reply."], hold_at=1)
+    replies = ChatReplyOutput({"youtube": source})
+    session = make_session(llm, [replies], plugins=())
+    seen = []
+    session.observers.append(seen.append)
+    task = asyncio.create_task(session.run([source]))
+    try:
+        await store_src.until(lambda: source.state == "live")
+        fake.text("how are you?", "Amy")
+        await store_src.until(lambda: llm.started_first.is_set(), what="the first reply")
+        gone = fake.text("answer me later", "Bo", "UCbo")
+        fake.add("superChatEvent", "Rich", "UCrich", None,
+                 superChatDetails={"amountMicros": "10000000", "currency": "USD", "amountDisplayString": "$10.00", "userComment": "big fan", "tier": 3})
+        await store_src.until(lambda: len(session.director) == 2, what="two queued")
+        fake.add("messageDeletedEvent", "Mod", "UCmod", None, messageDeletedDetails={"deletedMessageId": gone})
+        await store_src.until(lambda: any(isinstance(e, Moderation) for e in seen), what="the delete")
+        llm.cancel.set()
+        llm.cancel.clear()
+        await store_src.until(lambda: len(fake.inserted) == 2, what="two replies inserted")
+    finally:
+        session.stop("test over")
+        await asyncio.wait_for(task, 20)
+    answered = [r.input_text for r in session.recorder.finished() if not r.cut_short]
+    assert answered == ["how are you?", "big fan"]
+    paid = [e for e in seen if isinstance(e, ChatMessage) and e.user == "Rich"]
+    assert paid[0].amount == 10.0 and paid[0].currency == "USD"
+    texts = [b["snippet"]["textMessageDetails"]["messageText"] for b in fake.inserted]
+    assert texts == ["@Amy Hello there, thanks for asking!", "@Rich Second reply."]
+    assert session.director.counters["dropped_moderated: delete"] == 1
