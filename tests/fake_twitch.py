@@ -55,7 +55,7 @@ class _Session:
 
 
 class FakeTwitch:
-    def __init__(self, keepalive_s: float = 5.0):
+    def __init__(self, keepalive_s: float = 5.0, port: int = 0):
         self.keepalive_s = keepalive_s
         self.users = {u["login"]: u for u in (BROADCASTER, BOT)}
         self.tokens: dict[str, dict] = {}  # access token -> {user_id, login, scopes, expires_in}
@@ -73,7 +73,7 @@ class FakeTwitch:
         self.requests: list[str] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ class FakeTwitch:
         app.router.add_get("/ws", self._ws)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self

@@ -286,3 +286,25 @@ async def test_a_token_that_expires_mid_stream_is_refreshed_on_the_next_call_and
         await r.until(lambda: r.store.get(TOKEN_NAME)["access_token"] != old, what="the new token saved")
         assert r.store.get(TOKEN_NAME)["access_token"] in fake.tokens
         assert fake.sent[-1]["message"] == "still here"
+
+
+async def test_twitch_unreachable_at_start_backs_off_says_so_once_and_connects_when_it_is_back(caplog):
+    import socket
+
+    caplog.set_level(logging.WARNING, "vtuber.twitch")
+    with socket.socket() as s:  # a free port, nothing listening on it yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fake = ft.FakeTwitch(keepalive_s=2.0, port=port)  # not started: the network is down
+    access, refresh = fake.issue_token()
+    async with Running(fake, {"access_token": access, "refresh_token": refresh}) as r:
+        await r.until(lambda: r.source.state.startswith("reconnecting in"), what="backing off")
+        await asyncio.sleep(1.0)
+        await fake.start()
+        try:
+            await r.live(timeout=15)
+            assert r.source.state == "live"
+            said = [rec.message for rec in caplog.records if "cannot reach Twitch" in rec.message]
+            assert len(said) == 1, said
+        finally:
+            await fake.stop()

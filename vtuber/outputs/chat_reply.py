@@ -142,6 +142,8 @@ class ChatReplyOutput:
             src = ev.turn.source
             if isinstance(src, ChatMessage) and src.source in self.platforms and src.id:
                 self._pending[ev.turn.id] = _Pending(src)
+                for stale in list(self._pending)[:-16]:  # a turn that failed never finishes: forget it
+                    del self._pending[stale]
         elif isinstance(ev, ReplyClause):
             p = self._pending.get(ev.turn_id)
             if p is not None:
