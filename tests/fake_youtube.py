@@ -125,7 +125,7 @@ class FakeYouTube:
 
     def add(self, kind: str, author: str = "Amy", channel: str = "UCamy", flags: dict | None = None, **details) -> str:
         mid = f"yt-{next(self._ids)}"
-        snippet = {"type": kind, "liveChatId": "chat1", "authorChannelId": channel, "publishedAt": "2026-01-01T00:00:00Z", "hasDisplayContent": True, "displayMessage": ""}
+        snippet = {"type": kind, "liveChatId": next(iter(self.videos.values()), ""), "authorChannelId": channel, "publishedAt": "2026-01-01T00:00:00Z", "hasDisplayContent": True, "displayMessage": ""}
         snippet.update(details)
         author_details = {"channelId": channel, "channelUrl": f"http://www.youtube.com/channel/{channel}", "displayName": author,
                           "profileImageUrl": "", "isVerified": False, "isChatOwner": False, "isChatSponsor": False, "isChatModerator": False}

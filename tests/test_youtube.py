@@ -206,3 +206,15 @@ async def test_youtube_chat_through_a_session_reply_posted_deleted_message_never
     texts = [b["snippet"]["textMessageDetails"]["messageText"] for b in fake.inserted]
     assert texts == ["@Amy Hello there, thanks for asking!", "@Rich Second reply."]
     assert session.director.counters["dropped_moderated: delete"] == 1
+
+
+async def test_live_chat_not_found_looks_for_the_chat_again(fake, caplog):
+    caplog.set_level(logging.WARNING, "vtuber.youtube")
+    async with Running(fake) as r:
+        await r.until(lambda: r.source.state == "live")
+        fake.videos["vid1"] = "chat2"  # the stream restarted: a new chat, the old one is gone
+        await r.until(lambda: r.source.live_chat_id == "chat2", what="the new chat")
+        await r.until(lambda: r.source.state == "live")
+        fake.text("on the new chat")
+        await r.until(lambda: r.of(ChatMessage))
+        assert sum("has no live chat" in rec.message for rec in caplog.records) == 1
