@@ -154,6 +154,35 @@ class MemoryConfig:
 
 
 @dataclass
+class TwitchConfig:
+    """Live chat from Twitch (`vtuber run --twitch CHANNEL`; tokens: `vtuber auth twitch`)."""
+
+    client_id: str = ""  # your Twitch application's client id (public client, device code flow); not a secret
+    channel: str = ""  # the channel read when --twitch is given without one
+    scopes: list[str] = field(default_factory=list)  # empty: what the co-host needs (see vtuber/sources/twitch.py)
+    reply_limit: int = 20  # chat replies per 30 s (Twitch's limit for a bot that is not a moderator)
+    reply_limit_moderator: int = 100  # ... when the bot is a moderator or the broadcaster
+    reply_max_wait_s: float = 60.0  # a chat reply that waited longer for the limiter is dropped as stale
+    reconnect_max_s: float = 60.0  # the longest wait between reconnect tries
+    # Where Twitch is (change only to test against a local fake).
+    api_base: str = "https://api.twitch.tv/helix/"
+    id_base: str = "https://id.twitch.tv/"
+    eventsub_url: str = "wss://eventsub.wss.twitch.tv/ws"
+
+
+@dataclass
+class YouTubeConfig:
+    """Live chat from YouTube (`vtuber run --youtube VIDEO_ID|@handle`; key: `vtuber auth youtube`)."""
+
+    daily_quota: int = 10000  # API units a day (the default project quota); polling slows to stay inside it
+    stream_hours: float = 4.0  # how long the budget must last
+    min_poll_s: float = 1.0  # never poll faster than this, whatever the API suggests
+    reply_limit: int = 20  # chat replies per 30 s
+    reply_max_wait_s: float = 60.0
+    api_base: str = "https://www.googleapis.com/youtube/v3/"  # change only to test against a local fake
+
+
+@dataclass
 class Config:
     persona: str = "miko"  # a persona name (user folder, persona_folders, bundled) or a YAML file
     persona_folders: list[str] = field(default_factory=list)  # more folders of NAME.yaml personas
@@ -166,6 +195,8 @@ class Config:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    twitch: TwitchConfig = field(default_factory=TwitchConfig)
+    youtube: YouTubeConfig = field(default_factory=YouTubeConfig)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -247,6 +278,17 @@ def validate(cfg: Config) -> Config:
         (2 <= cfg.safety.leak_words <= 100, "safety.leak_words must be in [2, 100]"),
         (bool(cfg.safety.safe_line.strip()), "safety.safe_line must not be empty"),
         (0.01 <= cfg.plugins.timeout_s <= 10, "plugins.timeout_s must be in [0.01, 10]"),
+    ]
+    checks += [  # live chat
+        (1 <= cfg.twitch.reply_limit <= 100, "twitch.reply_limit must be in [1, 100]"),
+        (1 <= cfg.twitch.reply_limit_moderator <= 100, "twitch.reply_limit_moderator must be in [1, 100]"),
+        (cfg.twitch.reply_max_wait_s > 0, "twitch.reply_max_wait_s must be > 0"),
+        (1.0 <= cfg.twitch.reconnect_max_s <= 3600, "twitch.reconnect_max_s must be in [1, 3600]"),
+        (cfg.youtube.daily_quota >= 100, "youtube.daily_quota must be >= 100"),
+        (0.1 <= cfg.youtube.stream_hours <= 48, "youtube.stream_hours must be in [0.1, 48]"),
+        (0.1 <= cfg.youtube.min_poll_s <= 600, "youtube.min_poll_s must be in [0.1, 600]"),
+        (1 <= cfg.youtube.reply_limit <= 100, "youtube.reply_limit must be in [1, 100]"),
+        (cfg.youtube.reply_max_wait_s > 0, "youtube.reply_max_wait_s must be > 0"),
     ]
     for name, table in cfg.plugins.settings.items():
         if not isinstance(table, dict):
