@@ -150,6 +150,7 @@ def live_load_result(session: Session, seconds: float) -> dict:
         if d.kind == "chat":
             dropped[d.reason] = dropped.get(d.reason, 0) + 1
     out: dict = {"seconds": seconds, "chat_every_s": LOAD_CHAT_EVERY_S, "dropped": dropped}  # chat dropped, by reason
+    out["counters"] = session.director.balance()  # received = answered + cut short + merged + dropped + waiting
     for kind in ("chat", "speech"):
         rs = [r for r in records if r.kind == kind]
         heard = [v for r in rs if (v := r.stages()["input_to_first_heard"]) is not None]
