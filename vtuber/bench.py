@@ -27,6 +27,7 @@ from vtuber.audio import HEARING_RATE, resample
 from vtuber.clock import FastClock
 from vtuber.events import RETRACTED, ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
+from vtuber.mind.quality import quality_counts
 from vtuber.outputs.recorder import TurnRecord
 from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
@@ -311,6 +312,7 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
         "heard": [u.text for u in session.recorder.heard],
         "records": [r.to_json() for r in records],
         "live_load": load,
+        "quality": quality_counts(records),  # echo, parrot, role play, cut...: reply checks over the bench turns
     }
     for kind in ("chat", "speech"):
         s = stats.get(kind, {}).get("input_to_first_audio")

@@ -361,6 +361,13 @@ def bench_table(result: dict):
             table.add_row(f"  {kind}: answered / received", f"{k['answered']} / {k['received']}", "", "", "", "", "", "")
         dropped = ", ".join(f"{n} {why}" for why, n in sorted(load["dropped"].items())) or "none"
         table.add_row("  dropped", dropped)
+    q = result.get("quality")
+    if q and q["replies"]:
+        table.add_row(
+            "reply quality",
+            f"{q['replies']} replies: echo {q['echo']}, parrot {q['parrot']}, role play {q['roleplay']}, cut {q['cut']}, "
+            f"first clauses redone {q['suppressed_first_clauses']}",
+        )
     return table
 
 
