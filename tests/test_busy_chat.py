@@ -34,14 +34,14 @@ MENTIONS = [
 def busy_script(seed: int = 7) -> tuple[list[ChatMessage], dict]:
     rng = random.Random(seed)
     msgs: list[ChatMessage] = []
-    for i in range(300):  # background chat: over a message a second for 260 s
-        t = round(rng.uniform(1.0, 260.0), 2)
+    for i in range(200):  # background chat: over a message a second for 170 s
+        t = round(rng.uniform(1.0, 170.0), 2)
         msgs.append(ChatMessage(f"viewer{rng.randrange(60)}", rng.choice(PLAIN) + f" {i}", t, id=f"plain{i}"))
     for i in range(30):  # one viewer posting 30 times
-        msgs.append(ChatMessage("spammer", f"look at my channel number {i}", 2.0 + i * 8.5, id=f"spam{i}"))
-    # Priority messages, 20 s apart: 4 paid, 8 mentions, 1 copy-paste burst (20 copies in 3 s).
+        msgs.append(ChatMessage("spammer", f"look at my channel number {i}", 2.0 + i * 5.5, id=f"spam{i}"))
+    # Priority messages, 20 s apart: 3 paid, 5 mentions, 1 copy-paste burst (20 copies in 3 s).
     priority, t = {}, 5.0
-    kinds = ["paid", "mention", "mention", "burst", "paid", "mention", "mention", "paid", "mention", "mention", "paid", "mention", "mention"]
+    kinds = ["paid", "mention", "mention", "burst", "paid", "mention", "mention", "paid", "mention"]
     for n, kind in enumerate(kinds):
         if kind == "paid":
             m = ChatMessage(f"payer{n}", f"cheer500 keep going Sam {n}", t, bits=500, id=f"paid{n}")
