@@ -98,9 +98,9 @@ async def test_a_regulars_second_message_is_answered_with_their_name_in_the_prom
     first, second = llm.seen
     assert first[-1]["content"] == "Ann: I'm baking bread today"
     assert second[-1]["content"] == "Ann: the bread is ready!"
-    assert 'Ann is a regular (2 messages); last time Ann said "I\'m baking bread today".' in second[-2]["content"]
+    assert second[-2] == {"role": "user", "content": 'Ann is a regular (2 messages); last time Ann said "I\'m baking bread today".'}
     # history: the viewer's side and a gist of the reply, as one note, not as the model's own turns
-    assert second[-2]["role"] == "user" and "Ann: I'm baking bread today / you answered" in second[-2]["content"]
+    assert second[-3]["role"] == "user" and "Ann: I'm baking bread today / you answered" in second[-3]["content"]
     assert not any(m["role"] == "assistant" and "hello again" in m["content"] for m in second)
 
 
@@ -119,8 +119,24 @@ async def test_a_long_session_never_exceeds_the_context():
     mind.close()
     sizes = [mind.prompts.tokens(m) for m in llm.seen]
     assert max(sizes) + persona.max_tokens <= context
-    assert len(mind.prompts.history) == 50  # remembered, but only what fits is in the prompt
+    assert 50 <= len(mind.prompts.history) <= 100  # remembered, but only what fits is in the prompt
     assert "Earlier on stream" in llm.seen[-1][-2]["content"]
+
+
+def test_history_grows_at_its_end_so_the_cached_prefix_survives():
+    persona = load_persona("miko")
+    builder = PromptBuilder(persona, 3, count_tokens=lambda t: len(t.split()), context=2048)
+    prompts = []
+    for i in range(8):
+        turn = Turn(i + 1, "chat", f"v{i}", f"message {i}", 0.0, 0.0, 0.0)
+        prompts.append(builder.messages(turn))
+        builder.remember(turn, f"reply number {i}")
+    kept = [len(p) for p in prompts]
+    histories = [p[-2]["content"] for p in prompts[1:]]
+    # from one turn to the next the history note only gains lines at its end, except when it
+    # is trimmed from 6 back to 3 exchanges
+    grows = [b.startswith(a) for a, b in zip(histories, histories[1:])]
+    assert grows.count(False) == 1 and kept[0] == len(builder.prefix()) + 1
 
 
 def test_cli_show_and_forget(tmp_path, capsys):

@@ -104,8 +104,9 @@ class Exchange:
 class PromptBuilder:
     """Keeps the last few exchanges and builds chat messages for the LLM.
 
-    History goes in as one note before the input (the viewer's side, and a gist of the
-    co-host's), newest kept first while the prompt fits `context` with room for the reply.
+    History goes in as one note right after the stable prefix (the viewer's side, and a gist
+    of the co-host's), the newest kept first while the prompt fits `context` with room for the
+    reply. Then lore, the post-history note, the memory's note on the viewer, the input.
     """
 
     def __init__(
@@ -118,7 +119,7 @@ class PromptBuilder:
     ):
         self.persona = persona
         self.system = system_prompt(persona, canary)
-        self.history: deque[Exchange] = deque(maxlen=max(history_turns, 0) or None)
+        self.history: deque[Exchange] = deque()  # between history_turns and twice that
         self._keep = history_turns
         self.count_tokens = count_tokens
         self.context = context
@@ -134,21 +135,24 @@ class PromptBuilder:
     def messages(self, turn: Turn, note: str = "") -> list[dict]:
         """The prompt for one turn; `note`: what the memory knows of the viewer (it quotes
         chat, so it goes with the history in a user-part note, never the system part)."""
-        msgs = self.prefix()
+        # Order: what changes least first, so consecutive prompts share a long prefix the
+        # LLM keeps in its KV cache (history grows at its end and is trimmed in halves).
+        after: list[dict] = []
         lore = self.persona.lore_for(turn.text)
         if lore:
             lore_note = " ".join(lore)[:MAX_LORE_CHARS]
-            msgs.append({"role": "system", "content": f"Background you know: {lore_note}"})
+            after.append({"role": "system", "content": f"Background you know: {lore_note}"})
         if self.persona.post_history_instructions:
-            msgs.append({"role": "system", "content": self.persona.post_history_instructions})
-        current = {"role": "user", "content": quote_input(turn, self.persona)}
+            after.append({"role": "system", "content": self.persona.post_history_instructions})
         about = _clean(note, MAX_NOTE_CHARS)
-        context = self._history_note([*msgs, {"role": "user", "content": about}, current])
-        context = "\n".join(part for part in (context, about) if part)
-        if context:
-            msgs.append({"role": "user", "content": context})
-        msgs.append(current)
-        return msgs
+        if about:
+            after.append({"role": "user", "content": about})
+        after.append({"role": "user", "content": quote_input(turn, self.persona)})
+        msgs = self.prefix()
+        history = self._history_note([*msgs, *after])
+        if history:
+            msgs.append({"role": "user", "content": history})
+        return msgs + after
 
     def tokens(self, msgs: list[dict]) -> int:
         if self.count_tokens is None:
@@ -180,8 +184,14 @@ class PromptBuilder:
         return [*messages[:-1], {"role": "system", "content": note}, messages[-1]]
 
     def remember(self, turn: Turn, reply: str) -> None:
+        """Keep the exchange. The oldest are dropped in halves (from twice `history_turns` back
+        to `history_turns`), not one a turn, so the history note mostly grows at its end and
+        the cached prompt prefix survives from turn to turn."""
         if self._keep > 0 and reply.strip() and turn.kind != "idle":
             self.history.append(Exchange(quote_input(turn, self.persona), reply.strip()))
+            if len(self.history) > 2 * self._keep:
+                for _ in range(len(self.history) - self._keep):
+                    self.history.popleft()
 
 
 def context_needed(persona: Persona, count_tokens, history_turns: int = 0, canary: str = "x" * 21) -> int:
