@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import types
 
 import numpy as np
 
@@ -77,7 +78,8 @@ def scripted_session(replies, outputs=(), per_word=0.25, max_chars=2000):
 
     cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": []}})
     persona = dataclasses.replace(load_persona("miko"), max_chars=max_chars, max_tokens=512)
-    engine = Engine(cfg, persona, None, ScriptedLLM(replies), None, ToneTTS(per_word), NoVAD(), "CANARY-0000000000")
+    no_asr = types.SimpleNamespace(prompt="", names=[])  # chat only: nothing is transcribed (a persona switch sets these)
+    engine = Engine(cfg, persona, None, ScriptedLLM(replies), no_asr, ToneTTS(per_word), NoVAD(), "CANARY-0000000000")
     return Session(engine, Clock(), outputs, plugins=[])
 
 

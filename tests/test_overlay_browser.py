@@ -215,3 +215,63 @@ async def test_dock_skip_cuts_the_reply_mute_stops_new_ones_and_calls_need_the_t
         assert abs(heard - (r.play_end - r.play_start)) < 0.1
     assert any(isinstance(e, TurnDropped) and e.user == "cyd" and e.reason == "muted" for e in events)
     assert "cyd" in dropped and "muted" in dropped
+
+
+async def test_dock_answer_next_and_persona_calls_act_on_the_session():
+    overlay = OverlayServer(port=0)
+    await overlay.serve()
+    session = scripted_session(["One two three four five six seven eight nine ten.", "Short.", "Short."], [overlay], per_word=0.25)
+    started = []
+    session.observers.append(lambda ev: isinstance(ev, ReplyStarted) and started.append(ev.turn.user))
+    base = f"http://127.0.0.1:{overlay.port}"
+    headers = {"Origin": base, "X-Vtuber-Token": overlay.dock_token}
+    script = [chat(0.2, "first", user="amy", id="a"), chat(0.5, "hello", user="bob", id="b"), chat(0.6, "hey there", user="cyd", id="c")]
+    run = asyncio.create_task(session.run([ChatScriptSource(script)]))
+    async with aiohttp.ClientSession() as http:
+        while True:  # both wait behind Amy's reply
+            async with http.get(base + "/api/state", headers=headers) as r:
+                state = await r.json()
+            if len([q for q in state["queue"] if q["kind"] == "chat"]) == 2:
+                break
+            await asyncio.sleep(0.05)
+        last = state["queue"][-1]["user"]  # the one triage would answer last...
+        async with http.post(base + "/api/answer_next", headers=headers, json={"id": {"bob": "b", "cyd": "c"}[last]}) as r:
+            assert r.status == 200
+        async with http.post(base + "/api/persona", headers=headers, json={"name": "nobody"}) as r:
+            assert r.status == 400 and "no persona named" in (await r.json())["error"]
+        async with http.post(base + "/api/persona", headers=headers, json={"name": "miko"}) as r:
+            assert r.status == 200
+        await asyncio.wait_for(run, 60)
+    assert started[:2] == ["amy", last]  # ...is answered next
+    assert sorted(started) == ["amy", "bob", "cyd"]
+
+
+async def test_a_real_rehearsal_drives_the_overlay_in_real_time(engine):
+    """`vtuber rehearse --overlay`: the real models, the rehearsal's own real-time clock."""
+    from vtuber.rehearsal import RehearsalInputs, rehearse
+
+    overlay = OverlayServer(port=0)
+    await overlay.serve()
+    pw, browser = await launch_chromium()
+    try:
+        page = await browser.new_page(bypass_csp=True, viewport={"width": 1920, "height": 1080})
+        await page.goto(overlay.overlay_url + "?fade=0.5")
+        await wait_for(page, "window.vtuberOverlay && window.vtuberOverlay.connected")
+        heard = []
+
+        class Watch:  # an output like any other, beside the overlay
+            def handle(self, ev):
+                if isinstance(ev, ClausePlaying):
+                    heard.append((ev.turn_id, ev.clause_index, ev.text, wall_ms()))
+
+        inputs = RehearsalInputs(chat=[chat(0.3, "What is your favourite snack?", user="pixelpaws")])
+        session = await asyncio.wait_for(rehearse(engine, inputs, fast=False, outputs=[overlay, Watch()]), 120)
+        await wait_for(page, "document.getElementById('lines').childElementCount === 0", 10000)
+        shown = await page.evaluate("window.vtuberOverlay.shown")
+    finally:
+        await browser.close()
+        await pw.stop()
+    assert session.recorder.finished() and heard
+    assert [(s["turn_id"], s["index"], s["text"]) for s in shown] == [h[:3] for h in heard]
+    for s, h in zip(shown, heard):
+        assert h[3] - 50 <= s["at"] <= h[3] + 1000
