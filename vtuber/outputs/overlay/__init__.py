@@ -310,8 +310,9 @@ class OverlayServer:
         return page
 
     def _dock_ok(self, request) -> bool:
+        """The dock token, from this machine only (the dock is never reachable from elsewhere)."""
         given = request.headers.get("X-Vtuber-Token") or request.query.get("dock", "")
-        return bool(given) and secrets.compare_digest(given, self.dock_token)
+        return bool(given) and secrets.compare_digest(given, self.dock_token) and is_loopback(request.remote or "")
 
     async def _api_state(self, request):
         from aiohttp import web
