@@ -227,3 +227,23 @@ async def test_the_dock_api_needs_its_token_and_a_same_origin_request():
         assert overlay.refused["dock token required"] == 4 and overlay.refused["same-origin request required"] == 2
     finally:
         await overlay.aclose()
+
+
+async def test_a_moderated_message_is_withdrawn_from_the_screen_at_once():
+    from vtuber.events import Moderation
+
+    overlay = await served()
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{overlay.port}/ws") as ws:
+            await next_json(ws)
+            a_reply(overlay, user="troll", clauses=("Sure thing.",))  # heard to the end, still on screen (fading)
+            got = [await next_json(ws) for _ in range(4)]
+            assert got[-1]["type"] == "playback_finished"
+            overlay.handle(Moderation("delete", 5.0, message_id="other"))  # another message: nothing happens
+            overlay.handle(Moderation("clear_user", 5.1, user="TROLL"))
+            withdrawn = await next_json(ws)
+            assert withdrawn["type"] == "withdrawn" and withdrawn["turn_id"] == 1 and withdrawn["reason"] == "moderated: clear_user"
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{overlay.port}/ws") as ws:
+            assert (await next_json(ws))["state"]["turn_id"] is None  # a page opened now shows nothing of it
+    finally:
+        await overlay.aclose()

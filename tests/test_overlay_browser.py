@@ -275,3 +275,26 @@ async def test_a_real_rehearsal_drives_the_overlay_in_real_time(engine):
     assert [(s["turn_id"], s["index"], s["text"]) for s in shown] == [h[:3] for h in heard]
     for s, h in zip(shown, heard):
         assert h[3] - 50 <= s["at"] <= h[3] + 1000
+
+
+async def test_a_message_taken_back_by_a_moderator_leaves_the_page_at_once():
+    from vtuber.events import ChatMessage, Moderation, PlaybackStarted, Turn
+
+    overlay = OverlayServer(port=0)
+    await overlay.serve()
+    pw, browser = await launch_chromium()
+    try:
+        page = await browser.new_page(bypass_csp=True)
+        await page.goto(overlay.overlay_url + "?fade=60")
+        await wait_for(page, "window.vtuberOverlay && window.vtuberOverlay.connected")
+        msg = ChatMessage(user="troll", text="something nasty", t=0.0, id="m-9")
+        overlay.handle(ReplyStarted(Turn(3, "chat", "troll", msg.text, 0.0, 0.0, 0.0, msg), 0.1))
+        overlay.handle(PlaybackStarted(3, 0.2))
+        overlay.handle(ClausePlaying(3, 0, "Well, about that.", 0.2, 1.0))
+        await wait_for(page, "!document.getElementById('card').hidden && document.getElementById('lines').childElementCount === 1")
+        overlay.handle(Moderation("delete", 0.5, message_id="m-9"))
+        await wait_for(page, "document.getElementById('card').hidden && document.getElementById('lines').childElementCount === 0", 3000)
+    finally:
+        await browser.close()
+        await pw.stop()
+        await overlay.aclose()

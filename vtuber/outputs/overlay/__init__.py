@@ -44,6 +44,7 @@ from vtuber.events import (
     AudioChunk,
     ChatMessage,
     ClausePlaying,
+    Moderation,
     PlaybackFinished,
     PlaybackStarted,
     ReplyStarted,
@@ -148,6 +149,7 @@ class _Reply:
     input: dict
     clauses: list[dict] = field(default_factory=list)
     speaking: bool = False
+    source: object = None  # the chat message answered (a moderator may take it back)
 
 
 class OverlayServer:
@@ -189,7 +191,7 @@ class OverlayServer:
         self.refused: dict[str, int] = {}
         self.sent = 0
         self._reply: _Reply | None = None
-        self._replies: dict[int, dict] = {}  # turn -> input info (made, maybe not heard yet)
+        self._replies: dict[int, tuple[dict, object]] = {}  # turn -> (input info, source): made, maybe not heard yet
         self._dropped: deque[dict] = deque(maxlen=DROPPED_KEPT)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner = None
@@ -426,13 +428,13 @@ class OverlayServer:
         if isinstance(ev, ReplyStarted):
             t = ev.turn
             info = input_info(t.source, t.kind, t.user, t.text)
-            self._replies[t.id] = info
+            self._replies[t.id] = (info, t.source)
             if len(self._replies) > 32:
                 self._replies.pop(next(iter(self._replies)))
             self._send(self._message("reply", turn_id=t.id, input=info, t=ev.t))
         elif isinstance(ev, PlaybackStarted):
-            info = self._replies.get(ev.turn_id)
-            self._reply = _Reply(ev.turn_id, info, speaking=True)
+            info, source = self._replies.get(ev.turn_id, (None, None))
+            self._reply = _Reply(ev.turn_id, info, speaking=True, source=source)
             self._send(self._message("playback_started", turn_id=ev.turn_id, input=info, t=ev.t))
         elif isinstance(ev, ClausePlaying):
             clause = {"index": ev.clause_index, "text": ev.text, "duration": round(ev.duration, 3), "words": words_timing(ev.text, ev.duration)}
@@ -443,6 +445,12 @@ class OverlayServer:
             if self._reply is not None and self._reply.turn_id == ev.turn_id:
                 self._reply.speaking = False
             self._send(self._message("playback_finished", turn_id=ev.turn_id, t=ev.t, cut_short=ev.cut_short, reason=ev.reason))
+            if ev.reason.startswith("moderated"):
+                self._withdraw(ev.turn_id, ev.reason, ev.t)
+        elif isinstance(ev, Moderation):
+            r = self._reply
+            if r is not None and ev.matches(r.source):  # the message answered was taken back: off the screen now
+                self._withdraw(r.turn_id, f"moderated: {ev.action}", ev.t)
         elif isinstance(ev, TurnCancelled):
             self._send(self._message("cancelled", turn_id=ev.turn_id, reason=ev.reason, t=ev.t))
         elif isinstance(ev, AudioChunk):
@@ -454,6 +462,11 @@ class OverlayServer:
             d = {"kind": ev.kind, "user": ev.user, "text": ev.text, "reason": ev.reason, "t": ev.t}
             self._dropped.append(d)
             self._send(self._message("dropped", **d), dock_only=True)
+
+    def _withdraw(self, turn_id: int, reason: str, t: float) -> None:
+        if self._reply is not None and self._reply.turn_id == turn_id:
+            self._reply = None
+        self._send(self._message("withdrawn", turn_id=turn_id, reason=reason, t=t))
 
     # --- the dock ---------------------------------------------------------------------------
 

@@ -119,6 +119,8 @@
     else if (m.type === "clause" && current && current.turn_id === m.turn_id) {
       current.clauses.push({ text: m.text });
       renderReply(current);
+    } else if (m.type === "withdrawn" && current && current.turn_id === m.turn_id) {
+      renderReply(null);
     } else if (m.type === "playback_finished" && current && current.turn_id === m.turn_id) {
       current.speaking = false;
       renderReply(current);

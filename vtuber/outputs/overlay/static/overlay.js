@@ -242,6 +242,16 @@
       case "cancelled":
         stopAudio(m.turn_id);
         break;
+      case "withdrawn": // a moderator took the message back: off the screen at once
+        stopAudio(m.turn_id);
+        if (turn === m.turn_id) {
+          cancelFade();
+          clearCaptions();
+          el.card.hidden = true;
+          speaking(false);
+          turn = null;
+        }
+        break;
       case "audio":
         if (cfg.audio) onAudio(m);
         break;
