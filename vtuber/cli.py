@@ -94,7 +94,7 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
         outputs.append(speaker)
     from vtuber.outputs.stream import stream_outputs
 
-    outputs += stream_outputs(cfg, args, lambda line: console.print(line, markup=False), args.fast)
+    outputs += stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True), args.fast)
     engine = _load_engine(cfg, persona, args.quiet)
     from vtuber.outputs.recorder import Recorder
 
@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         playback = lambda clock, emit: SpeakerPlayback(clock, emit, device, rate)  # noqa: E731
     from vtuber.outputs.stream import stream_outputs
 
-    extra = stream_outputs(cfg, args, lambda line: console.print(line, markup=False))
+    extra = stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True))
     out = claim_out_dir(args.out, args.force) if args.out else None
     if out is not None:  # the report's plot library, loaded now: a stop must write it in time
         import matplotlib
