@@ -183,7 +183,7 @@
   function play(key, m, buf) {
     const c = audioContext();
     let at = m.t + (offset ?? 0);
-    if (offset === null || Math.abs(at - c.currentTime) > 0.3) {
+    if (offset === null || Math.abs(at - c.currentTime) > 1.0) {
       offset = c.currentTime + 0.05 - m.t; // the session clock mapped onto the audio clock
       at = m.t + offset;
     }
