@@ -298,3 +298,37 @@ async def test_a_message_taken_back_by_a_moderator_leaves_the_page_at_once():
         await browser.close()
         await pw.stop()
         await overlay.aclose()
+
+
+async def test_the_settings_page_makes_the_overlay_address_and_previews_the_look():
+    overlay = OverlayServer(port=0)
+    await overlay.serve()
+    pw, browser = await launch_chromium()
+    try:
+        page = await browser.new_page(bypass_csp=True, viewport={"width": 1280, "height": 900})
+        await page.goto(overlay.settings_url)
+        await page.fill("input[name=size]", "60")
+        await page.select_option("select[name=pos]", "top")
+        await page.fill("input[name=bg]", "00000088")
+        await page.uncheck("input[name=chat]")
+        url = await page.input_value("#url")
+        assert url.startswith(f"http://127.0.0.1:{overlay.port}/?")
+        assert {"size=60", "pos=top", "bg=00000088", "chat=0"} <= set(url.split("?", 1)[1].split("&"))
+        await wait_for(page, "document.getElementById('preview').src.includes('size=60') && document.getElementById('preview').src.includes('chat=0')")
+        src = await page.evaluate("document.getElementById('preview').src")
+        frame = None
+        for _ in range(100):
+            frame = next((f for f in page.frames if f.url == src), None)
+            if frame is not None:
+                break
+            await asyncio.sleep(0.05)
+        await frame.wait_for_function("window.vtuberOverlay && window.vtuberOverlay.shown.length >= 1", timeout=10000)
+        look = await frame.evaluate(
+            "({body: document.body.className, size: getComputedStyle(document.getElementById('captions')).fontSize,"
+            " card: document.getElementById('card').hidden, connected: window.vtuberOverlay.connected})"
+        )
+    finally:
+        await browser.close()
+        await pw.stop()
+        await overlay.aclose()
+    assert "pos-top" in look["body"] and look["size"] == "60px" and look["card"] and not look["connected"]  # a demo: no server events

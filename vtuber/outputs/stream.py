@@ -56,6 +56,7 @@ def stream_outputs(cfg, args: argparse.Namespace, say=print, fast: bool = False)
         outputs.append(overlay)
         audio = "&audio=1" if overlay.audio and "?" in overlay.overlay_url else "?audio=1" if overlay.audio else ""
         say(f"overlay: {overlay.overlay_url}{audio}  (OBS: Sources -> Browser, 1920x1080)")
+        say(f"look:    {overlay.settings_url}  (pick font, colours, position; it makes the overlay address)")
         say(f"dock:    {overlay.dock_url}  (OBS: Docks -> Custom Browser Docks; keep this address private)")
     if want_vts:
         from vtuber.outputs.vtube_studio import VTubeStudio

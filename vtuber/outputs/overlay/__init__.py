@@ -6,6 +6,7 @@ One small web server on 127.0.0.1 (aiohttp) serves two pages and one WebSocket:
   message being answered, a speaking indicator; styled by URL parameters; transparent.
   With `?audio=1` the reply audio comes over the WebSocket too and the page plays it
   with WebAudio as each clause is heard (OBS captures it: "Control audio via OBS").
+- `/settings`: a form for the overlay's look with a live preview; it makes the URL.
 - `/dock?dock=TOKEN`: what is queued and why, what was dropped, the current reply with
   Skip, Mute, persona switch, "answer this one next", counters and latencies.
 
@@ -209,6 +210,10 @@ class OverlayServer:
         return self._base() + "/" + (f"?token={self.token}" if self.token else "")
 
     @property
+    def settings_url(self) -> str:
+        return self._base() + "/settings" + (f"?token={self.token}" if self.token else "")
+
+    @property
     def dock_url(self) -> str:
         return f"{self._base()}/dock?dock={self.dock_token}"
 
@@ -233,6 +238,7 @@ class OverlayServer:
         app.router.add_get("/", self._page("overlay.html"))
         app.router.add_get("/overlay", self._page("overlay.html"))
         app.router.add_get("/dock", self._page("dock.html"))
+        app.router.add_get("/settings", self._page("settings.html"))
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/api/state", self._api_state)
         app.router.add_post("/api/{action}", self._api)

@@ -271,6 +271,31 @@
     };
     ws.onclose = () => { trace.connected = false; setTimeout(connect, 1000); };
   }
+  // Demo mode (the settings page's preview): a sample reply on a loop, no server events.
+  function demo() {
+    const clauses = ["Oh, that is easy!", "I love cozy farming games,", "and this one has the cutest chickens."];
+    let turnId = 1000;
+    const run = () => {
+      const id = ++turnId;
+      onMessage({ v: VERSION, type: "playback_started", turn_id: id, t: 0, input: { kind: "chat", user: "PixelPaws", text: "what game is this? it looks so relaxing", bits: 250, amount: 0, currency: "", subscriber: true, moderator: false } });
+      let at = 0;
+      clauses.forEach((text, index) => {
+        const duration = 0.09 * text.length;
+        const words = [];
+        let w0 = 0;
+        const parts = text.split(" ");
+        const total = parts.reduce((n, p) => n + p.length + 1, 0);
+        for (const p of parts) { const d = (duration * (p.length + 1)) / total; words.push([p, w0, w0 + d]); w0 += d; }
+        setTimeout(() => onMessage({ v: VERSION, type: "clause", turn_id: id, index, t: at, text, duration, words }), at * 1000);
+        at += duration;
+      });
+      setTimeout(() => onMessage({ v: VERSION, type: "playback_finished", turn_id: id, t: at, cut_short: false, reason: "" }), at * 1000);
+      setTimeout(run, (at + cfg.fade + 1.5) * 1000);
+    };
+    run();
+  }
+
+  if (P.get("demo") === "1") { cfg.audio = false; demo(); return; }
   if (cfg.audio) audioContext();
   connect();
 })();
