@@ -247,3 +247,25 @@ async def test_a_moderated_message_is_withdrawn_from_the_screen_at_once():
             assert (await next_json(ws))["state"]["turn_id"] is None  # a page opened now shows nothing of it
     finally:
         await overlay.aclose()
+
+
+async def test_a_foreign_host_name_is_refused_and_a_non_ascii_token_is_just_wrong():
+    overlay = await served()
+    base = f"http://127.0.0.1:{overlay.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            # DNS rebinding: a site's own name pointed at 127.0.0.1 sends that name as Host (and Origin).
+            rebound = {"Host": f"evil.example:{overlay.port}", "Origin": f"http://evil.example:{overlay.port}"}
+            async with http.get(base + "/", headers=rebound) as r:
+                assert r.status == 403
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await http.ws_connect(base + "/ws", headers=rebound)
+            for host in (f"localhost:{overlay.port}", f"127.0.0.1:{overlay.port}"):
+                async with http.get(base + "/", headers={"Host": host}) as r:
+                    assert r.status == 200
+            async with http.post(base + "/api/skip", headers={"Origin": base, "X-Vtuber-Token": "é"}) as r:
+                assert r.status == 403
+            async with http.get(base + "/api/state?dock=%C3%A9") as r:
+                assert r.status == 403
+    finally:
+        await overlay.aclose()

@@ -115,6 +115,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def same_secret(given: str, secret: str) -> bool:
+    """Constant-time comparison (any text: a non-ASCII guess is just wrong, not an error)."""
+    return bool(given) and secrets.compare_digest(given.encode("utf-8", "replace"), secret.encode("utf-8"))
+
+
+def loopback_host(host_header: str) -> bool:
+    """Is the Host header this machine's (127.0.0.1, localhost, [::1])? A page on another
+    site whose name was pointed at 127.0.0.1 (DNS rebinding) sends its own name: refused."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return is_loopback(host)
+
+
 def check_port(port: int, flag: str = "overlay.port") -> None:
     if not 0 <= port <= 65535:
         raise UserError(f"{flag} must be a port number in [1, 65535], got {port}")
@@ -297,8 +313,11 @@ class OverlayServer:
         @web.middleware
         async def guard(request, handler):
             # Bound beyond this machine: every request needs the overlay token.
-            if self.token and not request.path.startswith("/static/") and not secrets.compare_digest(request.query.get("token", ""), self.token) and not self._dock_ok(request):
-                return self._refuse("token required", 403)
+            if self.token:
+                if not request.path.startswith("/static/") and not same_secret(request.query.get("token", ""), self.token) and not self._dock_ok(request):
+                    return self._refuse("token required", 403)
+            elif not loopback_host(request.host):  # bound to 127.0.0.1: only this machine's names
+                return self._refuse("unknown host", 403)
             response = await handler(request)
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -320,7 +339,7 @@ class OverlayServer:
     def _dock_ok(self, request) -> bool:
         """The dock token, from this machine only (the dock is never reachable from elsewhere)."""
         given = request.headers.get("X-Vtuber-Token") or request.query.get("dock", "")
-        return bool(given) and secrets.compare_digest(given, self.dock_token) and is_loopback(request.remote or "")
+        return same_secret(given, self.dock_token) and is_loopback(request.remote or "")
 
     async def _api_state(self, request):
         from aiohttp import web
