@@ -479,7 +479,7 @@ class OverlayServer:
         elif isinstance(ev, TurnCancelled):
             self._send(self._message("cancelled", turn_id=ev.turn_id, reason=ev.reason, t=ev.t))
         elif isinstance(ev, AudioChunk):
-            if self.audio and len(ev.samples):
+            if self.audio and len(ev.samples) and any(c.audio for c in self.clients):
                 pcm = base64.b64encode(np.ascontiguousarray(ev.samples, dtype="<i2").tobytes()).decode("ascii")
                 msg = self._message("audio", turn_id=ev.turn_id, index=ev.clause_index, sample_rate=ev.sample_rate, format="s16le", pcm=pcm)
                 self._send(msg, audio_only=True)
