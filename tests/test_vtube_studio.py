@@ -31,6 +31,7 @@ class FakeVTubeStudio:
         self.injected: list[tuple[float, float]] = []  # (time.monotonic, MouthOpen)
         self.sessions = 0
         self.runner = None
+        self.deny = False
 
     async def start(self):
         app = web.Application()
@@ -60,7 +61,9 @@ class FakeVTubeStudio:
             self.requests.append((time.monotonic(), req))
             kind, data = req["messageType"], req.get("data", {})
             assert req["apiName"] == "VTubeStudioPublicAPI" and req["apiVersion"] == "1.0"
-            if kind == "AuthenticationTokenRequest":
+            if kind == "AuthenticationTokenRequest" and self.deny:
+                await ws.send_json(self.reply(req, "APIError", {"errorID": 50, "message": "User has denied API access for your plugin."}))
+            elif kind == "AuthenticationTokenRequest":
                 assert 3 <= len(data["pluginName"]) <= 32 and 3 <= len(data["pluginDeveloper"]) <= 32
                 await ws.send_json(self.reply(req, "AuthenticationTokenResponse", {"authenticationToken": self.TOKEN}))
             elif kind == "AuthenticationRequest":
@@ -148,3 +151,24 @@ def test_bad_settings_are_user_errors():
         VTubeStudio("http://127.0.0.1:8001")
     with pytest.raises(UserError, match="rate_hz"):
         VTubeStudio(rate_hz=200)
+
+
+async def test_a_denied_plugin_stops_asking(caplog):
+    caplog.set_level(logging.WARNING, "vtuber.vtube_studio")
+    fake = FakeVTubeStudio()
+    fake.deny = True
+    await fake.start()
+    vts = VTubeStudio(f"ws://127.0.0.1:{fake.port}", backoff_start_s=0.05, backoff_max_s=0.05)
+    vts.start()
+    try:
+        for _ in range(100):
+            if vts.denied:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # long enough for several retries, had it gone on
+        assert vts.denied and fake.kinds() == ["AuthenticationTokenRequest"]
+        assert TokenStore().get(TOKEN_NAME) is None
+        assert any("not allowed" in r.message for r in caplog.records)
+    finally:
+        await vts.aclose()
+        await fake.stop()

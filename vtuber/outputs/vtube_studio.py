@@ -14,7 +14,8 @@ while a reply is *heard* sends `InjectParameterDataRequest` for the mouth parame
 
 It never blocks the pipeline: `handle` only stores and flags; sending happens in its own
 task. When VTube Studio is not there or restarts, it says so once and reconnects with
-backoff (1 s doubling to 30 s) in the background.
+backoff (1 s doubling to 30 s) in the background. If the user denies the plugin, it
+stops asking for the rest of the run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ FRAME_S = 0.02  # envelope resolution: RMS per 20 ms
 
 class AuthFailed(Exception):
     """VTube Studio refused the plugin (the user denied it, or revoked the token)."""
+
+
+class Denied(AuthFailed):
+    """The user clicked "Deny": asking again every few seconds would only pester them."""
 
 
 def envelope(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -95,6 +100,7 @@ class VTubeStudio:
         self.token_wait_s = token_wait_s
         self.now = time.monotonic  # the session clock once attached
         self.connected = False
+        self.denied = False
         self.connects = 0
         self.sent = 0
         self.errors: list[str] = []
@@ -230,7 +236,7 @@ class VTubeStudio:
                 log.warning("VTube Studio: allow the plugin %r in the VTube Studio window (asked once)", PLUGIN_NAME)
                 reply = await self._call(ws, "AuthenticationTokenRequest", who, self.token_wait_s)
                 if reply.get("messageType") == "APIError":
-                    raise AuthFailed(reply.get("data", {}).get("message", "the plugin was not allowed"))
+                    raise Denied(reply.get("data", {}).get("message", "the plugin was not allowed"))
                 token = reply.get("data", {}).get("authenticationToken", "")
                 if not token:
                     raise AuthFailed("no token in VTube Studio's answer")
@@ -264,6 +270,10 @@ class VTubeStudio:
                             break
             except asyncio.CancelledError:
                 raise
+            except Denied as e:
+                log.warning("VTube Studio: the plugin was not allowed (%s); lip sync is off until the next run", e)
+                self.denied = True
+                return
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError, AuthFailed, ValueError) as e:
                 if not told:
                     log.warning("VTube Studio not reachable at %s (%s); retrying in the background", self.url, e or type(e).__name__)
