@@ -220,7 +220,7 @@ async def test_the_dock_api_needs_its_token_and_a_same_origin_request():
                 assert r.status == 403
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await http.ws_connect(base + "/ws?role=dock")
-            async with http.get(base + f"/api/state", headers={"X-Vtuber-Token": overlay.dock_token}) as r:
+            async with http.get(base + "/api/state", headers={"X-Vtuber-Token": overlay.dock_token}) as r:
                 assert r.status == 200 and (await r.json())["reply"]["turn_id"] is None
             async with http.post(base + "/api/skip", headers=own) as r:
                 assert r.status == 409  # right token, right origin: refused only for want of a session

@@ -32,6 +32,7 @@ import json
 import logging
 import secrets
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -214,6 +215,7 @@ class OverlayServer:
         self._runner = None
         self._serving: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
+        self._personas: tuple[float, list[str]] = (-1e9, [])
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -503,10 +505,13 @@ class OverlayServer:
             return state
         from vtuber.mind.persona import list_personas
 
-        try:
-            personas = list_personas(s.cfg.persona_folders)
-        except UserError:
-            personas = []
+        now = time.monotonic()
+        if now - self._personas[0] > 5.0:  # the folders are read every 5 s, not every push
+            try:
+                self._personas = (now, list_personas(s.cfg.persona_folders))
+            except UserError:
+                self._personas = (now, [])
+        personas = self._personas[1]
         last = s.recorder.finished()[-1] if s.recorder.finished() else None
         stages = last.stages() if last else {}
         state.update(
