@@ -222,6 +222,9 @@
     if (m.type !== "audio") note(m);
     switch (m.type) {
       case "hello":
+        offset = null; // a new connection may be a new session: its clock starts again
+        applyState(m.state);
+        break;
       case "state":
         applyState(m.state);
         break;
