@@ -144,6 +144,7 @@ class VTubeStudioConfig:
     parameter: str = "MouthOpen"
     rate_hz: float = 40.0  # mouth updates a second while she speaks (10-60)
     gain: float = 5.0  # RMS (of full scale) times gain = mouth opening
+    moods: dict = field(default_factory=dict)  # [vtube_studio.moods] happy/surprised/sad/angry = "hotkey name or ID"
 
 
 @dataclass

@@ -62,7 +62,7 @@ def stream_outputs(cfg, args: argparse.Namespace, say=print, fast: bool = False)
         from vtuber.outputs.vtube_studio import VTubeStudio
 
         url = getattr(args, "vtube_studio", None) or v.url
-        outputs.append(VTubeStudio(url, v.parameter, v.rate_hz, v.gain))
+        outputs.append(VTubeStudio(url, v.parameter, v.rate_hz, v.gain, moods=v.moods))
         say(f"VTube Studio: {url} (allow the plugin in VTube Studio the first time)")
     if obs_source:
         from vtuber.outputs.obs_captions import ObsCaptions

@@ -12,6 +12,10 @@ while a reply is *heard* sends `InjectParameterDataRequest` for the mouth parame
   clock, scaled by `gain`, smoothed (fast open, slower close), clamped to [0, 1];
 - after the reply (`PlaybackFinished`) and at once on a cancel the mouth goes to 0.
 
+Optionally a reply's mood (happy, surprised, sad, angry: from the words of its first
+heard clause that shows one) triggers a VTube Studio hotkey (`[vtube_studio.moods]`,
+mood = hotkey name or ID), once per reply, as that clause is heard.
+
 It never blocks the pipeline: `handle` only stores and flags; sending happens in its own
 task. When VTube Studio is not there or restarts, it says so once and reconnects with
 backoff (1 s doubling to 30 s) in the background. If the user denies the plugin, it
@@ -38,6 +42,26 @@ PLUGIN_NAME = "vtuber co-host"
 PLUGIN_DEVELOPER = "vtuber project"
 TOKEN_NAME = "vtube_studio"
 FRAME_S = 0.02  # envelope resolution: RMS per 20 ms
+
+
+# A reply's mood, from its first heard clause that shows one (a small word list: the
+# bundled model writes no mood tags). Each mood can trigger a VTube Studio hotkey.
+MOOD_WORDS = {
+    "happy": {"haha", "hehe", "yay", "love", "lol", "great", "awesome", "amazing", "glad", "fun", "cute", "wonderful", "yes"},
+    "surprised": {"wow", "whoa", "woah", "omg", "really", "seriously", "what", "huh"},
+    "sad": {"sorry", "sad", "unfortunately", "aww", "miss", "sadly"},
+    "angry": {"hmph", "ugh", "annoying", "rude", "grr"},
+}
+
+
+def mood_of(text: str) -> str | None:
+    """The mood a clause shows most ("Wow, really?" -> surprised), or None."""
+    import re
+
+    words = re.findall(r"[a-z']+", text.lower())
+    counts = {mood: sum(w in lexicon for w in words) for mood, lexicon in MOOD_WORDS.items()}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else None
 
 
 class AuthFailed(Exception):
@@ -83,6 +107,7 @@ class VTubeStudio:
         backoff_max_s: float = 30.0,
         backoff_start_s: float = 1.0,
         token_wait_s: float = 120.0,
+        moods: dict | None = None,
     ):
         self.url = check_url(url)
         if not 10.0 <= rate_hz <= 60.0:
@@ -91,6 +116,16 @@ class VTubeStudio:
             raise UserError(f"vtube_studio.gain must be in [0.1, 100], got {gain}")
         if not parameter.strip():
             raise UserError("vtube_studio.parameter must not be empty")
+        moods = dict(moods or {})
+        for mood, hotkey in moods.items():
+            if mood not in MOOD_WORDS:
+                raise UserError(f"vtube_studio.moods.{mood}: unknown mood (known: {', '.join(MOOD_WORDS)})")
+            if not isinstance(hotkey, str) or not hotkey.strip():
+                raise UserError(f"vtube_studio.moods.{mood} must be a VTube Studio hotkey name or ID")
+        self.moods = moods
+        self.hotkeys_sent: list[str] = []
+        self._hotkeys: list[str] = []
+        self._mood_turns: set[int] = set()
         self.parameter = parameter
         self.rate_hz = rate_hz
         self.gain = gain
@@ -149,6 +184,15 @@ class VTubeStudio:
                 if len(self._envelopes) > 64:
                     self._envelopes.pop(next(iter(self._envelopes)))
         elif isinstance(ev, ClausePlaying):
+            if self.moods and ev.turn_id not in self._mood_turns:
+                mood = mood_of(ev.text)
+                if mood is not None:  # one expression a reply, from the first clause that shows a mood
+                    self._mood_turns.add(ev.turn_id)
+                    if len(self._mood_turns) > 64:
+                        self._mood_turns = set(sorted(self._mood_turns)[-32:])
+                    if mood in self.moods:
+                        self._hotkeys.append(self.moods[mood])
+                        self._wake.set()
             env = self._envelopes.pop((ev.turn_id, ev.clause_index), None)
             if env is not None:
                 self._playing = (ev.turn_id, ev.t, env)
@@ -178,6 +222,8 @@ class VTubeStudio:
     async def _drive(self) -> None:
         period = 1.0 / self.rate_hz
         while True:
+            while self._hotkeys:
+                await self._trigger(self._hotkeys.pop(0))
             target = self._target()
             if target is None:
                 if self._value != 0.0:
@@ -195,6 +241,16 @@ class VTubeStudio:
                 await asyncio.wait_for(self._wake.wait(), period)
             except asyncio.TimeoutError:
                 pass
+
+    async def _trigger(self, hotkey: str) -> None:
+        ws = self._ws
+        if ws is None or not self.connected:
+            return
+        try:
+            await asyncio.wait_for(ws.send_json(self._request("HotkeyTriggerRequest", {"hotkeyID": hotkey})), 1.0)
+            self.hotkeys_sent.append(hotkey)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError) as e:
+            log.debug("VTube Studio hotkey failed: %s", e)
 
     async def _set_mouth(self, value: float) -> None:
         self._value = value
