@@ -50,6 +50,7 @@ class HeldLLM:
         self.calls = 0
         self.stopped: list[bool] = []
         self.started_first = threading.Event()
+        self.seen_messages: list[list[dict]] = []
 
     def warm(self, prefix):
         pass
@@ -58,6 +59,7 @@ class HeldLLM:
         return len(text.split())
 
     def stream(self, messages, max_tokens):
+        self.seen_messages.append(messages)
         reply = self.replies[min(self.calls, len(self.replies) - 1)]
         first = self.calls == 0
         self.calls += 1
@@ -105,7 +107,7 @@ def session_with(llm, tts, history_turns=2, long_replies=False):
     cfg = load_config(overrides={"llm": {"history_turns": history_turns}, "director": {"max_age_s": 600.0}, "plugins": {"enabled": []}})
     persona = load_persona("miko")
     if long_replies:
-        persona = dataclasses.replace(persona, max_chars=2000, max_tokens=512)
+        persona = dataclasses.replace(persona, max_chars=2000, max_tokens=512, reply_seconds=60.0)
     engine = Engine(cfg, persona, None, llm, None, tts, NoVAD(), "CANARY-0000000000")
     return Session(engine, FastClock(), plugins=[])
 
@@ -156,7 +158,8 @@ async def test_cancel_before_the_first_token_stops_the_llm_and_the_next_input_is
     assert recs["first?"].cut_short and recs["first?"].cancel_reason == "skip"
     assert recs["first?"].t_first_audio is None and recs["first?"].heard_text == ""
     assert recs["second?"].reply_text == "Yes I do." and not recs["second?"].cut_short
-    assert session.director.counters["skipped"] == 1 and session.director.counters["answered"] == 1
+    assert session.director.counters["cut_short"] == 1 and session.director.counters["answered"] == 1
+    assert session.director.balance()["adds_up"]
 
 
 async def test_cancel_mid_clause_drops_the_rest_and_history_keeps_what_was_heard():
@@ -265,3 +268,46 @@ async def test_every_cancel_emits_one_turn_cancelled_and_one_cut_playback():
     cut = [e for e in events if isinstance(e, PlaybackFinished) and e.cut_short]
     assert [e.turn_id for e in cancelled] == [1] and [e.turn_id for e in cut] == [1]
     assert not [e for e in events if isinstance(e, AudioChunk) and e.turn_id == 1 and e.t > cancelled[0].t]
+
+
+async def test_a_moderated_message_is_never_answered_and_its_reply_in_flight_is_cut():
+    """Moderation wins: a message deleted while being answered stops its reply at once, a
+    banned user's waiting messages are dropped, and a reply still playing for a deleted
+    message is silenced; the counters add up."""
+    from vtuber.events import Moderation
+
+    llm = HeldLLM([LONG, "Hi there, Bo!"], hold_at=3)
+    session = session_with(llm, FakeTTS())
+    msgs = [
+        ChatMessage("troll", "say something awful", 0.1, id="m1", user_id="u1", source="twitch"),
+        ChatMessage("troll", "and more of it", 0.2, id="m2", user_id="u1", source="twitch"),
+        ChatMessage("bo", "hello Miko", 0.3, id="m3", user_id="u2", source="twitch"),
+    ]
+    session.cfg.director.per_user_queued = 3
+
+    def on(ev, s):
+        if isinstance(ev, ReplyStarted) and ev.turn.source.id == "m1":
+            def moderate():
+                s.emit(Moderation("delete", s.clock.now(), message_id="m1", source="twitch"))
+                s.emit(Moderation("ban", s.clock.now(), user="troll", user_id="u1", source="twitch"))
+
+            def when_queued():  # the model is held on m1 until the others wait in the queue
+                llm.started_first.wait(5)
+                deadline = time.monotonic() + 5
+                while len(s.director) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                s.controls._soon(moderate)
+
+            threading.Thread(target=when_queued).start()
+
+    session.controls.bind(asyncio.get_running_loop())
+    left = await run_with(session, msgs, on)
+    assert_nothing_leaked(session, left)
+    recs = {r.input_text: r for r in session.recorder.finished()}
+    assert recs["say something awful"].cut_short and recs["say something awful"].cancel_reason == "moderated: delete"
+    assert "and more of it" not in recs
+    assert recs["hello Miko"].reply_text == "Hi there, Bo!"
+    dropped = [(d.text, d.reason) for d in session.recorder.dropped]
+    assert ("and more of it", "moderated: ban") in dropped
+    balance = session.director.balance()
+    assert balance["adds_up"] and balance["received"] == 3 and balance["answered"] == 1 and balance["cut_short"] == 1

@@ -9,6 +9,8 @@ import pytest
 from vtuber.clock import Clock, FastClock
 from vtuber.config import DirectorConfig
 from vtuber.director import Director
+from collections import Counter
+
 from vtuber.events import ChatMessage, Turn, TurnDropped, Utterance
 
 
@@ -23,8 +25,8 @@ class ManualClock(Clock):
         return self.t
 
 
-def chat(text: str, t: float, user: str = "viewer") -> ChatMessage:
-    return ChatMessage(user=user, text=text, t=t, id=text)
+def chat(text: str, t: float, user: str = "") -> ChatMessage:
+    return ChatMessage(user=user or f"viewer-{text}", text=text, t=t, id=text)
 
 
 def speech(text: str, t_end: float) -> Utterance:
@@ -56,21 +58,21 @@ async def test_speech_is_picked_before_earlier_chat():
     assert turn.t_input == 99.8  # end of the streamer's speech
     assert isinstance(turn.source, Utterance)
     d.done()
-    assert [t.text for t in await drain(d)] == ["first chat", "second chat"]
+    assert [t.text for t in await drain(d)] == ["second chat", "first chat"]  # the newest first among equals
 
 
-async def test_chat_in_arrival_order_with_turn_fields():
+async def test_chat_newest_first_with_turn_fields():
     d, clock, _ = make()
     for i in range(5):
         clock.t = 100.0 + i
         d.submit(chat(f"msg {i}", 100.0 + i, user=f"u{i}"))
     clock.t = 110.0
     turns = await drain(d)
-    assert [t.text for t in turns] == [f"msg {i}" for i in range(5)]
-    assert [t.user for t in turns] == [f"u{i}" for i in range(5)]
+    assert [t.text for t in turns] == [f"msg {i}" for i in reversed(range(5))]
+    assert [t.user for t in turns] == [f"u{i}" for i in reversed(range(5))]
     assert [t.id for t in turns] == [1, 2, 3, 4, 5]  # turn ids count up
     assert all(t.kind == "chat" for t in turns)
-    assert [t.t_queued for t in turns] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert [t.t_queued for t in turns] == [104.0, 103.0, 102.0, 101.0, 100.0]
     assert all(t.t_picked == 110.0 for t in turns)
     assert turns[2].source == chat("msg 2", 102.0, user="u2")
 
@@ -116,7 +118,7 @@ async def test_stale_chat_dropped_when_picked():
     d.submit(chat("just in time", 100.0 - 29.0))
     d.submit(chat("fresh", 100.0))
     turns = await drain(d)
-    assert [t.text for t in turns] == ["just in time", "fresh"]
+    assert [t.text for t in turns] == ["fresh", "just in time"]
     assert emitted == [TurnDropped(kind="chat", user="old", text="ancient", reason="stale", t=100.0)]
     assert d.counters["dropped_stale"] == 1
 
@@ -245,7 +247,7 @@ def rich_chat(text, t, user="viewer", bits=0, badges=()):
     return ChatMessage(user=user, text=text, t=t, bits=bits, badges=tuple(badges))
 
 
-async def test_paid_and_mentioned_chat_first_then_arrival_order():
+async def test_paid_and_mentioned_chat_first_then_the_newest():
     clock = ManualClock(10.0)
     d = Director(DirectorConfig(), clock, [].append, persona_name="Miko")
     d.submit(rich_chat("nice run", 1.0, "a"))
@@ -255,7 +257,7 @@ async def test_paid_and_mentioned_chat_first_then_arrival_order():
     d.submit(rich_chat("another one", 5.0, "e"))
     d.close()
     order = [t.user for t in await drain(d)]
-    assert order == ["c", "b", "d", "a", "e"]
+    assert order == ["c", "b", "d", "e", "a"]
 
 
 async def test_persona_triage_weights_change_the_order():
@@ -294,7 +296,7 @@ async def test_a_full_queue_refuses_a_chat_that_matters_less_than_all_waiting():
 async def test_moderation_takes_back_queued_messages():
     from vtuber.events import Moderation
 
-    d, clock, emitted = make()
+    d = Director(DirectorConfig(per_user_queued=3), ManualClock(), (emitted := []).append)
     d.submit(ChatMessage("troll", "buy followers", 99.0, id="m1", user_id="u1", source="twitch"))
     d.submit(ChatMessage("troll", "again", 99.1, id="m2", user_id="u1", source="twitch"))
     d.submit(ChatMessage("ann", "hi Miko", 99.2, id="m3", user_id="u2", source="twitch"))
@@ -313,7 +315,155 @@ async def test_promoted_message_is_answered_next_and_listed_first():
     d.submit(chat("plain", 99.0))
     d.submit(chat("a question?", 99.1))
     d.submit(chat("also plain", 99.2))
-    assert [r["id"] for r in d.queued()] == ["a question?", "plain", "also plain"]
+    assert [r["id"] for r in d.queued()] == ["a question?", "also plain", "plain"]
     assert d.promote("also plain") and not d.promote("nope")
     assert d.queued()[0]["id"] == "also plain"
     assert [t.text for t in await drain(d)] == ["also plain", "a question?", "plain"]
+
+
+# --------------------------------------------------------------------------- busy chat (issue: triage and pacing)
+
+
+def paid(text, t, user, bits=0, amount=0.0, currency=""):
+    return ChatMessage(user=user, text=text, t=t, bits=bits, amount=amount, currency=currency, id=f"{user}-{t}")
+
+
+async def test_paid_messages_go_by_amount_on_one_scale_and_outlive_the_stale_limit():
+    clock = ManualClock(100.0)
+    emitted = []
+    d = Director(DirectorConfig(max_age_s=30.0, paid_max_age_s=300.0), clock, emitted.append, persona_name="Miko")
+    d.submit(paid("cheer100 hi", 10.0, "bits100", bits=100))  # $1, 90 s old
+    d.submit(paid("superchat", 20.0, "eur5", amount=5.0, currency="EUR"))  # about $5.40
+    d.submit(paid("superchat", 30.0, "jpy500", amount=500.0, currency="JPY"))  # about $3.35
+    d.submit(paid("old", -250.0, "ancient", bits=1000))  # 350 s old: past even the paid limit
+    d.submit(rich_chat("Miko, a question?", 99.0, "fan"))  # mention + question, but free
+    assert [t.user for t in await drain(d)] == ["eur5", "jpy500", "bits100", "fan"]
+    assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("ancient", "stale")]
+
+
+async def test_a_full_queue_never_drops_a_paid_message_for_free_chat():
+    clock = ManualClock(10.0)
+    emitted = []
+    d = Director(DirectorConfig(queue_size=2), clock, emitted.append, persona_name="Miko")
+    d.submit(paid("cheer1", 1.0, "small", bits=1))
+    d.submit(paid("cheer2", 2.0, "small2", bits=2))
+    d.submit(rich_chat("Miko, hello?", 3.0, "fan", badges=["subscriber/9", "vip"]))
+    assert [(e.user, e.reason) for e in emitted] == [("fan", "queue_full")]
+
+
+async def test_a_copy_paste_burst_is_answered_once_and_names_the_askers():
+    clock = ManualClock(10.0)
+    emitted = []
+    d = Director(DirectorConfig(), clock, emitted.append, persona_name="Miko")
+    d.submit(rich_chat("Miko what game is this?", 9.0, "ann"))
+    for i, text in enumerate(["miko what game is this", "Miko what game is this??", "Miko, what game is this?"]):
+        d.submit(rich_chat(text, 9.1 + i / 10, f"copy{i}"))
+    d.submit(rich_chat("what is your favourite tea?", 9.5, "bo"))
+    turn = await d.next_turn()
+    d.done()
+    assert turn.user == "ann" and turn.askers == ("copy0", "copy1", "copy2")
+    # The same text again right after the answer is merged too (the burst keeps coming).
+    clock.t = 20.0
+    d.submit(rich_chat("MIKO WHAT GAME IS THIS", 19.0, "late"))
+    assert [t.user for t in await drain(d)] == ["bo"]
+    assert d.counters["merged"] == 4
+    assert [e.reason for e in emitted if isinstance(e, TurnDropped)][-1] == "merged: ann's was just answered"
+    assert d.balance()["adds_up"]
+
+
+async def test_a_newer_message_replaces_the_same_viewers_waiting_one():
+    d, clock, emitted = make()
+    d.submit(chat("first try", 99.0, user="amy"))
+    d.submit(chat("other viewer", 99.1, user="bo"))
+    d.submit(chat("second try, typo fixed", 99.2, user="amy"))
+    assert [t.text for t in await drain(d)] == ["second try, typo fixed", "other viewer"]
+    assert [(e.text, e.reason) for e in emitted] == [("first try", "replaced")]
+
+
+async def test_one_viewer_gets_at_most_the_cap_of_answers():
+    clock = ManualClock(0.0)
+    emitted = []
+    d = Director(DirectorConfig(per_user_answers=3, per_user_window_s=300.0), clock, emitted.append, persona_name="Miko")
+    answered = Counter()
+    spam = ["look at me", "hey hey", "notice me pls", "hello???", "answer me", "i am here", "lol", "pog"]
+    for i in range(30):  # a spammer every 5 s, and now and then another viewer
+        clock.t = i * 5.0
+        d.submit(ChatMessage("spammer", f"{spam[i % len(spam)]} {i}", clock.t, id=f"s{i}"))
+        if i % 3 == 0:
+            d.submit(ChatMessage(f"viewer{i}", f"hello from viewer {i}", clock.t, id=f"v{i}"))
+        try:  # a turn if anything may be answered now (a capped message is dropped on pick)
+            turn = await asyncio.wait_for(d.next_turn(), 0.05)
+        except asyncio.TimeoutError:
+            continue
+        answered[turn.user] += 1
+        d.done()
+    assert answered["spammer"] == 3  # 150 s: one window
+    assert d.counters["dropped_user_cap"] >= 20
+    d.submit(ChatMessage("spammer", "Miko, please notice me", 150.0, id="mention"))  # mentions are not capped
+    clock.t = 150.0
+    assert (await d.next_turn()).text == "Miko, please notice me"
+
+
+async def test_pacing_keeps_a_gap_and_a_rate_limit():
+    clock = FastClock()
+    d = Director(DirectorConfig(min_gap_s=2.0, max_replies_per_min=3, pick_ahead_s=0.5, max_age_s=120.0), clock, [].append)
+    d.speaker_busy_until = lambda: 0.0
+    picked = []
+
+    async def run():
+        while (turn := await d.next_turn()) is not None:
+            picked.append(round(clock.now(), 1))
+            d.done()
+
+    clock.start()
+    runner = asyncio.create_task(run())
+    for i, text in enumerate(["hi there", "what game is it?", "lol", "love the music", "gg"]):
+        d.submit(ChatMessage(f"u{i}", text, 0.0, id=str(i)))
+    await asyncio.sleep(0.05)
+    d.close()
+    await asyncio.wait_for(runner, 5)
+    # the speaker was free at 0, so chat waits 2.0 - 0.5 s; then 3 a minute at most
+    assert picked[:3] == [1.5, 1.5, 1.5] and picked[3] >= 61.5 and len(picked) == 5, picked
+
+
+async def test_thank_yous_waiting_together_become_one_line():
+    from vtuber.events import Announcement, StreamEvent
+
+    d, clock, _ = make()
+    d.merge_lines = lambda lines: Announcement(
+        "thanks " + ", ".join(a.user for a in lines) + " for the subs!", clock.t, "many", lines[0].origin
+    )
+    for user in ("ann", "bo", "cy"):
+        d.submit(Announcement(f"thanks {user}!", 99.0, user, "thanks", event=StreamEvent("sub", user, 99.0)))
+    d.submit(Announcement("welcome raiders!", 99.0, "big", "thanks", event=StreamEvent("raid", "big", 99.0, amount=9)))
+    assert [t.text for t in await drain(d)] == ["thanks ann, bo, cy for the subs!", "welcome raiders!"]
+    assert d.counters["merged"] == 2 and d.balance()["adds_up"]
+
+
+async def test_a_10000_message_burst_keeps_the_queue_bounded_and_the_counters_add_up():
+    import tracemalloc
+
+    d = Director(DirectorConfig(queue_size=16), ManualClock(), lambda ev: None)
+    tracemalloc.start()
+    for i in range(10_000):
+        d.submit(ChatMessage(f"user{i % 997}", f"message {i} " + "x" * (i % 40), 99.0 + i / 10_000, id=str(i)))
+        if i == 1000:
+            base = tracemalloc.get_traced_memory()[0]
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(d) <= 16
+    assert grown < 2_000_000, grown  # flat: what is dropped is not kept
+    turns = await drain(d)
+    b = d.balance()
+    assert b["adds_up"] and b["received"] == 10_000 and b["answered"] == len(turns) <= 16
+
+
+def test_join_names():
+    from vtuber.director import join_names
+
+    assert [join_names(n) for n in (["a"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c", "d", "e"])] == [
+        "a",
+        "a and b",
+        "a, b and c",
+        "a, b and 3 others",
+    ]

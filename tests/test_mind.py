@@ -60,7 +60,7 @@ class ScriptedLLM:
         pass
 
 
-async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None):
+async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None, said="hello", mind=None):
     persona = persona or load_persona("miko")
     events, sent = [], []
 
@@ -69,7 +69,7 @@ async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None):
 
     llm = ScriptedLLM(pieces, delay, hold_after)
     mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(banned), Clock(), events.append, send)
-    await mind.answer(Turn(1, "chat", "alice", "hello", 0.0, 0.0, 0.0))
+    await mind.answer(Turn(1, "chat", "alice", said, 0.0, 0.0, 0.0))
     mind.close()
     return events, sent, llm
 
@@ -108,7 +108,7 @@ async def test_reply_is_one_paragraph():
 
 
 async def test_max_chars_caps_the_reply_and_stops_the_llm():
-    persona = dataclasses.replace(load_persona("miko"), max_tokens=512)
+    persona = dataclasses.replace(load_persona("miko"), max_tokens=512, reply_seconds=60.0)
     long = tokens("This is a sentence that goes on. " * 40)
     # After 100 tokens (far past max_chars) the scripted model waits for the cancel.
     _, sent, llm = await answer(long, persona=persona, hold_after=100)
@@ -194,3 +194,70 @@ async def test_the_llm_pauses_while_the_first_clause_is_synthesized():
     stage.close()
     assert seen == {"first": False, "second": True}  # LLM held only for the first clause
     assert stage.first_audio_priority.is_set()
+
+
+# --------------------------------------------------------------------------- reply quality
+
+
+async def test_a_reply_ends_at_the_sentence_past_its_seconds_of_speech():
+    persona = dataclasses.replace(load_persona("miko"), reply_seconds=3.0)  # about 9 words
+    long = tokens("Oh, tea is lovely. I drink it every single morning with honey. Also I like cake. And pie.")
+    _, sent, llm = await answer(long, persona=persona, hold_after=13)  # then it waits for the cancel
+    fin = sent[-1]
+    assert fin.text == "Oh, tea is lovely. I drink it every single morning with honey."
+    assert not fin.truncated and "cut" not in fin.flags
+    assert llm.cancelled == [True]  # the model was stopped, not left to run
+
+
+async def test_an_echoing_first_clause_is_not_spoken_and_the_model_is_nudged():
+    said = "Miko do you like tea?"
+    replies = iter([tokens("Miko do you like tea? I do."), tokens("Oh, I love tea with honey!")])
+    _, sent, llm = await answer(lambda messages: next(replies), said=said)
+    clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
+    assert "do you like tea" not in " ".join(clauses).lower()
+    assert " ".join(clauses) == "Oh, I love tea with honey!"
+    assert sent[-1].suppressed == "echo" and "echo" not in sent[-1].flags
+    nudge = llm.seen[1][-2]
+    assert nudge["role"] == "system" and "Do not repeat it" in nudge["content"]
+    assert llm.seen[1][-1] == llm.seen[0][-1]  # the same message, answered again
+
+
+async def test_a_second_echo_falls_back_to_a_short_in_persona_line():
+    persona = dataclasses.replace(load_persona("miko"), fallback_lines=("Ha, good question!",))
+    said = "can you say hi to my friend Pat?"
+    _, sent, llm = await answer(tokens("Can you say hi to my friend Pat? Sure."), persona=persona, said=said)
+    clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
+    assert clauses == ["Ha, good question!"]
+    assert len(llm.seen) == 2 and sent[-1].suppressed == "echo"
+
+
+async def test_a_first_clause_speaking_as_someone_else_is_not_spoken():
+    replies = iter([tokens("alice: and me too, I love it."), tokens("Hey alice, welcome in!")])
+    _, sent, llm = await answer(lambda messages: next(replies))
+    assert [e.text for e in sent if isinstance(e, ReplyClause)] == ["Hey alice,", "welcome in!"]
+    assert sent[-1].suppressed == "roleplay"
+    assert "Speak only as Miko" in llm.seen[1][-2]["content"]
+
+
+async def test_a_parroted_opening_is_caught_against_earlier_replies():
+    persona = load_persona("miko")
+    events, sent = [], []
+
+    async def send(ev):
+        sent.append(ev)
+
+    replies = iter(
+        [
+            tokens("I'm so glad you're enjoying the game with us!"),
+            tokens("I'm so glad you're enjoying the game with us! Yay."),
+            tokens("Oh, the second level has a secret door."),
+        ]
+    )
+    llm = ScriptedLLM(lambda messages: next(replies))
+    mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(()), Clock(), events.append, send)
+    await mind.answer(Turn(1, "chat", "alice", "this game is fun", 0.0, 0.0, 0.0))
+    await mind.answer(Turn(2, "chat", "bo", "how do I beat the second level?", 0.0, 0.0, 0.0))
+    mind.close()
+    finished = [e for e in sent if isinstance(e, ReplyFinished)]
+    assert finished[1].text == "Oh, the second level has a secret door."
+    assert finished[1].suppressed == "parrot"

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vtuber import __version__
-from vtuber.errors import UserError
+from vtuber.errors import UserError, quote
 
 console = Console(highlight=False)
 
@@ -111,7 +111,7 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Live: the streamer's mic, a chat script (Twitch and YouTube come next), the speaker."""
+    """Live: the streamer's mic, chat (a script, Twitch, YouTube), the speaker, chat replies."""
     from vtuber.mind.persona import load_persona
     from vtuber.models import persona_voice, resolve, voice_sample_rate
     from vtuber.rehearsal import RehearsalInputs, claim_out_dir
@@ -130,8 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from vtuber.sources.mic import MicSource
 
         sources.append(MicSource(None if args.mic == "default" else args.mic))
+    chat_outputs = _live_chat(args, cfg, sources)  # --twitch, --youtube, --reply-in-chat
     if not sources:
-        raise UserError("nothing to listen to: give --mic [DEVICE] and/or --chat-script FILE")
+        raise UserError("nothing to listen to: give --mic [DEVICE], --chat-script FILE, --twitch CHANNEL and/or --youtube VIDEO")
     _check_session_settings(cfg)
     paths = resolve(cfg)
     _voice, voice_config = persona_voice(cfg, paths, persona)
@@ -154,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot  # noqa: F401
     try:
         engine = _load_engine(cfg, persona, args.quiet)
-        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, extra))
+        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra]))
         written = {}
         if out is not None:
             from vtuber.rehearsal import write_report
@@ -167,10 +168,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     if session.stopped:
         console.print(f"[dim]stopped ({escape(session.stopped)})[/]")
     _print_summary(session, written)
+    for src in [*sources, *chat_outputs]:  # live chat: what came in and what was posted
+        counters = getattr(src, "counters", None)
+        if counters:
+            name = getattr(src, "name", type(src).__name__)
+            state = getattr(src, "state", "")
+            console.print(f"{escape(name)}: " + escape(", ".join(f"{k} {v}" for k, v in sorted(counters.items()))) + (f" ({escape(state)})" if state else ""))
     return 0
 
 
-async def _live(engine, persona, sources, playback, duration, extra=()):
+def _live_chat(args, cfg, sources: list) -> list:
+    """Twitch and YouTube chat sources (added to `sources`) and the chat-reply output."""
+    platforms = {}
+    if args.twitch is not None:
+        from vtuber.sources.twitch import TwitchSource, settings_from
+
+        channel = args.twitch or cfg.twitch.channel
+        if not channel:
+            raise UserError("--twitch needs a channel name (or set [twitch] channel in the config)")
+        platforms["twitch"] = TwitchSource(channel, settings_from(cfg.twitch))
+    if args.youtube:
+        from vtuber.sources.youtube import YouTubeSource
+
+        platforms["youtube"] = YouTubeSource(args.youtube, cfg.youtube)
+    if args.reply_in_chat and not platforms:
+        raise UserError("--reply-in-chat needs --twitch CHANNEL and/or --youtube VIDEO")
+    for platform in platforms.values():
+        platform.preflight()
+    sources.extend(platforms.values())
+    if not args.reply_in_chat:
+        return []
+    from vtuber.outputs.chat_reply import ChatReplyOutput
+
+    wait = min(cfg.twitch.reply_max_wait_s, cfg.youtube.reply_max_wait_s)
+    return [ChatReplyOutput(platforms, max_wait_s=wait)]
+
+
+async def _live(engine, persona, sources, playback, duration, outputs=()):
     import signal
 
     from vtuber.clock import Clock
@@ -180,7 +214,7 @@ async def _live(engine, persona, sources, playback, duration, extra=()):
 
     recorder = Recorder()
     live = LiveConsole(recorder, persona.name, console, sources=sources)
-    session = Session(engine, Clock(), [live, *extra], recorder, playback=playback)
+    session = Session(engine, Clock(), [live, *outputs], recorder, playback=playback)
     live.session = session
     loop = asyncio.get_running_loop()
     handled = []
@@ -200,6 +234,29 @@ async def _live(engine, persona, sources, playback, duration, extra=()):
             loop.remove_signal_handler(sig)
             signal.signal(sig, previous)  # the report is written under the command's own handling
     return session
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    from vtuber.tokens import TokenStore, token_file
+
+    cfg = _config_from(args)
+    store = TokenStore()
+    if args.platform == "twitch":
+        import dataclasses
+
+        from vtuber.sources.twitch import device_login, settings_from
+
+        settings = settings_from(cfg.twitch)
+        if args.client_id:
+            settings = dataclasses.replace(settings, client_id=args.client_id)
+        entry = asyncio.run(device_login(settings, store, lambda line: console.print(line, markup=False)))
+        console.print(f"logged in to Twitch as {escape(entry['login'])}; token saved in {escape(str(token_file()))}")
+        return 0
+    from vtuber.sources.youtube import store_key
+
+    store_key(store, lambda prompt: __import__("getpass").getpass(prompt))
+    console.print(f"YouTube key saved in {escape(str(token_file()))}")
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -397,6 +454,48 @@ def redteam_table(persona_name: str, verdicts, seconds: float):
     return table
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    """What the co-host remembers about viewers (the persistent file), and forgetting it."""
+    from datetime import datetime
+
+    from vtuber.config import load_config
+    from vtuber.memory import ViewerMemory, default_path
+
+    cfg = load_config(args.config)
+    path = Path(cfg.memory.path) if cfg.memory.path else default_path()
+    if not path.exists():
+        console.print(f"no viewer memory at {escape(str(path))} (it is written only with memory.persist = true)")
+        return 0
+    memory = ViewerMemory(path)
+    try:
+        if args.action == "show":
+            notes = memory.find(args.user)
+            if not notes:
+                raise UserError(f"no viewer named {quote(args.user, 40)} in {path}")
+            for n in notes:
+                day = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+                console.print(
+                    f"[bold]{escape(n.name)}[/] ({escape(n.source)}): {n.messages} messages, first seen {day(n.first_seen)}, "
+                    f"last seen {day(n.last_seen)}; bits {n.bits}, paid {n.paid:g} {escape(n.currency)}, subs {n.subs}, "
+                    f"gifts {n.gifts}"
+                )
+                for label, text in (("last", n.last_text), ("before", n.previous_text)):
+                    if text:
+                        console.print(f"  {label}: {escape(text)}")
+        elif args.all:
+            console.print(f"forgot {memory.forget_all()} viewers ({escape(str(path))})")
+        elif args.user:
+            n = memory.forget(args.user)
+            if not n:
+                raise UserError(f"no viewer named {quote(args.user, 40)} in {path}")
+            console.print(f"forgot {escape(args.user)} ({n} notes)")
+        else:
+            raise UserError("vtuber memory forget: give a USER or --all")
+    finally:
+        memory.close()
+    return 0
+
+
 def cmd_persona(args: argparse.Namespace) -> int:
     import yaml
 
@@ -486,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="go live: the streamer's mic and a chat source in, replies to the speaker",
         description=(
-            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (a chat script for now), "
+            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (Twitch, YouTube or a chat script), "
             "answer in persona and speak on a sound device. The streamer talking over the co-host stops her "
             "(barge-in). Ctrl-C or SIGTERM stops within 2 s; with --out the session report is written."
         ),
@@ -494,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mic", nargs="?", const="default", metavar="DEVICE", help="the streamer's microphone (name, index or PulseAudio source; default input if none given)")
     r.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="where the co-host speaks (name or index; default output if none given)")
     r.add_argument("--chat-script", metavar="JSONL", help="chat from a script, on the live clock ({t, user, text, ...} a line)")
+    r.add_argument("--twitch", nargs="?", const="", metavar="CHANNEL", help="read chat, events and moderation from this Twitch channel (EventSub; log in first: `vtuber auth twitch`)")
+    r.add_argument("--youtube", metavar="VIDEO_ID|@HANDLE", help="read the live chat of this YouTube video, or of the channel's live stream (key: `vtuber auth youtube`)")
+    r.add_argument("--reply-in-chat", action="store_true", help="also post each reply to a Twitch or YouTube message in that chat, as a reply (rate-limited; nothing for a cut reply)")
     r.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     r.add_argument("--out", metavar="DIR", help="write the session report here when it ends")
     r.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
@@ -501,6 +603,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r)
     add_stream_options(r)
     r.set_defaults(func=cmd_run)
+
+    au = sub.add_parser(
+        "auth",
+        help="log in to Twitch or store a YouTube API key (tokens go to the token file, never the config)",
+        description=(
+            "twitch: the device code flow: open the link shown, enter the code as the bot account; the token and its "
+            "refresh token are saved in the token file (0600, your config folder) and refreshed automatically. "
+            "youtube: paste an API key (and optionally an OAuth access token for --reply-in-chat)."
+        ),
+    )
+    au.add_argument("platform", choices=["twitch", "youtube"])
+    au.add_argument("--client-id", metavar="ID", help="twitch: your application's client id (default: [twitch] client_id)")
+    au.add_argument("--config", metavar="FILE", help="settings TOML file")
+    au.set_defaults(func=cmd_auth)
 
     dv = sub.add_parser("devices", help="list sound inputs and outputs (for --mic and --speaker)")
     dv.set_defaults(func=cmd_devices)
@@ -538,6 +654,21 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
     _add_common(rt)
     rt.set_defaults(func=cmd_redteam)
+
+    mm = sub.add_parser(
+        "memory",
+        help="what the co-host remembers about viewers (with memory.persist), and forgetting it",
+        description="Viewer notes kept between streams when memory.persist is on (docs/memory.md).",
+    )
+    msub = mm.add_subparsers(dest="action", required=True)
+    ms = msub.add_parser("show", help="a viewer's note: messages, last messages, support")
+    ms.add_argument("user", metavar="USER", help="display name or user id")
+    ms.add_argument("--config", metavar="FILE", help="settings TOML file (memory.path)")
+    mf = msub.add_parser("forget", help="forget a viewer, or everyone with --all")
+    mf.add_argument("user", metavar="USER", nargs="?", help="display name or user id")
+    mf.add_argument("--all", action="store_true", help="forget every viewer")
+    mf.add_argument("--config", metavar="FILE", help="settings TOML file (memory.path)")
+    mm.set_defaults(func=cmd_memory)
 
     pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
     psub = pp.add_subparsers(dest="action", required=True)

@@ -54,7 +54,7 @@ class LLMConfig:
     context: int = 1024  # tokens; the KV cache costs ~23 MiB per 512 with the bundled model
     # Past exchanges kept in the prompt. 0 by default: the bundled 135M model parrots
     # its previous reply when it sees it; raise it for a bigger model.
-    history_turns: int = 0
+    history_turns: int = 4
     seed: int = 7
 
 
@@ -89,6 +89,29 @@ class DirectorConfig:
     # While a reply plays, the next input is picked this long before its audio ends
     # (about the time from picking to first audio), so the freshest best message wins.
     pick_ahead_s: float = 0.5
+    # Paid messages (bits, Super Chats, Super Stickers) are answered before other chat, the
+    # largest first, and live this long (their own stale limit); never dropped for free chat.
+    paid_max_age_s: float = 300.0  # (never shorter than max_age_s)
+    # What one unit of each payment is worth, on one scale (US dollars): "bits" and ISO currency
+    # codes. A currency not listed is ranked as the smallest payment (and logged once).
+    paid_rates: dict = field(default_factory=lambda: dict(PAID_RATES))
+    per_user_queued: int = 1  # unpaid messages one viewer may have waiting; a newer one replaces the oldest
+    per_user_answers: int = 3  # answers one viewer gets per per_user_window_s (paid messages and mentions of
+    per_user_window_s: float = 300.0  # the persona are not capped); 0 = no cap
+    merge_similarity: float = 0.85  # near-duplicate messages (copy-paste bursts) are answered once
+    merge_window_s: float = 60.0  # ...also when the first was answered this recently
+    min_gap_s: float = 0.0  # quiet seconds between one chat reply's end and the next
+    max_replies_per_min: int = 0  # chat replies a minute at most (0 = no limit)
+    idle_after_s: float = 0.0  # opt-in idle talk: after this many quiet seconds, talk about a persona idle topic (0 = off)
+
+
+# US dollars per unit; bits are a cent each (what Twitch pays out).
+PAID_RATES = {
+    "bits": 0.01, "USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "NZD": 0.6, "JPY": 0.0067,
+    "KRW": 0.00075, "INR": 0.012, "BRL": 0.2, "MXN": 0.058, "CHF": 1.13, "SEK": 0.095, "NOK": 0.093,
+    "DKK": 0.145, "PLN": 0.25, "TWD": 0.031, "HKD": 0.128, "SGD": 0.74, "PHP": 0.018, "IDR": 0.000063,
+    "THB": 0.028, "ARS": 0.001, "CLP": 0.00105, "COP": 0.00025, "ZAR": 0.055, "TRY": 0.03,
+}  # fmt: skip
 
 
 @dataclass
@@ -120,6 +143,43 @@ class PluginsConfig:
     folder: str = ""  # one more folder of .py plugins, searched after the user's plugin folder, before the bundled one
     timeout_s: float = 0.25  # a hook slower than this disables its plugin
     settings: dict = field(default_factory=dict)  # [plugins.settings.NAME] tables, handed to each plugin
+
+
+@dataclass
+class MemoryConfig:
+    # Notes about viewers (names, message counts, last messages, support) live in memory for
+    # one session; persist keeps them between streams in a local SQLite file (docs/memory.md).
+    persist: bool = False
+    path: str = ""  # the SQLite file when persist is on (default: memory.sqlite3 in the user data folder)
+
+
+@dataclass
+class TwitchConfig:
+    """Live chat from Twitch (`vtuber run --twitch CHANNEL`; tokens: `vtuber auth twitch`)."""
+
+    client_id: str = ""  # your Twitch application's client id (public client, device code flow); not a secret
+    channel: str = ""  # the channel read when --twitch is given without one
+    scopes: list[str] = field(default_factory=list)  # empty: what the co-host needs (see vtuber/sources/twitch.py)
+    reply_limit: int = 20  # chat replies per 30 s (Twitch's limit for a bot that is not a moderator)
+    reply_limit_moderator: int = 100  # ... when the bot is a moderator or the broadcaster
+    reply_max_wait_s: float = 60.0  # a chat reply that waited longer for the limiter is dropped as stale
+    reconnect_max_s: float = 60.0  # the longest wait between reconnect tries
+    # Where Twitch is (change only to test against a local fake).
+    api_base: str = "https://api.twitch.tv/helix/"
+    id_base: str = "https://id.twitch.tv/"
+    eventsub_url: str = "wss://eventsub.wss.twitch.tv/ws"
+
+
+@dataclass
+class YouTubeConfig:
+    """Live chat from YouTube (`vtuber run --youtube VIDEO_ID|@handle`; key: `vtuber auth youtube`)."""
+
+    daily_quota: int = 10000  # API units a day (the default project quota); polling slows to stay inside it
+    stream_hours: float = 4.0  # how long the budget must last
+    min_poll_s: float = 1.0  # never poll faster than this, whatever the API suggests
+    reply_limit: int = 20  # chat replies per 30 s
+    reply_max_wait_s: float = 60.0
+    api_base: str = "https://www.googleapis.com/youtube/v3/"  # change only to test against a local fake
 
 
 @dataclass
@@ -169,6 +229,9 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    twitch: TwitchConfig = field(default_factory=TwitchConfig)
+    youtube: YouTubeConfig = field(default_factory=YouTubeConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     vtube_studio: VTubeStudioConfig = field(default_factory=VTubeStudioConfig)
     obs: ObsConfig = field(default_factory=ObsConfig)
@@ -237,12 +300,33 @@ def validate(cfg: Config) -> Config:
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
         (0.0 <= cfg.director.pick_ahead_s <= 10.0, "director.pick_ahead_s must be in [0, 10]"),
+        (cfg.director.paid_max_age_s > 0, "director.paid_max_age_s must be > 0"),
+        (all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in cfg.director.paid_rates.values()),
+         "director.paid_rates values must be numbers >= 0"),
+        (cfg.director.per_user_queued >= 1, "director.per_user_queued must be >= 1"),
+        (cfg.director.per_user_answers >= 0 and cfg.director.per_user_window_s >= 0, "director.per_user_answers and per_user_window_s must be >= 0"),
+        (0.5 <= cfg.director.merge_similarity <= 1.0, "director.merge_similarity must be in [0.5, 1]"),
+        (cfg.director.merge_window_s >= 0, "director.merge_window_s must be >= 0"),
+        (0.0 <= cfg.director.min_gap_s <= 60.0, "director.min_gap_s must be in [0, 60]"),
+        (cfg.director.max_replies_per_min >= 0, "director.max_replies_per_min must be >= 0"),
+        (cfg.director.idle_after_s == 0 or cfg.director.idle_after_s >= 5, "director.idle_after_s must be 0 (off) or >= 5"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
         (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),
         (cfg.safety.chat_mode in ("skip", "sanitise"), "safety.chat_mode must be skip or sanitise"),
         (2 <= cfg.safety.leak_words <= 100, "safety.leak_words must be in [2, 100]"),
         (bool(cfg.safety.safe_line.strip()), "safety.safe_line must not be empty"),
         (0.01 <= cfg.plugins.timeout_s <= 10, "plugins.timeout_s must be in [0.01, 10]"),
+    ]
+    checks += [  # live chat
+        (1 <= cfg.twitch.reply_limit <= 100, "twitch.reply_limit must be in [1, 100]"),
+        (1 <= cfg.twitch.reply_limit_moderator <= 100, "twitch.reply_limit_moderator must be in [1, 100]"),
+        (cfg.twitch.reply_max_wait_s > 0, "twitch.reply_max_wait_s must be > 0"),
+        (1.0 <= cfg.twitch.reconnect_max_s <= 3600, "twitch.reconnect_max_s must be in [1, 3600]"),
+        (cfg.youtube.daily_quota >= 100, "youtube.daily_quota must be >= 100"),
+        (0.1 <= cfg.youtube.stream_hours <= 48, "youtube.stream_hours must be in [0.1, 48]"),
+        (0.1 <= cfg.youtube.min_poll_s <= 600, "youtube.min_poll_s must be in [0.1, 600]"),
+        (1 <= cfg.youtube.reply_limit <= 100, "youtube.reply_limit must be in [1, 100]"),
+        (cfg.youtube.reply_max_wait_s > 0, "youtube.reply_max_wait_s must be > 0"),
     ]
     for name, table in cfg.plugins.settings.items():
         if not isinstance(table, dict):

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-TurnKind = Literal["chat", "speech", "line"]  # line: a fixed text to say (thanks, command output)
+TurnKind = Literal["chat", "speech", "line", "idle"]  # line: a fixed text to say; idle: talk on a quiet stream
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class Announcement:
     t: float
     user: str = ""
     origin: str = ""  # the plugin that asked for it
+    event: StreamEvent | None = None  # the channel event it answers (thank-yous are batched by kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +160,7 @@ class Turn:
     t_queued: float  # arrival at the director
     t_picked: float  # when the mind started on it
     source: ChatMessage | Utterance | None = None
+    askers: tuple[str, ...] = ()  # others who sent the same message (merged into this turn)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ class ReplyFinished:
     n_tokens: int = 0
     llm_s: float = 0.0
     truncated: bool = False
+    flags: tuple[str, ...] = ()  # quality flags (vtuber.mind.quality): echo, parrot, roleplay, ...
+    suppressed: str = ""  # a first clause not spoken, and why (then regenerated or replaced)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class ChatIntake:
 
     def _drop(self, msg: ChatMessage, reason: str) -> None:
         s = self.session
+        s.director.refuse(msg, reason)  # received and dropped: the counters still add up
         s._observe(TurnDropped("chat", msg.user, msg.text, reason, s.clock.now()))
 
     def chat(self, msg: ChatMessage) -> None:
@@ -36,8 +37,10 @@ class ChatIntake:
             self._drop(msg, f"plugin {by}")
             return
         if kept.text.lstrip().startswith("!"):
+            s.director.command(kept)
             _, reply = s.plugins.command(kept)
             if reply:
                 s.emit(Announcement(reply, s.clock.now(), kept.user, "command"))
             return
+        s.memory.seen(kept)
         s.director.submit(kept)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vtuber.clock import Clock
 from vtuber.config import Config
-from vtuber.director import Director
+from vtuber.director import Director, join_names
 from vtuber.door import admit
 from vtuber.errors import UserError
 from vtuber.controls import SessionControls
@@ -40,6 +40,8 @@ from vtuber.events import (
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.hearing.echo import EchoGuard
 from vtuber.intake import ChatIntake
+from vtuber.memory import ViewerMemory
+from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
@@ -112,6 +114,12 @@ class Engine:
         self.llm.close()
 
 
+def open_memory(cfg: Config) -> ViewerMemory:
+    """The viewer notes: in memory for this session, or the SQLite file when `memory.persist`."""
+    m = cfg.memory
+    return ViewerMemory((m.path or default_memory_path()) if m.persist else None)
+
+
 def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
     """A persona whose prompt cannot fit the model's context is a one-line error, not a crash mid-stream."""
     problem = context_problem(persona, llm.count_tokens, cfg.llm.context, cfg.llm.history_turns)
@@ -148,8 +156,11 @@ class Session:
         self.outputs = OutputHub(outputs)
         self.playback: Playback = (playback or SimulatedPlayback)(clock, self.emit)
         self.observers: list[Callable[[object], None]] = [self.recorder, self.playback.feed, self.outputs]
-        self.director = Director(cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage)
+        self.director = Director(
+            cfg.director, clock, self.emit, engine.persona.name, engine.persona.triage, list(engine.persona.idle_topics)
+        )
         self.director.speaker_busy_until = self.playback.busy_until
+        self.director.merge_lines = self._merge_thanks
         h = cfg.hearing
         engine.vad.reset()
         self.hearing = Hearing(
@@ -170,6 +181,7 @@ class Session:
         self.persona = engine.persona
         self.gate, self.chat_filter = self.safety_for(self.persona)
         self.controls = SessionControls(self)
+        self.memory = open_memory(cfg)
         self.plugins = PluginHost(
             load_plugins(cfg.plugins.enabled, Path(cfg.plugins.folder) if cfg.plugins.folder else None)
             if plugins is None
@@ -190,6 +202,8 @@ class Session:
             canary=engine.canary,
             clause_hook=self.plugins.clause,
             llm_may_run=self.voice.first_audio_priority,
+            context=cfg.llm.context,
+            memory=self.memory,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.intake = ChatIntake(self)
@@ -274,8 +288,9 @@ class Session:
         elif isinstance(ev, (Utterance, Announcement)):
             self.director.submit(ev)
         elif isinstance(ev, StreamEvent):
+            self.memory.support(ev)
             for line, origin in self.plugins.event(ev):
-                self.emit(Announcement(line, self.clock.now(), ev.user, origin))
+                self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))
         elif isinstance(ev, SpeechStarted):
             if self.barge_in and self.turns.is_talking() and not self.echo.is_echo_onset(ev):
                 self.emit(Interrupt(ev.t, "barge_in"))
@@ -284,11 +299,24 @@ class Session:
         elif isinstance(ev, Moderation):  # moderation wins: never answer what a moderator took back
             reason = f"moderated: {ev.action}"
             self.director.moderate(ev)
+            self.memory.moderated(ev)
             self.turns.cancel_if(lambda turn: ev.matches(turn.source), reason)
         elif isinstance(ev, UtteranceRetracted):  # answered early, but the streamer went on
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):
             self.echo.playing(ev)
+
+    def _merge_thanks(self, lines: list[Announcement]) -> Announcement | None:
+        """Thank-yous for several events of one kind, waiting together: one line from the
+        same plugin for all of them ("Thanks for the subs, Ann, Bo and 3 others!")."""
+        events = [a.event for a in lines if a.event is not None]
+        users = join_names([e.user for e in events])
+        batch = dataclasses.replace(events[0], user=users, amount=sum(e.amount for e in events))
+        origin = lines[0].origin
+        for line, by in self.plugins.event(batch):
+            if by == origin:
+                return Announcement(line, self.clock.now(), users, origin, event=batch)
+        return None
 
     def _safe_name(self, ev: ChatMessage | StreamEvent) -> ChatMessage | StreamEvent:
         """A user name is said, shown and put in the prompt: one the gate would block
@@ -363,6 +391,7 @@ class Session:
             self.voice.close()
             self.mind.close()
             self.plugins.close()
+            self.memory.close()
             # Stopped early: what still plays fades out; otherwise it was heard to the end.
             await asyncio.shield(asyncio.to_thread(self.playback.close, not (stopping or self.stopped)))
             await asyncio.shield(self.outputs.close())

@@ -26,6 +26,7 @@ from vtuber.clock import Clock, FastClock
 from vtuber.errors import UserError
 from vtuber.events import ChatMessage
 from vtuber.out_folder import OutFolder
+from vtuber.mind.quality import quality_counts
 from vtuber.outputs.recorder import Recorder, TurnRecord
 from vtuber.paths import bundled
 from vtuber.pipeline import Engine, Session
@@ -156,6 +157,17 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
     if session.all_blocked():
         lines += ["", "## Blocked before speech", ""]
         lines += [f"- turn {tid}: {md(reason)}" for tid, _clause, reason in session.all_blocked()]
+    q = quality_counts(rec.finished())
+    if q["replies"]:
+        lines += [
+            "",
+            "## Reply quality",
+            "",
+            f"{q['replies']} replies; echo {q['echo']}, parrot {q['parrot']}, role play {q['roleplay']}, "
+            f"boilerplate {q['boilerplate']}, empty {q['empty']}, cut {q['cut']}; first clauses not spoken: "
+            f"{q['suppressed_first_clauses']}; {q['words_mean']} words ({q['speech_s_mean']} s of speech) "
+            f"on average, at most {q['words_max']} words ({q['speech_s_max']} s).",
+        ]
     if session.names_replaced:
         lines += ["", f"User names replaced by a neutral one (the gate would block them): {session.names_replaced}"]
     return "\n".join(lines) + "\n"
@@ -235,6 +247,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "dropped": [d.__dict__ for d in rec.dropped],
             "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
             "names_replaced": session.names_replaced,
+            "quality": quality_counts(records),
             "errors": session.errors,
             "sample_rate": rec.sample_rate,
         }

@@ -82,10 +82,12 @@ class TurnRunner:
 
     async def _answer(self, turn: Turn) -> None:
         answered = False
+        outcome = ""  # why it was not answered, for the director's counters
         try:
             picked, by = (turn, "") if turn.kind == "line" else await self.pick(turn)
             if picked is None or self.muted():
                 reason = "muted" if picked is not None else f"plugin {by}"
+                outcome = f"dropped_{reason}"
                 self.observe(TurnDropped(turn.kind, turn.user, turn.text, reason, self.clock.now()))
                 return
             if self.current is not None and self.current.turn is turn:
@@ -102,8 +104,12 @@ class TurnRunner:
                 self.observe(TurnDropped(turn.kind, turn.user, turn.text, f"error: {e}"[:80], self.clock.now()))
             self.voice.flush(turn.id)
             self.playback.flush(turn.id, "error")
+            outcome = "dropped_error"
         finally:
-            self.director.done(answered=answered)
+            cur = self.current if self.current is not None and self.current.turn is turn else None
+            if not answered and not outcome and cur is not None and cur.cancel_reason:
+                outcome = "cut_short" if cur.started else f"dropped_{cur.cancel_reason}"
+            self.director.done(answered=answered, outcome=outcome)
 
     def cancel_turn_for(self, source: object, reason: str) -> bool:
         """Cancel the turn answering `source` (an utterance taken back), if it is in flight."""

@@ -33,6 +33,8 @@ OPTIONAL = (
     "example_lines",
     "example_exchanges",
     "topics",
+    "idle_topics",
+    "fallback_lines",
     "reply_length",
     "language",
     "voice",
@@ -89,6 +91,9 @@ class Persona:
     topics: tuple[str, ...] = ()
     max_tokens: int = 60
     max_chars: int = 240
+    reply_seconds: float = 6.0  # a reply ends at the first sentence end past about this much speech
+    idle_topics: tuple[str, ...] = ()  # what she talks about on a quiet stream (director.idle_after_s)
+    fallback_lines: tuple[str, ...] = ()  # said when a reply only echoes or parrots (built-in ones if empty)
     language: str = "en"
     voice: VoiceSettings = VoiceSettings()
     banned_words: tuple[str, ...] = ()
@@ -176,10 +181,12 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         pr.add(f"missing persona field(s): {', '.join(missing)}")
 
     length = data.get("reply_length", {}) or {}
-    max_tokens, max_chars = 60, 240
-    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars"}:
-        pr.add("'reply_length' takes max_tokens and max_chars")
+    max_tokens, max_chars, seconds = 60, 240, 6.0
+    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars", "seconds"}:
+        pr.add("'reply_length' takes max_tokens, max_chars and seconds")
     else:
+        if pr.number("reply_length.seconds", length.get("seconds", 6.0), 1, 60):
+            seconds = float(length.get("seconds", 6.0))
         if pr.number("reply_length.max_tokens", length.get("max_tokens", 60), 8, 512, whole=True):
             max_tokens = length.get("max_tokens", 60)
         if pr.number("reply_length.max_chars", length.get("max_chars", 240), 20, 2000, whole=True):
@@ -273,6 +280,9 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         topics=pr.str_list("topics", data),
         max_tokens=max_tokens,
         max_chars=max_chars,
+        reply_seconds=seconds,
+        idle_topics=pr.str_list("idle_topics", data),
+        fallback_lines=pr.str_list("fallback_lines", data),
         language=language,
         voice=voice,
         banned_words=pr.str_list("banned_words", data),
@@ -371,7 +381,9 @@ def persona_to_dict(p: Persona) -> dict:
         "example_lines": list(p.example_lines),
         "example_exchanges": [{"user": e.user, "reply": e.reply} for e in p.example_exchanges],
         "topics": list(p.topics),
-        "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars},
+        "idle_topics": list(p.idle_topics),
+        "fallback_lines": list(p.fallback_lines),
+        "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars, "seconds": p.reply_seconds},
         "language": p.language,
         "banned_words": list(p.banned_words),
         "allow_words": list(p.allow_words),

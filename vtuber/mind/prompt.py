@@ -12,6 +12,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from vtuber.director import join_names
 from vtuber.events import Turn
 from vtuber.mind.persona import Persona
 
@@ -21,6 +22,7 @@ MAX_LORE_CHARS = 600
 # own tokens around each message: generous, so an input never pushes the prompt over.
 INPUT_TOKENS = 160
 TEMPLATE_TOKENS_PER_MESSAGE = 8
+NOTE_TOKENS = 72  # a viewer note from the memory (MAX_NOTE_CHARS)
 
 
 def system_prompt(persona: Persona, canary: str = "") -> str:
@@ -54,11 +56,36 @@ def system_prompt(persona: Persona, canary: str = "") -> str:
 _CONTROL = re.compile(r"</?s>|<\|[^<>]{0,40}?\|>|<\||\|>|\[/?INST\]|<</?SYS>>", re.I)
 
 
+def _clean_name(name: str) -> str:
+    return " ".join(_CONTROL.sub(" ", name).replace(":", " ").split())[:64]
+
+
+def _clean(text: str, limit: int) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
+
+
 def quote_input(turn: Turn, persona: Persona) -> str:
-    text = " ".join(_CONTROL.sub(" ", turn.text).split())[:MAX_INPUT_CHARS]
-    user = " ".join(_CONTROL.sub(" ", turn.user).replace(":", " ").split())[:64] or "viewer"
+    """The input as the model sees it: "author: text", the author with what is known of them."""
+    text = _clean(turn.text, MAX_INPUT_CHARS)
+    if turn.kind == "idle":
+        return f"(Chat is quiet. Say one short thing to chat about {text}.)"
+    user = _clean_name(turn.user) or "viewer"
     who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else user
+    if turn.askers:  # the same message from several viewers: one answer that names them
+        who += f" (also asked by {join_names([_clean_name(a) for a in turn.askers])})"
     return f"{who}: {text}"
+
+
+MAX_NOTE_CHARS = 240
+GIST_WORDS = 8  # the co-host's side of a past exchange, as the model sees it again
+
+
+NUDGES = {
+    "echo": "Answer the last message in your own words. Do not repeat it.",
+    "parrot": "Say something new. Do not repeat your earlier replies.",
+    "roleplay": "Speak only as {name}, in the first person. Never write lines for anyone else.",
+    "boilerplate": "Stay in character as {name}, a VTuber co-host.",
+}
 
 
 @dataclass
@@ -66,15 +93,35 @@ class Exchange:
     user: str
     assistant: str
 
+    def line(self) -> str:
+        """The exchange as a note: what was said, and a gist of the reply (a few words). Small
+        models copy whole past replies they see as their own turns; a gist they do not."""
+        words = self.assistant.split()
+        gist = " ".join(words[:GIST_WORDS]) + (" ..." if len(words) > GIST_WORDS else "")
+        return f'- {self.user} / you answered: "{gist}"'
+
 
 class PromptBuilder:
-    """Keeps the last few exchanges and builds chat messages for the LLM."""
+    """Keeps the last few exchanges and builds chat messages for the LLM.
 
-    def __init__(self, persona: Persona, history_turns: int = 3, canary: str = ""):
+    History goes in as one note before the input (the viewer's side, and a gist of the
+    co-host's), newest kept first while the prompt fits `context` with room for the reply.
+    """
+
+    def __init__(
+        self,
+        persona: Persona,
+        history_turns: int = 3,
+        canary: str = "",
+        count_tokens=None,
+        context: int = 0,
+    ):
         self.persona = persona
         self.system = system_prompt(persona, canary)
         self.history: deque[Exchange] = deque(maxlen=max(history_turns, 0) or None)
         self._keep = history_turns
+        self.count_tokens = count_tokens
+        self.context = context
         self._examples: list[dict] = []
         for ex in persona.example_exchanges[:4]:
             self._examples.append({"role": "user", "content": f"viewer: {ex.user}"[:MAX_INPUT_CHARS]})
@@ -84,22 +131,56 @@ class PromptBuilder:
         """The stable part of every prompt (what the KV cache keeps)."""
         return [{"role": "system", "content": self.system}, *self._examples]
 
-    def messages(self, turn: Turn) -> list[dict]:
+    def messages(self, turn: Turn, note: str = "") -> list[dict]:
+        """The prompt for one turn; `note`: what the memory knows of the viewer (it quotes
+        chat, so it goes with the history in a user-part note, never the system part)."""
         msgs = self.prefix()
-        for ex in self.history:
-            msgs.append({"role": "user", "content": ex.user})
-            msgs.append({"role": "assistant", "content": ex.assistant})
         lore = self.persona.lore_for(turn.text)
         if lore:
-            note = " ".join(lore)[:MAX_LORE_CHARS]
-            msgs.append({"role": "system", "content": f"Background you know: {note}"})
+            lore_note = " ".join(lore)[:MAX_LORE_CHARS]
+            msgs.append({"role": "system", "content": f"Background you know: {lore_note}"})
         if self.persona.post_history_instructions:
             msgs.append({"role": "system", "content": self.persona.post_history_instructions})
-        msgs.append({"role": "user", "content": quote_input(turn, self.persona)})
+        current = {"role": "user", "content": quote_input(turn, self.persona)}
+        about = _clean(note, MAX_NOTE_CHARS)
+        context = self._history_note([*msgs, {"role": "user", "content": about}, current])
+        context = "\n".join(part for part in (context, about) if part)
+        if context:
+            msgs.append({"role": "user", "content": context})
+        msgs.append(current)
         return msgs
 
+    def tokens(self, msgs: list[dict]) -> int:
+        if self.count_tokens is None:
+            return 0
+        return sum(self.count_tokens(m["content"]) + TEMPLATE_TOKENS_PER_MESSAGE for m in msgs)
+
+    def _history_note(self, msgs: list[dict]) -> str:
+        """The newest exchanges that fit beside `msgs` and a full reply, as one note."""
+        if not self.history:
+            return ""
+        head = "Earlier on stream (do not repeat your answers):"
+        if self.count_tokens is None or not self.context:
+            return "\n".join([head, *(ex.line() for ex in self.history)])
+        room = self.context - self.tokens(msgs) - self.persona.max_tokens - TEMPLATE_TOKENS_PER_MESSAGE
+        room -= self.count_tokens(head) + 4
+        kept: list[str] = []
+        for ex in reversed(self.history):
+            line = ex.line()
+            cost = self.count_tokens(line) + 1
+            if cost > room:
+                break
+            kept.insert(0, line)
+            room -= cost
+        return "\n".join([head, *kept]) if kept else ""
+
+    def nudged(self, messages: list[dict], problem: str) -> list[dict]:
+        """The same prompt with a note against what went wrong (echo, parrot, role play)."""
+        note = NUDGES.get(problem, NUDGES["echo"]).format(name=self.persona.name)
+        return [*messages[:-1], {"role": "system", "content": note}, messages[-1]]
+
     def remember(self, turn: Turn, reply: str) -> None:
-        if self._keep > 0 and reply.strip():
+        if self._keep > 0 and reply.strip() and turn.kind != "idle":
             self.history.append(Exchange(quote_input(turn, self.persona), reply.strip()))
 
 
@@ -107,7 +188,8 @@ def context_needed(persona: Persona, count_tokens, history_turns: int = 0, canar
     """Tokens the largest prompt for this persona can take, plus its reply.
 
     The stable prefix, every enabled lore entry (capped as in a turn), the
-    post-history note, one full-length input, the history kept, and the reply."""
+    post-history note, one full-length input with a viewer note, and the reply. History
+    is not counted: it is kept only as far as it fits (`history_turns` is ignored)."""
     builder = PromptBuilder(persona, 0, canary)
     msgs = builder.prefix()
     lore = [e.content for e in persona.lore if e.enabled]
@@ -116,8 +198,8 @@ def context_needed(persona: Persona, count_tokens, history_turns: int = 0, canar
     if persona.post_history_instructions:
         msgs.append({"role": "system", "content": persona.post_history_instructions})
     n = sum(count_tokens(m["content"]) + TEMPLATE_TOKENS_PER_MESSAGE for m in msgs)
-    per_turn = INPUT_TOKENS + persona.max_tokens + 2 * TEMPLATE_TOKENS_PER_MESSAGE
-    return n + per_turn + history_turns * per_turn
+    per_turn = INPUT_TOKENS + NOTE_TOKENS + persona.max_tokens + 2 * TEMPLATE_TOKENS_PER_MESSAGE
+    return n + per_turn
 
 
 def context_problem(persona: Persona, count_tokens, context: int, history_turns: int = 0) -> str | None:
@@ -126,7 +208,7 @@ def context_problem(persona: Persona, count_tokens, context: int, history_turns:
     if needed <= context:
         return None
     return (
-        f"the prompt needs about {needed} tokens (with a {persona.max_tokens}-token reply and "
-        f"{history_turns} past exchanges) but llm.context is {context}: {needed - context} over; "
+        f"the prompt needs about {needed} tokens (with a {persona.max_tokens}-token reply) "
+        f"but llm.context is {context}: {needed - context} over; "
         "shorten the persona (description, examples, lore) or raise llm.context"
     )

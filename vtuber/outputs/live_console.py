@@ -76,6 +76,9 @@ class LiveConsole:
             extra = f"  level {level:5.1f} dBFS" if isinstance(level, float) else ""
             dropped = getattr(src, "dropped_frames", 0)
             extra += f"  [red]{dropped} frames dropped[/]" if dropped else ""
+            counters = getattr(src, "counters", None)  # live chat sources: messages, events, moderation, ...
+            if counters:
+                extra += "  " + escape(", ".join(f"{k} {v}" for k, v in sorted(counters.items()) if v))
             grid.add_row(escape(name), f"{escape(str(state))}{extra}")
         saying = f": \"{escape(self.saying[-70:])}\"" if self.saying else ""
         grid.add_row(escape(self.persona_name), f"{self.state}{saying}")

@@ -50,7 +50,8 @@ class ChatCommands(Plugin):
 
 
 class ThankYou(Plugin):
-    """A short thank-you line for follows, subs, gifted subs, bits and raids."""
+    """A short thank-you line for follows, subs, gifted subs, bits and raids (and channel-point
+    redemptions, Super Chats, Super Stickers, new members and member milestones)."""
 
     name = "thanks"
     LINES = {
@@ -60,13 +61,19 @@ class ThankYou(Plugin):
         "gift": "{user} just gifted {amount} subs, thank you so much!",
         "bits": "Thanks for the {amount} bits, {user}!",
         "raid": "Welcome, raiders! Thank you for the raid, {user}!",
+        # live chat platforms (vtuber/sources/twitch.py, youtube.py)
+        "redeem": "Thanks for redeeming {text}, {user}!",
+        "superchat": "Thank you for the Super Chat, {user}!",
+        "supersticker": "Thanks for the Super Sticker, {user}!",
+        "member": "Welcome to the membership, {user}!",
+        "milestone": "Happy {amount} months of membership, {user}!",
     }
 
     def on_event(self, event: StreamEvent) -> str | None:
         template = self.LINES.get(event.kind)
         if template is None:
             return None
-        return template.format(user=event.user, amount=event.amount)
+        return template.format(user=event.user, amount=event.amount, text=event.text[:60])
 
 
 BUILTINS: list[type[Plugin]] = [ChatCommands, ThankYou]
