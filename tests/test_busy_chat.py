@@ -23,6 +23,14 @@ PLAIN = [
 ]  # fmt: skip
 
 
+MENTIONS = [
+    "Miko do you like tea?", "hey Miko, favourite snack?", "Miko how is your day going", "what does Miko think of this boss?",
+    "Miko sing us something!", "is Miko a cat or a fox?", "Miko say hi to my mom", "good morning Miko",
+    "Miko which game should Sam play next?", "Miko rate this run out of ten", "Miko are you sleepy?", "bye Miko!",
+    "Miko tell us a pun",
+]  # fmt: skip
+
+
 def busy_script(seed: int = 7) -> tuple[list[ChatMessage], dict]:
     rng = random.Random(seed)
     msgs: list[ChatMessage] = []
@@ -38,7 +46,7 @@ def busy_script(seed: int = 7) -> tuple[list[ChatMessage], dict]:
         if kind == "paid":
             m = ChatMessage(f"payer{n}", f"cheer500 keep going Sam {n}", t, bits=500, id=f"paid{n}")
         elif kind == "mention":
-            m = ChatMessage(f"fan{n}", f"Miko what is your favourite thing number {n}?", t, id=f"mention{n}")
+            m = ChatMessage(f"fan{n}", MENTIONS[n % len(MENTIONS)], t, id=f"mention{n}")
         else:
             m = ChatMessage("burst0", "Miko is Sam going to beat this boss?", t, id="burst0")
             for k in range(1, 20):
@@ -54,7 +62,7 @@ async def test_a_busy_chat_answers_what_matters(engine):
     chat, priority = busy_script()
     # A priority message waits behind at most one reply; a slow shared machine can make a
     # turn take longer on the session clock than the default stale limit allows for.
-    cfg = dataclasses.replace(engine.cfg, director=dataclasses.replace(engine.cfg.director, max_age_s=60.0))
+    cfg = dataclasses.replace(engine.cfg, director=dataclasses.replace(engine.cfg.director, max_age_s=120.0))
     session = await rehearse(dataclasses.replace(engine, cfg=cfg), RehearsalInputs(chat=chat, chat_path="(busy)"), fast=True)
     answered = [r for r in session.recorder.finished() if r.kind == "chat"]
     by_text: dict[str, list] = {}

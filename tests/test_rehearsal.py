@@ -106,6 +106,20 @@ def test_timings_json_has_every_stage(rehearsal):
             assert t["stages"]["endpoint"] is not None and t["stages"]["asr"] is not None
     assert set(data["summary"]) == {"chat", "speech"}
     assert data["counters"]["answered"] == 3
+    assert data["balance"]["adds_up"] and data["balance"]["received"] == 3
+
+
+def test_reply_quality_is_counted_on_the_real_model(rehearsal):
+    """Whatever the model says, every reply is checked and the counts match the turns' flags."""
+    _, _, out, _ = rehearsal
+    data = json.loads((out / "timings.json").read_text())
+    q = data["quality"]
+    assert q["replies"] == 3
+    for flag in ("echo", "parrot", "roleplay", "boilerplate", "empty", "cut"):
+        assert q[flag] == sum(flag in t["quality"] for t in data["turns"])
+    assert q["words_mean"] > 0 and q["speech_s_max"] > 0
+    print(f"real model over the rehearsal: {q}")
+    assert "## Reply quality" in (out / "transcript.md").read_text()
 
 
 def test_speech_in_another_format_is_converted(engine, speak16k, tmp_path):

@@ -112,7 +112,9 @@ async def test_a_message_deleted_while_answered_is_cut_within_200_ms_and_nothing
 
 async def test_a_message_deleted_while_queued_is_never_answered_and_a_ban_drops_the_users_queue(fake):
     llm = HeldLLM(["First answer here.", "Second answer.", "Third answer."], hold_at=1)
-    async with Live(fake, llm) as live:
+    live = Live(fake, llm)
+    live.session.director.cfg.per_user_queued = 3  # the troll's three messages all wait (a ban takes them all)
+    async with live:
         await fake.notify("channel.chat.message", ft.chat_message("first", user="Amy", user_id="1", message_id="a1"))
         await live.until(lambda: llm.started_first.is_set(), what="the first reply")
         await fake.notify("channel.chat.message", ft.chat_message("delete me", user="Bo", user_id="2", message_id="b1"))
@@ -272,6 +274,7 @@ async def test_a_busy_stream_against_the_fake_ends_with_counters_that_add_up(fak
     from vtuber.events import TurnDropped
 
     rng = random.Random(9)
+    WORDS = "tea boss jump music cozy level snack cat dog rain snow game win lose art song map key door sword".split()
 
     class ByPrompt(HeldLLM):
         """Short replies; a long, slow one for the message that is deleted while answered."""
@@ -303,7 +306,8 @@ async def test_a_busy_stream_against_the_fake_ends_with_counters_that_add_up(fak
         for i in range(60):
             user = f"user{rng.randrange(12)}"
             mid = f"m{i}"
-            text = "answer me then vanish" if i == 20 else f"message {i}{'?' if i % 3 == 0 else ''}"
+            words = rng.sample(WORDS, 3)  # distinct texts: near-duplicates would be merged
+            text = "answer me then vanish" if i == 20 else f"{' '.join(words)} {i}{'?' if i % 3 == 0 else ''}"
             badges = []
             if i == 20:  # a moderator's question: picked next, never crowded out
                 user, mid, badges = "Vic", "live-del", [("moderator", "1", ""), ("subscriber", "3", "3")]

@@ -27,6 +27,7 @@ from vtuber.audio import HEARING_RATE, resample
 from vtuber.clock import FastClock
 from vtuber.events import RETRACTED, ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
+from vtuber.mind.quality import quality_counts
 from vtuber.outputs.recorder import TurnRecord
 from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
@@ -150,6 +151,7 @@ def live_load_result(session: Session, seconds: float) -> dict:
         if d.kind == "chat":
             dropped[d.reason] = dropped.get(d.reason, 0) + 1
     out: dict = {"seconds": seconds, "chat_every_s": LOAD_CHAT_EVERY_S, "dropped": dropped}  # chat dropped, by reason
+    out["counters"] = session.director.balance()  # received = answered + cut short + merged + dropped + waiting
     for kind in ("chat", "speech"):
         rs = [r for r in records if r.kind == kind]
         heard = [v for r in rs if (v := r.stages()["input_to_first_heard"]) is not None]
@@ -310,6 +312,7 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
         "heard": [u.text for u in session.recorder.heard],
         "records": [r.to_json() for r in records],
         "live_load": load,
+        "quality": quality_counts(records),  # echo, parrot, role play, cut...: reply checks over the bench turns
     }
     for kind in ("chat", "speech"):
         s = stats.get(kind, {}).get("input_to_first_audio")

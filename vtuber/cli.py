@@ -284,11 +284,20 @@ def _print_summary(session, written) -> None:
             else:
                 table.add_row(kind, stage, str(s["n"]), *(f"{s[k] * 1000:.0f}" for k in ("p50", "p95", "max")))
     console.print(table)
-    c = session.director.counters
+    from vtuber.mind.quality import quality_counts
+
+    b = session.director.balance()
+    q = quality_counts(records)
     console.print(
-        f"answered {c.get('answered', 0)} | not answered {len(session.recorder.dropped)} "
-        f"| gaps {sum(r.gaps for r in records)} | blocked before speech {len(session.all_blocked())}"
+        f"received {b['received']} | answered {b['answered']} | merged {b['merged']} | not answered "
+        f"{len(session.recorder.dropped) - b['merged']} | gaps {sum(r.gaps for r in records)} | blocked before speech "
+        f"{len(session.all_blocked())}"
     )
+    if q["replies"]:
+        console.print(
+            f"replies: echo {q['echo']}, parrot {q['parrot']}, role play {q['roleplay']}, cut {q['cut']}; "
+            f"first clauses not spoken {q['suppressed_first_clauses']}; {q['words_mean']} words on average"
+        )
     for name, path in sorted(written.items()):
         console.print(f"wrote {path}")
 
@@ -358,6 +367,13 @@ def bench_table(result: dict):
             table.add_row(f"  {kind}: answered / received", f"{k['answered']} / {k['received']}", "", "", "", "", "", "")
         dropped = ", ".join(f"{n} {why}" for why, n in sorted(load["dropped"].items())) or "none"
         table.add_row("  dropped", dropped)
+    q = result.get("quality")
+    if q and q["replies"]:
+        table.add_row(
+            "reply quality",
+            f"{q['replies']} replies: echo {q['echo']}, parrot {q['parrot']}, role play {q['roleplay']}, cut {q['cut']}, "
+            f"first clauses redone {q['suppressed_first_clauses']}",
+        )
     return table
 
 

@@ -237,6 +237,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "turns": [r.to_json() for r in records],
             "summary": summary(records),
             "counters": dict(session.director.counters),
+            "balance": session.director.balance(),  # received = answered + cut short + merged + commands + dropped + waiting
             "hearing": {
                 **{f"dropped_{k}": v for k, v in session.hearing.counters.items()},
                 "echo_onsets_ignored": session.echo.onsets_ignored,

@@ -83,13 +83,13 @@ class LiveConsole:
         saying = f": \"{escape(self.saying[-70:])}\"" if self.saying else ""
         grid.add_row(escape(self.persona_name), f"{self.state}{saying}")
         if self.session is not None:
-            d = self.session.director
-            c = d.counters
-            received = sum(v for k, v in c.items() if k.startswith("received_"))
+            b = self.session.director.balance()
+            dropped = sum(b["dropped"].values())
+            top = ", ".join(f"{escape(k)} {v}" for k, v in sorted(b["dropped"].items(), key=lambda kv: -kv[1])[:3])
             grid.add_row(
                 "queue",
-                f"{len(d)} waiting | received {received} | answered {c.get('answered', 0)} | "
-                f"dropped {self.dropped} | cut short {self.cancelled}"
+                f"{b['waiting']} waiting | received {b['received']} | answered {b['answered']} | "
+                f"merged {b['merged']} | dropped {dropped}{f' ({top})' if top else ''} | cut short {b['cut_short']}"
                 + (" | [yellow]muted[/]" if self.session.muted else ""),
             )
         if self.latencies:
