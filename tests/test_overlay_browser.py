@@ -277,7 +277,7 @@ async def test_a_real_rehearsal_drives_the_overlay_in_real_time(engine):
         assert h[3] - 50 <= s["at"] <= h[3] + 1000
 
 
-async def test_a_message_taken_back_by_a_moderator_leaves_the_page_at_once():
+async def test_a_super_chat_taken_back_by_a_moderator_leaves_the_page_at_once():
     from vtuber.events import ChatMessage, Moderation, PlaybackStarted, Turn
 
     overlay = OverlayServer(port=0)
@@ -287,11 +287,12 @@ async def test_a_message_taken_back_by_a_moderator_leaves_the_page_at_once():
         page = await browser.new_page(bypass_csp=True)
         await page.goto(overlay.overlay_url + "?fade=60")
         await wait_for(page, "window.vtuberOverlay && window.vtuberOverlay.connected")
-        msg = ChatMessage(user="troll", text="something nasty", t=0.0, id="m-9")
+        msg = ChatMessage(user="troll", text="something nasty", t=0.0, id="m-9", source="youtube", amount=5.0, currency="USD")
         overlay.handle(ReplyStarted(Turn(3, "chat", "troll", msg.text, 0.0, 0.0, 0.0, msg), 0.1))
         overlay.handle(PlaybackStarted(3, 0.2))
         overlay.handle(ClausePlaying(3, 0, "Well, about that.", 0.2, 1.0))
         await wait_for(page, "!document.getElementById('card').hidden && document.getElementById('lines').childElementCount === 1")
+        assert await page.evaluate("document.getElementById('paid').textContent") == "Super Chat 5.00 USD"
         overlay.handle(Moderation("delete", 0.5, message_id="m-9"))
         await wait_for(page, "document.getElementById('card').hidden && document.getElementById('lines').childElementCount === 0", 3000)
     finally:

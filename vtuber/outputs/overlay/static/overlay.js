@@ -84,7 +84,7 @@
     el.name.textContent = String(input.user || "");
     el.msg.textContent = String(input.text || "");
     let paid = "";
-    if (input.amount > 0) paid = `${input.amount} ${input.currency || ""}`.trim();
+    if (input.amount > 0) paid = `${input.source === "youtube" ? "Super Chat " : ""}${Number(input.amount).toFixed(2)} ${input.currency || ""}`.trim();
     else if (input.bits > 0) paid = `${input.bits} bits`;
     el.paid.textContent = paid;
     el.paid.hidden = !paid;
