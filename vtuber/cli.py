@@ -84,7 +84,9 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
     from vtuber.rehearsal import run_rehearsal
 
     voice, voice_config = persona_voice(cfg, paths, persona)
-    outputs = []
+    from vtuber.outputs.stream import stream_outputs
+
+    outputs = stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True), args.fast)
     speaker = None
     if args.speaker is not None:  # open the device first: a wrong device fails in a second, not after loading
         from vtuber.outputs.speaker import SpeakerOutput
@@ -92,9 +94,6 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
         device = None if args.speaker == "default" else args.speaker
         speaker = SpeakerOutput(device, voice_sample_rate(voice_config))
         outputs.append(speaker)
-    from vtuber.outputs.stream import stream_outputs
-
-    outputs += stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True), args.fast)
     engine = _load_engine(cfg, persona, args.quiet)
     from vtuber.outputs.recorder import Recorder
 
