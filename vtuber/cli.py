@@ -84,7 +84,9 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
     from vtuber.rehearsal import run_rehearsal
 
     voice, voice_config = persona_voice(cfg, paths, persona)
-    outputs = []
+    from vtuber.outputs.stream import stream_outputs
+
+    outputs = stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True), args.fast)
     speaker = None
     if args.speaker is not None:  # open the device first: a wrong device fails in a second, not after loading
         from vtuber.outputs.speaker import SpeakerOutput
@@ -141,6 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         device = None if args.speaker == "default" else args.speaker
         Speaker(device, rate).close(drain=False)  # a wrong device fails now, not after loading
         playback = lambda clock, emit: SpeakerPlayback(clock, emit, device, rate)  # noqa: E731
+    from vtuber.outputs.stream import stream_outputs
+
+    extra = stream_outputs(cfg, args, lambda line: console.print(line, markup=False, soft_wrap=True))
     out = claim_out_dir(args.out, args.force) if args.out else None
     if out is not None:  # the report's plot library, loaded now: a stop must write it in time
         import matplotlib
@@ -149,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot  # noqa: F401
     try:
         engine = _load_engine(cfg, persona, args.quiet)
-        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, chat_outputs))
+        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra]))
         written = {}
         if out is not None:
             from vtuber.rehearsal import write_report
@@ -560,6 +565,8 @@ def _context_problems(args, path: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vtuber.outputs.stream import add_stream_options
+
     parser = argparse.ArgumentParser(
         prog="vtuber",
         description="A fully local AI co-host for live streamers and VTubers.",
@@ -586,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="also play replies on a sound device (name or index; default device if none given)")
     p.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
     _add_common(p)
+    add_stream_options(p)
     p.set_defaults(func=cmd_rehearse)
 
     r = sub.add_parser(
@@ -608,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     r.add_argument("-q", "--quiet", action="store_true", help="fewer loading messages")
     _add_common(r)
+    add_stream_options(r)
     r.set_defaults(func=cmd_run)
 
     au = sub.add_parser(

@@ -183,6 +183,41 @@ class YouTubeConfig:
 
 
 @dataclass
+class OverlayConfig:
+    """The OBS overlay (browser source) and control dock (docs/overlay-protocol.md)."""
+
+    enabled: bool = False  # or `--overlay [PORT]`
+    host: str = "127.0.0.1"  # any other address needs the overlay token (kept in the token file)
+    port: int = 8777  # never 4455, 8001 or 4343 (OBS, VTube Studio, other stream tools)
+    audio: bool = False  # also stream the reply audio to pages opened with ?audio=1
+    max_clients: int = 16
+    client_queue: int = 256  # messages waiting for one page; a stalled page drops (counted)
+    max_message_bytes: int = 4096  # a page sending more closes its connection
+
+
+@dataclass
+class VTubeStudioConfig:
+    """Lip sync through VTube Studio's Public API."""
+
+    enabled: bool = False  # or `--vtube-studio [URL]`
+    url: str = "ws://127.0.0.1:8001"
+    parameter: str = "MouthOpen"
+    rate_hz: float = 40.0  # mouth updates a second while she speaks (10-60)
+    gain: float = 5.0  # RMS (of full scale) times gain = mouth opening
+    moods: dict = field(default_factory=dict)  # [vtube_studio.moods] happy/surprised/sad/angry = "hotkey name or ID"
+
+
+@dataclass
+class ObsConfig:
+    """Captions into an OBS Text source over obs-websocket v5 (the password: `obs_websocket` in the token file)."""
+
+    source: str = ""  # the Text source's name; empty = off (or `--obs-captions SOURCE`)
+    url: str = "ws://127.0.0.1:4455"
+    clear_after_s: float = 3.0
+    max_chars: int = 160
+
+
+@dataclass
 class Config:
     persona: str = "miko"  # a persona name (user folder, persona_folders, bundled) or a YAML file
     persona_folders: list[str] = field(default_factory=list)  # more folders of NAME.yaml personas
@@ -197,6 +232,9 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     twitch: TwitchConfig = field(default_factory=TwitchConfig)
     youtube: YouTubeConfig = field(default_factory=YouTubeConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    vtube_studio: VTubeStudioConfig = field(default_factory=VTubeStudioConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
