@@ -1,7 +1,8 @@
 """Outputs with a lifecycle, each behind its own bounded queue.
 
 An output is anything with `handle(event)` (or a plain callable), and optionally
-`start()` and `close()`. `handle` may be a coroutine function. The hub gives each
+`start()` and `close()` (run in a worker thread: a speaker drains its audio) or a coroutine
+`aclose()` (run on the loop: a server or a socket client). `handle` may be a coroutine function. The hub gives each
 output a queue of `queue_size` events and a task that feeds it, so a slow output
 (a console on a slow terminal, a web page, a chat API) never blocks the pipeline.
 Drop policy: when an output's queue is full the new event is dropped and counted in
@@ -85,11 +86,14 @@ class OutputHub:
             for task in pending:
                 task.cancel()
         for output in self.outputs:
+            aclose = getattr(output, "aclose", None)  # an output living on the loop (a server, a socket)
             close = getattr(output, "close", None)
-            if callable(close):
-                try:
+            try:
+                if inspect.iscoroutinefunction(aclose):
+                    await asyncio.wait_for(aclose(), timeout)
+                elif callable(close):
                     await asyncio.to_thread(close)  # a speaker drains its audio: not on the loop
-                except Exception as e:
-                    log.error("output %s failed to close: %s", _name(output), e)
+            except Exception as e:
+                log.error("output %s failed to close: %s", _name(output), e)
         self._tasks.clear()
         self._queues.clear()

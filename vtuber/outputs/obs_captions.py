@@ -101,15 +101,6 @@ class ObsCaptions:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def close(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(5.0)
-        except Exception as e:  # noqa: BLE001 - closing must not fail the session
-            log.warning("OBS captions did not close cleanly: %s", e)
-
     # --- events (never wait) ---------------------------------------------------------------
 
     def _show(self, text: str) -> None:

@@ -165,16 +165,6 @@ class VTubeStudio:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def close(self) -> None:
-        """Called by the output hub from a worker thread while the loop runs on."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(5.0)
-        except Exception as e:  # noqa: BLE001 - closing must not fail the session
-            log.warning("VTube Studio output did not close cleanly: %s", e)
-
     # --- events (never wait) -----------------------------------------------------------------
 
     def handle(self, ev: object) -> None:
