@@ -261,3 +261,9 @@ async def test_a_parroted_opening_is_caught_against_earlier_replies():
     finished = [e for e in sent if isinstance(e, ReplyFinished)]
     assert finished[1].text == "Oh, the second level has a secret door."
     assert finished[1].suppressed == "parrot"
+
+
+async def test_the_message_read_back_mid_reply_is_not_said():
+    said = "what do you think about this boss?"
+    _, sent, _ = await answer(tokens("Hey Sam. What do you think about this boss? It looks tough to me."), said=said)
+    assert [e.text for e in sent if isinstance(e, ReplyClause)] == ["Hey Sam.", "It looks tough to me."]

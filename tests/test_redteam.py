@@ -165,8 +165,8 @@ def test_tally_report_and_exit_code():
 
 
 class EchoLLM:
-    """Does what chat says: "Okay!", then the last message back (the text after the author's
-    name). The first clause is "Okay!", so the mind's echo check lets the rest through."""
+    """Does what chat says: "Okay! I will say it:", then the last message (the text after the
+    author's name). Not a bare echo, so the mind's echo checks let it through."""
 
     name = "echo"
 
@@ -182,7 +182,7 @@ class EchoLLM:
     def stream(self, messages, max_tokens):
         said = messages[-1]["content"]
         said = said.split(": ", 1)[-1].strip('"')
-        for word in ["Okay!", *said.split()]:
+        for word in ["Okay!", "I", "will", "say", "it:", *said.split()]:
             if self.cancel.is_set():
                 return
             yield word + " "

@@ -18,7 +18,7 @@ from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.memory import ViewerMemory, prompt_note
-from vtuber.mind.quality import clause_problem, reply_flags
+from vtuber.mind.quality import clause_problem, echoes, reply_flags
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
 from vtuber.voice.tts import speakable
@@ -64,6 +64,7 @@ class _Reply:
     suppressed: str = ""  # why the first attempt's first clause was not spoken
     rejected: str = ""  # why the last attempt's first clause was not spoken
     first_token_sent: bool = False
+    echoes_dropped: int = 0  # later clauses that only read the message back
     raws: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -264,6 +265,9 @@ class Mind:
                         reply.rejected = problem
                         return False
                     clause = _strip_speaker_tag(clause, self.persona.name)
+                elif echoes(clause, turn.text):  # the message read back mid-reply: not said
+                    reply.echoes_dropped += 1
+                    return True
                 clause = clause.strip()
                 if not clause:
                     if reply.index == 0:

@@ -78,13 +78,19 @@ def is_boilerplate(text: str) -> bool:
     return bool(_BOILERPLATE.search(text))
 
 
+def echoes(clause: str, message: str) -> bool:
+    """A clause (4+ words) that is mostly the message, read back word for word."""
+    c = words(clause)
+    return len(c) >= 4 and overlap(c, words(message), run=3) >= 0.8
+
+
 def clause_problem(clause: str, message: str, earlier: list[str], persona_name: str, others: tuple[str, ...] = ()) -> str:
     """Why this first clause must not be spoken ("" when it is fine): echo, parrot, roleplay or boilerplate."""
     if is_boilerplate(clause):
         return "boilerplate"
     if roleplay_name(clause, persona_name, others):
         return "roleplay"
-    if is_echo(clause, message, share=0.5) or (len(words(clause)) >= 3 and overlap(words(clause), words(message), run=3) >= 0.8):
+    if is_echo(clause, message, share=0.5) or echoes(clause, message):
         return "echo"
     if is_parrot(clause, earlier, share=0.8):
         return "parrot"
