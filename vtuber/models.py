@@ -104,6 +104,8 @@ def server_urls(cfg: Config) -> dict[str, str]:
     if is_http_url(m.llm):
         check_url(m.llm, "models.llm")
         urls["llm"] = m.llm
+    elif "://" in m.llm:
+        raise UserError(f"models.llm: {m.llm!r}: an LLM server is given as an http:// or https:// URL")
     for key in ("asr", "voice"):
         value = getattr(m, key)
         if value.startswith("tcp://"):
@@ -152,3 +154,21 @@ def with_persona_model(cfg: Config, persona) -> Config:
     if m.think is not None:
         llm = dataclasses.replace(llm, think=m.think)
     return dataclasses.replace(cfg, models=models, llm=llm)
+
+
+def parts_report(engine) -> dict:
+    """Which model or server did each part's work in a session (for reports and the bench):
+    each part's name, and for a server how often it answered and how often the local model did."""
+    out = {}
+    for part in ("llm", "asr", "tts"):
+        obj = getattr(engine, part)
+        report = getattr(obj, "report", None)
+        if callable(report):
+            out[part] = report()
+        elif part == "llm":
+            out[part] = {"llm": str(engine.paths.llm), "backend": getattr(obj, "name", "")}
+        elif part == "asr":
+            out[part] = {"asr": str(engine.paths.asr)}
+        else:
+            out[part] = {"voice": str(getattr(engine.paths, "voice", ""))}
+    return out

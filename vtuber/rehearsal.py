@@ -24,6 +24,7 @@ import numpy as np
 from vtuber.audio import read_wav_16k_mono, write_wav
 from vtuber.clock import Clock, FastClock
 from vtuber.errors import UserError
+from vtuber.models import parts_report
 from vtuber.events import ChatMessage
 from vtuber.out_folder import OutFolder
 from vtuber.outputs.recorder import Recorder, TurnRecord
@@ -236,6 +237,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
             "names_replaced": session.names_replaced,
             "errors": session.errors,
+            "models": parts_report(session.engine),  # issue 13: which model or server did each part
             "sample_rate": rec.sample_rate,
         }
         (stage / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
