@@ -107,6 +107,8 @@ class WyomingService:
                     return ev
         except (TimeoutError, socket.timeout):
             raise ServiceError(f"{self.where()} gave no reply within {self.timeout_s:g} s") from None
+        except (BrokenPipeError, ConnectionResetError):
+            raise ServiceError(f"{self.where()} closed the connection mid-reply") from None
         except OSError as e:
             raise ServiceError(f"{self.where()}: the connection broke ({e.strerror or e})") from None
         finally:
