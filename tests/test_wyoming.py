@@ -141,3 +141,27 @@ def test_bad_wyoming_urls_are_user_errors():
     for value, msg in (("tcp://host", "tcp://host:port"), ("tcp://:10300", "tcp://host:port"), ("ws://h:1", "tcp://host:port")):
         with pytest.raises(UserError, match=msg):
             resolve(load_config(overrides={"models": {"voice": value}}))
+
+
+def test_models_check_runs_each_part_once_and_says_what_failed(engine, servers, capsys, monkeypatch):
+    from rich.console import Console
+    from servers import DONE, ReplayServer, delta
+
+    from vtuber import cli
+    from vtuber.cli import main
+
+    monkeypatch.setattr(cli, "console", Console(width=400, highlight=False))  # one table row a line
+
+    with ReplayServer(models=("replay",)) as srv:
+        srv.script = [delta("Hi alice,"), delta(" doing great!"), DONE]
+        args = ["models", "check", "--llm", srv.url, "--asr", servers[0], "--voice", servers[1]]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        for part in ("LLM (server)", "LLM (fallback)", "ASR (server)", "ASR (fallback)", "TTS (server)", "TTS (fallback)"):
+            assert part in out, out
+        assert "Hi alice, doing great!" in out and "boss" in out.lower() and " no " not in out
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        assert main(["models", "check", "--llm", dead]) == 1
+        out = capsys.readouterr().out
+        assert "connection refused" in out and "LLM (fallback)" in out
+
