@@ -388,3 +388,21 @@ def test_a_cancelled_turn_closes_its_http_stream(engine):
         assert srv.disconnects[0] - t0 < 3.0
         assert len(got) < 5
     backend.cancel.clear()
+
+
+def test_bench_names_each_part_and_reports_the_same_fields_for_a_server(engine, llama):
+    from vtuber import bench
+
+    cfg, backend = fallback(engine, llama.url, first_token_s=20.0)
+    eng = remote_engine(engine, cfg, backend)
+    eng.warm()
+    result = bench.run_bench(eng, turns=1, load_s=0)
+    assert result["answered"] == {"chat": 1, "speech": 1}
+    for kind in ("chat", "speech"):
+        assert result["streaming"][kind]["input_to_first_audio"]["p50"] > 0
+        assert result["naive"][kind]["p50"] > 0
+    llm = result["parts"]["llm"]
+    assert llm["llm"] == f"server {llama.url}" and llm["fallbacks"] == 0 and llm["turns_remote"] >= 2
+    assert result["parts"]["asr"]["asr"] == str(engine.paths.asr)
+    lines = bench.parts_lines(result)
+    assert lines[0].startswith(f"llm: server {llama.url}") and "by the local fallback" in lines[0]

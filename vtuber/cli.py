@@ -251,6 +251,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         files = bench.write(result, out)
     console.print(bench_table(result))
+    for line in bench.parts_lines(result):  # issue 13: name each part
+        console.print(f"[dim]{escape(line)}[/]")
     for line in bench_verdict(result):
         console.print(line)
     console.print(f"wrote {files['json']} and {files['plot']}")

@@ -98,6 +98,7 @@ class LlamaCppBackend(OwnThread):
         self.cfg = cfg
         self.cancel = threading.Event()
         self.lock = threading.Lock()
+        self.thinking: list[float] = []  # seconds of thinking per reply that thought
 
     def warm(self, prefix: list[dict]) -> None:
         # One real chat completion: loads the pages, builds the template and leaves
@@ -113,8 +114,13 @@ class LlamaCppBackend(OwnThread):
 
         if not self.cfg.llm.think:
             messages = no_think(messages)
-        self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
-        return strip_thinking(self._raw(messages, max_tokens), filt=self.last_filter)
+        filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
+        try:
+            yield from strip_thinking(self._raw(messages, max_tokens), filt=filt)
+        finally:
+            if filt.think_start is not None:
+                self.thinking.append(filt.thinking_s)  # for the bench (thinking time apart)
+                del self.thinking[:-500]
 
     def _raw(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         with self.lock:

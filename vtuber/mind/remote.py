@@ -470,9 +470,15 @@ class FallbackBackend:
         if fn is not None:
             fn(n)
 
+    @property
+    def thinking(self) -> list[float]:
+        """Seconds of thinking per reply that thought (the server's or the local model's)."""
+        local = getattr(self.local, "thinking", [])
+        return [t["thinking_s"] for t in self.turns if t["thinking_s"]] + list(local)
+
     def report(self) -> dict:
         """For the session report and the bench: which model answered, how often the server failed."""
-        thinking = [t["thinking_s"] for t in self.turns if t["thinking_s"]]
+        thinking = self.thinking
         return {
             "llm": f"server {self.remote.url}" + (f" ({self.remote.s.model})" if self.remote.s.model else ""),
             "fallback": getattr(self.local, "name", None),
