@@ -201,17 +201,20 @@ def test_server_stopped_mid_session_falls_back_then_comes_back(engine, tmp_path,
         srv.stop()
 
 
-def test_first_token_later_than_the_deadline_falls_back(engine, caplog):
-    """A server that accepts the connection and never answers: the turn goes local at the deadline."""
-    with socket.socket() as hung:
+@pytest.mark.parametrize("server", ["silent", "pings_only"])
+def test_first_token_later_than_the_deadline_falls_back(engine, caplog, server):
+    """A server that accepts and never answers, or sends its headers and keep-alive lines
+    but no token: the turn goes local at the deadline."""
+    with socket.socket() as hung, ReplayServer() as srv:
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)
-        url = f"http://127.0.0.1:{hung.getsockname()[1]}/v1"
+        srv.script = [(0.3, b": ping\n\n") for _ in range(20)] + [delta("too late"), DONE]
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/v1" if server == "silent" else srv.url
         cfg, backend = fallback(engine, url, key=None, first_token_s=0.8)
         t0 = time.monotonic()
         text = run_stream(backend)
         took = time.monotonic() - t0
-    assert words(text)
+    assert words(text) and "too late" not in text
     rec = backend.turns[-1]
     assert rec["backend"] == "local"
     assert 0.7 <= rec["fallback_s"] <= 0.8 + 1.0, rec
@@ -315,9 +318,9 @@ def test_thinking_is_never_spoken_shown_or_written(engine, tmp_path):
         scripts = iter([THINKING, REASONING_FIELD])
         original = backend.remote.events
 
-        def events(messages, max_tokens, filt):
+        def events(messages, max_tokens, filt, first_token_s=None):
             srv.script = next(scripts)
-            return original(messages, max_tokens, filt)
+            return original(messages, max_tokens, filt, first_token_s)
 
         backend.remote.events = events
         console = Console(record=True, width=200, force_terminal=False)

@@ -44,6 +44,9 @@ from vtuber.mind.reasoning import ThinkFilter, no_think
 log = logging.getLogger("vtuber.llm")
 
 TURN_LOG = 500  # per-turn records kept for the report and the bench
+# Warming (at start, before any turn) waits this long at least for the first token: a
+# server may load its model on the first request, and the persona prefix is prefilled.
+WARM_FIRST_TOKEN_S = 30.0
 
 
 class RemoteError(Exception):
@@ -201,11 +204,11 @@ class RemoteBackend:
             body["chat_template_kwargs"] = {"enable_thinking": False}
         return body
 
-    def _open(self, messages: list[dict], max_tokens: int, deadline: float) -> http.client.HTTPResponse:
+    def _open(self, messages: list[dict], max_tokens: int, deadline: float, first_token_s: float) -> http.client.HTTPResponse:
         """One try: connect, send, wait for the response headers (by `deadline`)."""
         left = deadline - time.monotonic()
         if left <= 0:
-            raise RemoteError(f"{self._where()}: no first token within {self.s.first_token_s:g} s")
+            raise RemoteError(f"{self._where()}: no first token within {first_token_s:g} s")
         conn = self._connection(min(self.s.connect_timeout_s, left))
         with self._conn_lock:
             self._conn = conn
@@ -219,7 +222,7 @@ class RemoteBackend:
         except (socket.timeout, TimeoutError):
             conn.close()
             if time.monotonic() >= deadline - 0.01:
-                raise RemoteError(f"{self._where()}: no first token within {self.s.first_token_s:g} s") from None
+                raise RemoteError(f"{self._where()}: no first token within {first_token_s:g} s") from None
             raise RemoteError(f"{self._where()} did not connect within {self.s.connect_timeout_s:g} s") from None
         except (OSError, http.client.HTTPException) as e:
             conn.close()
@@ -233,15 +236,16 @@ class RemoteBackend:
             raise err
         return resp
 
-    def events(self, messages: list[dict], max_tokens: int, filt: ThinkFilter) -> Iterator[str]:
+    def events(self, messages: list[dict], max_tokens: int, filt: ThinkFilter, first_token_s: float | None = None) -> Iterator[str]:
         """Answer text from the server (thinking fed to `filt`, never yielded). Raises
         `RemoteError` when it fails; ends quietly when cancelled."""
         started = time.monotonic()
-        deadline = started + self.s.first_token_s
+        first_token_s = first_token_s or self.s.first_token_s
+        deadline = started + first_token_s
         delay = 0.2
         for attempt in range(self.s.retries + 1):
             try:
-                resp = self._open(messages, max_tokens, deadline)
+                resp = self._open(messages, max_tokens, deadline, first_token_s)
                 break
             except _Retryable as e:
                 if self.cancel.is_set():
@@ -260,11 +264,15 @@ class RemoteBackend:
             while True:
                 if self.cancel.is_set():
                     return
+                if first and conn is not None and conn.sock is not None:
+                    # Headers may come at once (vLLM, Ollama) and keep-alive lines after
+                    # them: the first token still has to come by the deadline.
+                    conn.sock.settimeout(max(deadline - time.monotonic(), 0.01))
                 try:
                     line = resp.readline(1 << 20)
                 except (socket.timeout, TimeoutError):
                     if first:
-                        raise RemoteError(f"{self._where()}: no first token within {self.s.first_token_s:g} s") from None
+                        raise RemoteError(f"{self._where()}: no first token within {first_token_s:g} s") from None
                     raise RemoteError(f"{self._where()}: the stream stalled for {self.s.read_timeout_s:g} s") from None
                 except (OSError, http.client.HTTPException, ValueError) as e:
                     if self.cancel.is_set():
@@ -314,10 +322,10 @@ class RemoteBackend:
             if conn is not None:
                 conn.close()  # a cancelled or broken stream: the server sees the disconnect
 
-    def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int, first_token_s: float | None = None) -> Iterator[str]:
         """Answer text only; `RemoteError` on failure (no fallback here: see `FallbackBackend`)."""
         filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
-        for piece in self.events(messages, max_tokens, filt):
+        for piece in self.events(messages, max_tokens, filt, first_token_s):
             text = filt.feed(piece)
             if text:
                 yield text
@@ -333,7 +341,7 @@ class RemoteBackend:
 
     def warm(self, prefix: list[dict]) -> None:
         self.cancel.clear()
-        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], max_tokens=1):
+        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], 1, max(self.s.first_token_s, WARM_FIRST_TOKEN_S)):
             pass
 
     def close(self) -> None:
