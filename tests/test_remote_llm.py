@@ -174,7 +174,7 @@ def test_server_stopped_mid_session_falls_back_then_comes_back(engine, tmp_path,
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_models(url)
-        cfg, backend = fallback(engine, url, key=None, first_token_s=3.0, retry_after_s=1.0)
+        cfg, backend = fallback(engine, url, key=None, first_token_s=3.0, retry_after_s=5.0)
         backend.warm([MSGS[0]])
         assert words(run_stream(backend)) and backend.turns[-1]["backend"] == "remote"
         srv.stop()
@@ -194,7 +194,7 @@ def test_server_stopped_mid_session_falls_back_then_comes_back(engine, tmp_path,
         assert backend.turns[-1]["backend"] == "local" and warnings_of(caplog) == []
         srv.start()
         wait_models(url)
-        time.sleep(cfg.llm_server.retry_after_s)
+        time.sleep(max(backend.down_until - time.monotonic(), 0.0))  # the server is asked again after retry_after_s
         assert words(run_stream(backend))
         assert backend.turns[-1]["backend"] == "remote" and backend.counts["remote"] == 2
     finally:
@@ -409,3 +409,16 @@ def test_bench_names_each_part_and_reports_the_same_fields_for_a_server(engine, 
     assert result["parts"]["asr"]["asr"] == str(engine.paths.asr)
     lines = bench.parts_lines(result)
     assert lines[0].startswith(f"llm: server {llama.url}") and "by the local fallback" in lines[0]
+
+
+def test_thinking_gets_its_own_token_room_and_a_reply_all_thinking_goes_local(engine, caplog):
+    with ReplayServer() as srv:
+        srv.script = [delta(reasoning="hmm, BANANA " * 20), DONE]  # the cap was reached while thinking
+        cfg, backend = fallback(engine, srv.url, key=None)
+        cfg.llm.think_tokens = 512
+        text = run_stream(backend, max_tokens=24)
+        assert srv.requests[-1]["max_tokens"] == 24 + 512
+        assert words(text) and "banana" not in text.lower() and backend.turns[-1]["backend"] == "local"
+        lines = warnings_of(caplog)
+        assert len(lines) == 1 and "whole token cap thinking" in lines[0], lines
+        assert backend.usable()  # the server works: it is asked again next turn

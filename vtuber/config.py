@@ -61,6 +61,9 @@ class LLMConfig:
     # starts_thinking: the chat template opens <think> itself, so the reply starts inside it.
     think: bool = True
     starts_thinking: bool = False
+    # Thinking counts against the reply's token cap: this many more tokens for it (raise
+    # to 512 or more for a reasoning model; 0 for a model that does not think).
+    think_tokens: int = 0
 
 
 @dataclass
@@ -240,6 +243,7 @@ def validate(cfg: Config) -> Config:
     ]
     s = cfg.llm_server  # issue 13: the LLM server's timings
     checks += [
+        (0 <= cfg.llm.think_tokens <= 32768, "llm.think_tokens must be in [0, 32768]"),
         (0.05 <= s.connect_timeout_s <= 60, "llm_server.connect_timeout_s must be in [0.05, 60]"),
         (0.1 <= s.first_token_s <= 600, "llm_server.first_token_s must be in [0.1, 600]"),
         (0.1 <= s.read_timeout_s <= 600, "llm_server.read_timeout_s must be in [0.1, 600]"),

@@ -114,6 +114,8 @@ class LlamaCppBackend(OwnThread):
 
         if not self.cfg.llm.think:
             messages = no_think(messages)
+        else:
+            max_tokens += self.cfg.llm.think_tokens  # thinking counts against the cap
         filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
         try:
             yield from strip_thinking(self._raw(messages, max_tokens), filt=filt)

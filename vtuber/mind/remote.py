@@ -193,7 +193,7 @@ class RemoteBackend:
         body = {
             "messages": msgs,
             "stream": True,
-            "max_tokens": max_tokens,
+            "max_tokens": max_tokens + (0 if self.no_think else self.cfg.llm.think_tokens),  # thinking counts too
             "temperature": self.cfg.llm.temperature,
             "top_p": self.cfg.llm.top_p,
             "seed": self.cfg.llm.seed,
@@ -242,7 +242,7 @@ class RemoteBackend:
         started = time.monotonic()
         first_token_s = first_token_s or self.s.first_token_s
         deadline = started + first_token_s
-        delay = 0.2
+        delay = 0.1  # then 0.2, 0.4, ... (a refused connection costs 0.3 s with 2 retries)
         for attempt in range(self.s.retries + 1):
             try:
                 resp = self._open(messages, max_tokens, deadline, first_token_s)
@@ -420,6 +420,18 @@ class FallbackBackend:
                 if answered or self.cancel.is_set():
                     self.counts["remote"] += 1
                     self.down_until = 0.0
+                    return
+                filt = self.remote.last_filter
+                if filt is not None and filt.thought_chars and self.local is not None:
+                    # The server works; the model thought through the whole token cap.
+                    log.warning(
+                        "%s: the model spent the whole token cap thinking; this turn is answered by the local "
+                        "model (raise llm.think_tokens, or set llm.think = false)", self.remote._where(),
+                    )
+                    rec["fallback"] = "thinking took the whole token cap"
+                    rec["backend"] = "local"
+                    self.counts["local"] += 1
+                    yield from self.local.stream(messages, max_tokens)
                     return
                 raise RemoteError(f"{self.remote._where()}: an empty answer")
             except RemoteError as e:
