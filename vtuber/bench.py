@@ -28,6 +28,7 @@ from vtuber.clock import FastClock
 from vtuber.events import RETRACTED, ChatMessage, Turn
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.mind.quality import quality_counts
+from vtuber.models import parts_report
 from vtuber.outputs.recorder import TurnRecord
 from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
@@ -277,8 +278,10 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
     # The pipeline's own peak with all three models loaded: not the synthesis of the
     # bench's input speech before it, nor the naive run's whole-reply TTS after it.
     reset_peak_rss()
+    thought_before = len(getattr(engine.llm, "thinking", []))
     session = asyncio.run(_streaming(engine, plan))
     rss = peak_rss_mib()
+    thinking = list(getattr(engine.llm, "thinking", []))[thought_before:]
     # A turn answered early and taken back (the streamer went on) is not an answer.
     records = [r for r in session.recorder.finished() if r.cancel_reason != RETRACTED]
     progress(f"plain clause streaming on the same chat inputs (LLM on {PLAIN_THREADS} threads)")
@@ -313,6 +316,10 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
         "records": [r.to_json() for r in records],
         "live_load": load,
         "quality": quality_counts(records),  # echo, parrot, role play, cut...: reply checks over the bench turns
+        # each part named (a file or a server, with its fallback counts), and the
+        # reasoning models' thinking time apart (in the LLM time above, never spoken)
+        "parts": parts_report(engine),
+        "thinking": _dist(thinking),
     }
     for kind in ("chat", "speech"):
         s = stats.get(kind, {}).get("input_to_first_audio")
@@ -404,3 +411,20 @@ def write(result: dict, out: OutFolder | Path) -> dict[str, Path]:
         if folder is not out:
             folder.release()
     return {"json": written["bench.json"], "plot": written["bench.png"]}
+
+
+def parts_lines(result: dict) -> list[str]:
+    """One line a part for the console: which model or server did the work."""
+    lines = []
+    for part, info in (result.get("parts") or {}).items():
+        if "server" in info:  # a Wyoming server
+            what = f"{info['server']} ({info['remote']} by the server, {info['local']} by the local fallback)"
+        elif "turns_remote" in info:
+            what = f"{info['llm']} ({info['turns_remote']} turns by the server, {info['turns_local']} by the local fallback)"
+        else:
+            what = next(iter(info.values()), "")
+        lines.append(f"{part}: {what}")
+    t = result.get("thinking") or {}
+    if t:
+        lines.append(f"thinking: p50 {t['p50'] * 1000:.0f} ms, max {t['max'] * 1000:.0f} ms over {t['n']} replies (never spoken)")
+    return lines

@@ -322,6 +322,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         files = bench.write(result, out)
     console.print(bench_table(result))
+    for line in bench.parts_lines(result):  # name each part
+        console.print(f"[dim]{escape(line)}[/]")
     for line in bench_verdict(result):
         console.print(line)
     console.print(f"wrote {files['json']} and {files['plot']}")
@@ -564,6 +566,35 @@ def _context_problems(args, path: str) -> list[str]:
     return [problem] if problem else []
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """`vtuber models [check]`: what the config uses and what is available; `check` runs each once."""
+    from rich.table import Table
+
+    from vtuber import model_check
+    from vtuber.mind.persona import load_persona
+
+    cfg = _config_from(args)
+    persona = load_persona(cfg.persona, cfg.persona_folders)
+    if args.action == "list":
+        table = Table(title=f"models for {escape(persona.name)}")
+        for col in ("part", "use", "model or server", "from", "size"):
+            table.add_column(col, justify="right" if col == "size" else "left", overflow="fold")
+        for r in model_check.inventory(cfg, persona):
+            table.add_row(r.part, r.use, escape(r.what), r.source, model_check.human(r.size))
+        console.print(table)
+        return 0
+    with console.status("checking models", spinner="dots") as status:
+        results = model_check.check(cfg, persona, step=lambda m: (status.update(m), console.print(f"[dim]{escape(m)}[/]")))
+    table = Table(title="models check")
+    for col in ("part", "model or server", "ok", "first token / audio", "output"):
+        table.add_column(col, justify="right" if col.startswith("first") else "left", overflow="fold")
+    for c in results:
+        first = "-" if c.first_s is None else f"{c.first_s * 1000:.0f} ms"
+        table.add_row(c.part, escape(c.what), "[green]yes[/]" if c.ok else "[red]no[/]", first, escape(c.sample))
+    console.print(table)
+    return 0 if all(c.ok for c in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vtuber.outputs.stream import add_stream_options
 
@@ -684,6 +715,19 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--all", action="store_true", help="forget every viewer")
     mf.add_argument("--config", metavar="FILE", help="settings TOML file (memory.path)")
     mm.set_defaults(func=cmd_memory)
+
+    mdl = sub.add_parser(
+        "models",
+        help="list the models and servers in use and available (sizes); `check` runs each once",
+        description=(
+            "List the LLM, ASR and TTS the config uses (a file, a bundled model or a server), their local "
+            "fallbacks and the bundled models, with sizes. `vtuber models check` loads or connects to each and runs "
+            "one short generation, transcription and synthesis, timing the first token or audio (exit 1 if any fails)."
+        ),
+    )
+    mdl.add_argument("action", nargs="?", choices=("list", "check"), default="list")
+    _add_common(mdl)
+    mdl.set_defaults(func=cmd_models)
 
     pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
     psub = pp.add_subparsers(dest="action", required=True)

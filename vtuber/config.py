@@ -56,6 +56,39 @@ class LLMConfig:
     # its previous reply when it sees it; raise it for a bigger model.
     history_turns: int = 4
     seed: int = 7
+    # Reasoning models (docs: README "Use a bigger model"): false asks the model not to
+    # think (Qwen3's /no_think, and enable_thinking=false for a server's chat template);
+    # starts_thinking: the chat template opens <think> itself, so the reply starts inside it.
+    think: bool = True
+    starts_thinking: bool = False
+    # Thinking counts against the reply's token cap: this many more tokens for it (raise
+    # to 512 or more for a reasoning model; 0 for a model that does not think).
+    think_tokens: int = 0
+
+
+@dataclass
+class LLMServerConfig:
+    """An OpenAI-compatible LLM server, used when models.llm is an http(s):// URL."""
+
+    model: str = ""  # the model name on the server ("" lets the server choose)
+    key_name: str = "llm_server"  # API key: the token of this name (token file, or VTUBER_LLM_SERVER)
+    connect_timeout_s: float = 2.0
+    first_token_s: float = 4.0  # no first token by then: this turn is answered by the local model
+    read_timeout_s: float = 10.0  # the stream stalls this long between tokens: the reply ends
+    retries: int = 2  # more tries after a refused or reset connection (within first_token_s)
+    retry_after_s: float = 30.0  # after a failure the server is asked again this much later
+    fallback: bool = True  # load a local model (fallback_model, or the bundled one) for when the server fails
+    fallback_model: str = ""  # a local GGUF for the fallback; empty = the bundled model
+
+
+@dataclass
+class SpeechServersConfig:
+    """Wyoming servers, used when models.asr or models.voice is tcp://host:port."""
+
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 10.0  # a transcript or a clause's audio later than this: the local model does it
+    retry_after_s: float = 30.0  # after a failure the server is asked again this much later
+    voice_name: str = ""  # the TTS server's voice ("" = its default voice)
 
 
 @dataclass
@@ -224,6 +257,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    llm_server: LLMServerConfig = field(default_factory=LLMServerConfig)
+    speech_servers: SpeechServersConfig = field(default_factory=SpeechServersConfig)
     hearing: HearingConfig = field(default_factory=HearingConfig)
     director: DirectorConfig = field(default_factory=DirectorConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
@@ -327,6 +362,18 @@ def validate(cfg: Config) -> Config:
         (0.1 <= cfg.youtube.min_poll_s <= 600, "youtube.min_poll_s must be in [0.1, 600]"),
         (1 <= cfg.youtube.reply_limit <= 100, "youtube.reply_limit must be in [1, 100]"),
         (cfg.youtube.reply_max_wait_s > 0, "youtube.reply_max_wait_s must be > 0"),
+    ]
+    s = cfg.llm_server  # the LLM server's timings
+    checks += [
+        (0 <= cfg.llm.think_tokens <= 32768, "llm.think_tokens must be in [0, 32768]"),
+        (0.05 <= s.connect_timeout_s <= 60, "llm_server.connect_timeout_s must be in [0.05, 60]"),
+        (0.1 <= s.first_token_s <= 600, "llm_server.first_token_s must be in [0.1, 600]"),
+        (0.1 <= s.read_timeout_s <= 600, "llm_server.read_timeout_s must be in [0.1, 600]"),
+        (0 <= s.retries <= 10, "llm_server.retries must be in [0, 10]"),
+        (0.0 <= s.retry_after_s <= 3600, "llm_server.retry_after_s must be in [0, 3600]"),
+        (0.05 <= cfg.speech_servers.connect_timeout_s <= 60, "speech_servers.connect_timeout_s must be in [0.05, 60]"),
+        (0.1 <= cfg.speech_servers.timeout_s <= 600, "speech_servers.timeout_s must be in [0.1, 600]"),
+        (0.0 <= cfg.speech_servers.retry_after_s <= 3600, "speech_servers.retry_after_s must be in [0, 3600]"),
     ]
     for name, table in cfg.plugins.settings.items():
         if not isinstance(table, dict):

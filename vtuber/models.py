@@ -54,7 +54,10 @@ class ModelPaths:
     asr: Path
     voice: Path
     voice_config: Path
-
+    # Servers named in the config; the paths above are then the local fallbacks.
+    llm_url: str = ""  # an OpenAI-compatible server (models.llm = "http://...")
+    asr_url: str = ""  # a Wyoming ASR server (models.asr = "tcp://host:port")
+    voice_url: str = ""  # a Wyoming TTS server (models.voice = "tcp://host:port")
 
 
 def _user_path(value: str, key: str, want_dir: bool = False) -> Path:
@@ -71,20 +74,53 @@ def _user_path(value: str, key: str, want_dir: bool = False) -> Path:
 def resolve(cfg: Config) -> ModelPaths:
     """Resolve every model path (config override or bundled) and check the files exist."""
     m = cfg.models
-    llm = _user_path(m.llm, "llm") if m.llm else bundled_llm()
-    asr = _user_path(m.asr, "asr", want_dir=True) if m.asr else bundled_asr()
+    urls = server_urls(cfg)
+    if urls["llm"]:
+        fb = cfg.llm_server.fallback_model
+        llm = _user_path(fb, "llm_server.fallback_model") if fb else bundled_llm()
+    else:
+        llm = _user_path(m.llm, "llm") if m.llm else bundled_llm()
+    if urls["asr"]:
+        asr = bundled_asr()
+    else:
+        asr = _user_path(m.asr, "asr", want_dir=True) if m.asr else bundled_asr()
     if not (asr / "model.bin").exists():
         raise UserError(f"models.asr: {asr} has no model.bin (not a faster-whisper model folder)")
-    voice = _user_path(m.voice, "voice") if m.voice else bundled_voice()
+    voice = bundled_voice() if urls["voice"] else _user_path(m.voice, "voice") if m.voice else bundled_voice()
     voice_config = voice.with_name(voice.name + ".json")
     if not voice_config.exists():
         raise UserError(f"models.voice: {voice_config} missing (a Piper voice needs its .onnx.json beside it)")
-    return ModelPaths(llm=llm, asr=asr, voice=voice, voice_config=voice_config)
+    return ModelPaths(
+        llm=llm, asr=asr, voice=voice, voice_config=voice_config, llm_url=urls["llm"], asr_url=urls["asr"], voice_url=urls["voice"]
+    )
+
+
+def server_urls(cfg: Config) -> dict[str, str]:
+    """The servers the config names instead of model files (checked: one line if malformed)."""
+    from vtuber.mind.remote import check_url, is_http_url
+
+    m = cfg.models
+    urls = {"llm": "", "asr": "", "voice": ""}
+    if is_http_url(m.llm):
+        check_url(m.llm, "models.llm")
+        urls["llm"] = m.llm
+    elif "://" in m.llm:
+        raise UserError(f"models.llm: {m.llm!r}: an LLM server is given as an http:// or https:// URL")
+    for key in ("asr", "voice"):
+        value = getattr(m, key)
+        if value.startswith("tcp://"):
+            from vtuber.wyoming_client import parse_tcp
+
+            parse_tcp(value, f"models.{key}")
+            urls[key] = value
+        elif "://" in value:
+            raise UserError(f"models.{key}: {value!r}: a server is given as tcp://host:port (Wyoming)")
+    return urls
 
 
 def persona_voice(cfg: Config, paths: ModelPaths, persona) -> tuple[Path, Path]:
     """The Piper voice to load: a config override wins, then the persona's own voice, then the bundled one."""
-    if persona.voice.model and not cfg.models.voice:
+    if persona.voice.model and (not cfg.models.voice or cfg.models.voice.startswith("tcp://")):
         voice = Path(persona.voice.model).expanduser()
         voice_config = voice.with_name(voice.name + ".json")
         if not voice.is_file() or not voice_config.is_file():
@@ -99,3 +135,40 @@ def voice_sample_rate(voice_config: Path) -> int:
         return int(json.loads(voice_config.read_text(encoding="utf-8"))["audio"]["sample_rate"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{voice_config}: not a valid Piper voice config ({e})") from None
+
+
+def with_persona_model(cfg: Config, persona) -> Config:
+    """The config with the persona's own LLM (`model.llm`, unless models.llm is set) and
+    its `model.think` choice; the config itself is left as it was."""
+    import dataclasses
+
+    m = getattr(persona, "model", None)
+    if m is None or (not m.llm and m.think is None):
+        return cfg
+    models, llm = cfg.models, cfg.llm
+    if m.llm and not cfg.models.llm:
+        where = f"{persona.path or persona.name}: model.llm"
+        if not m.llm.startswith(("http://", "https://")) and not Path(m.llm).expanduser().is_file():
+            raise UserError(f"{where}: {m.llm} does not exist")
+        models = dataclasses.replace(models, llm=m.llm)
+    if m.think is not None:
+        llm = dataclasses.replace(llm, think=m.think)
+    return dataclasses.replace(cfg, models=models, llm=llm)
+
+
+def parts_report(engine) -> dict:
+    """Which model or server did each part's work in a session (for reports and the bench):
+    each part's name, and for a server how often it answered and how often the local model did."""
+    out = {}
+    for part in ("llm", "asr", "tts"):
+        obj = getattr(engine, part)
+        report = getattr(obj, "report", None)
+        if callable(report):
+            out[part] = report()
+        elif part == "llm":
+            out[part] = {"llm": str(engine.paths.llm), "backend": getattr(obj, "name", "")}
+        elif part == "asr":
+            out[part] = {"asr": str(engine.paths.asr)}
+        else:
+            out[part] = {"voice": str(getattr(engine.paths, "voice", ""))}
+    return out

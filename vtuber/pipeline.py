@@ -76,8 +76,11 @@ class Engine:
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
+        from vtuber.models import with_persona_model  # a persona may name its own model
+
+        cfg = with_persona_model(cfg, persona)
         paths = resolve(cfg)
-        step(f"loading LLM {paths.llm.name}")
+        step(f"loading LLM {paths.llm.name}" + (f" (fallback for {paths.llm_url})" if paths.llm_url else ""))
         llm = make_backend(paths.llm, cfg)
         check_context(persona, llm, cfg)
         step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name}")
@@ -98,6 +101,10 @@ class Engine:
             length_scale=persona.voice.length_scale or cfg.voice.length_scale,
             speaker_id=persona.voice.speaker_id if persona.voice.speaker_id >= 0 else cfg.voice.speaker_id,
         )
+        # Wyoming servers named in the config; the local models are their fallback
+        from vtuber.wyoming_client import with_speech_servers
+
+        asr, tts = with_speech_servers(paths, cfg, asr, tts)
         vad = SileroVAD()
         return cls(cfg, persona, paths, llm, asr, tts, vad)
 

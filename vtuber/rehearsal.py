@@ -24,6 +24,7 @@ import numpy as np
 from vtuber.audio import read_wav_16k_mono, write_wav
 from vtuber.clock import Clock, FastClock
 from vtuber.errors import UserError
+from vtuber.models import parts_report
 from vtuber.events import ChatMessage
 from vtuber.out_folder import OutFolder
 from vtuber.mind.quality import quality_counts
@@ -250,6 +251,7 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "names_replaced": session.names_replaced,
             "quality": quality_counts(records),
             "errors": session.errors,
+            "models": parts_report(session.engine),  # which model or server did each part
             "sample_rate": rec.sample_rate,
         }
         (stage / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")

@@ -6,8 +6,10 @@
 - `CTransformersBackend`: legacy GGML files (gpt2, gptj, mpt, starcoder, falcon)
   that llama.cpp no longer reads. It cannot read GGUF v3 files.
 
-A new backend (for example an OpenAI-compatible HTTP server) only needs `warm`,
-`stream` and `close`, and an entry in `make_backend`.
+A new backend only needs `warm`, `stream` and `close`, and an entry in `make_backend`;
+`vtuber.mind.remote` is one (an OpenAI-compatible server, the local model as fallback).
+Reasoning models' thinking (`<think>...</think>`) is taken out of every backend's
+stream here (`vtuber.mind.reasoning`): the mind only ever sees the answer.
 
 Every call that computes runs on the backend's own thread (`executor`): llama.cpp's
 OpenMP team belongs to the thread that computes first, and a second thread computing
@@ -96,6 +98,7 @@ class LlamaCppBackend(OwnThread):
         self.cfg = cfg
         self.cancel = threading.Event()
         self.lock = threading.Lock()
+        self.thinking: list[float] = []  # seconds of thinking per reply that thought
 
     def warm(self, prefix: list[dict]) -> None:
         # One real chat completion: loads the pages, builds the template and leaves
@@ -105,7 +108,23 @@ class LlamaCppBackend(OwnThread):
         self.call(lambda: [None for _ in self.stream(msgs, max_tokens=2)])
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        """Call it on `executor` (elsewhere it works, at a cost: see the module's note)."""
+        """Call it on `executor` (elsewhere it works, at a cost: see the module's note).
+        Thinking is taken out; `last_filter` has its numbers (thinking time)."""
+        from vtuber.mind.reasoning import no_think, strip_thinking, ThinkFilter
+
+        if not self.cfg.llm.think:
+            messages = no_think(messages)
+        else:
+            max_tokens += self.cfg.llm.think_tokens  # thinking counts against the cap
+        filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
+        try:
+            yield from strip_thinking(self._raw(messages, max_tokens), filt=filt)
+        finally:
+            if filt.think_start is not None:
+                self.thinking.append(filt.thinking_s)  # for the bench (thinking time apart)
+                del self.thinking[:-500]
+
+    def _raw(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         with self.lock:
             chunks = self.llm.create_chat_completion(
                 messages=messages,
@@ -231,6 +250,10 @@ def token_counter(path: Path, cfg: Config):
 
 
 def make_backend(path: Path, cfg: Config) -> LLMBackend:
+    if cfg.models.llm.startswith(("http://", "https://")):  # a server; `path` is the local fallback
+        from vtuber.mind.remote import make_remote
+
+        return make_remote(cfg.models.llm, path, cfg)
     if cfg.models.llm_backend == "ctransformers":
         return CTransformersBackend(path, cfg)
     return LlamaCppBackend(path, cfg)

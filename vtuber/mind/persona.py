@@ -48,6 +48,7 @@ OPTIONAL = (
     "hotwords",
     "creator",
     "extensions",
+    "model",
 )
 TRIAGE_KEYS = ("paid", "mention", "subscriber", "moderator", "vip", "question", "first_time")
 
@@ -73,6 +74,14 @@ class VoiceSettings:
     model: str = ""  # a Piper .onnx; empty = the configured/bundled voice
     speaker_id: int = -1
     length_scale: float = 0.0  # 0 = the configured value
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The persona's own LLM; the config's models.llm wins when it is set."""
+
+    llm: str = ""  # a GGUF path or an http(s):// LLM server; empty = the configured/bundled model
+    think: bool | None = None  # False: ask a reasoning model not to think; None = the config's llm.think
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class Persona:
     creator: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    model: ModelSettings = ModelSettings()
 
     @property
     def asr_prompt(self) -> str:
@@ -260,6 +270,15 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         pr.add("'extensions' must be a mapping")
         extensions = {}
 
+    model_settings = ModelSettings()
+    raw_model = data.get("model", {}) or {}
+    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think"}:
+        pr.add("'model' takes llm (a GGUF path or an http(s):// server) and think (true/false)")
+    elif not isinstance(raw_model.get("llm", ""), str) or not isinstance(raw_model.get("think", True), bool):
+        pr.add("'model.llm' must be a path or URL and 'model.think' true or false")
+    else:
+        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"))
+
     language = pr.text("language", data, "en") or "en"
     streamer = pr.text("streamer_name", data, "the streamer")
     if not streamer:
@@ -296,6 +315,7 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         creator=pr.text("creator", data),
         extensions=dict(extensions),
         path=where,
+        model=model_settings,
     )
     return persona, pr.items
 
@@ -404,6 +424,8 @@ def persona_to_dict(p: Persona) -> dict:
         "creator": p.creator,
         "extensions": dict(p.extensions),
     }
+    if p.model != ModelSettings():
+        out["model"] = {k: v for k, v in p.model.__dict__.items() if v not in ("", None)}
     if p.voice != VoiceSettings():
         out["voice"] = {k: v for k, v in p.voice.__dict__.items() if v not in ("", -1, 0.0)}
     return {k: v for k, v in out.items() if v not in ("", [], {}, None)}
