@@ -54,7 +54,7 @@ class LLMConfig:
     context: int = 1024  # tokens; the KV cache costs ~23 MiB per 512 with the bundled model
     # Past exchanges kept in the prompt. 0 by default: the bundled 135M model parrots
     # its previous reply when it sees it; raise it for a bigger model.
-    history_turns: int = 4
+    history_turns: int = 0
     seed: int = 7
     # Reasoning models (docs: README "Use a bigger model"): false asks the model not to
     # think (Qwen3's /no_think, and enable_thinking=false for a server's chat template);
