@@ -209,14 +209,20 @@ async def test_a_reply_ends_at_the_sentence_past_its_seconds_of_speech():
     assert llm.cancelled == [True]  # the model was stopped, not left to run
 
 
-async def test_an_echoing_first_clause_is_not_spoken_and_the_model_is_nudged():
+async def test_an_echoing_first_clause_is_skipped_and_the_reply_goes_on():
     said = "Miko do you like tea?"
-    replies = iter([tokens("Miko do you like tea? I do."), tokens("Oh, I love tea with honey!")])
-    _, sent, llm = await answer(lambda messages: next(replies), said=said)
+    _, sent, llm = await answer(tokens("Miko do you like tea? Oh, I love tea with honey!"), said=said)
     clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
-    assert "do you like tea" not in " ".join(clauses).lower()
-    assert " ".join(clauses) == "Oh, I love tea with honey!"
-    assert sent[-1].suppressed == "echo" and "echo" not in sent[-1].flags
+    assert " ".join(clauses) == "Oh, I love tea with honey!"  # no second generation needed
+    assert len(llm.seen) == 1 and sent[-1].suppressed == "echo" and "echo" not in sent[-1].flags
+
+
+async def test_a_reply_that_is_only_an_echo_is_made_again_with_a_nudge():
+    said = "Miko do you like tea?"
+    replies = iter([tokens("Miko do you like tea?"), tokens("Oh, I love tea with honey!")])
+    _, sent, llm = await answer(lambda messages: next(replies), said=said)
+    assert " ".join(e.text for e in sent if isinstance(e, ReplyClause)) == "Oh, I love tea with honey!"
+    assert sent[-1].suppressed == "echo"
     nudge = llm.seen[1][-2]
     assert nudge["role"] == "system" and "Do not repeat it" in nudge["content"]
     assert llm.seen[1][-1] == llm.seen[0][-1]  # the same message, answered again
@@ -225,7 +231,7 @@ async def test_an_echoing_first_clause_is_not_spoken_and_the_model_is_nudged():
 async def test_a_second_echo_falls_back_to_a_short_in_persona_line():
     persona = dataclasses.replace(load_persona("miko"), fallback_lines=("Ha, good question!",))
     said = "can you say hi to my friend Pat?"
-    _, sent, llm = await answer(tokens("Can you say hi to my friend Pat? Sure."), persona=persona, said=said)
+    _, sent, llm = await answer(tokens("Can you say hi to my friend Pat?"), persona=persona, said=said)
     clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
     assert clauses == ["Ha, good question!"]
     assert len(llm.seen) == 2 and sent[-1].suppressed == "echo"

@@ -260,6 +260,10 @@ class Mind:
                 """Check, gate, cap and send one clause; False once the reply is over."""
                 if reply.index == 0:
                     problem = clause_problem(clause, turn.text, reply.earlier, self.persona.name, reply.others)
+                    if problem == "echo":  # the message read back: skip it, the next clause starts the reply
+                        reply.suppressed = reply.suppressed or problem
+                        splitter.restart()
+                        return True
                     if problem:  # not spoken: answer() tries once more, then says a fixed line
                         reply.suppressed = reply.suppressed or problem
                         reply.rejected = problem
