@@ -11,6 +11,8 @@ obfuscated requests are stopped at the door.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 
@@ -120,7 +122,9 @@ def scripted_run(engine, strict_persona, tmp_path_factory):
     chat = _chat(d / "chat.jsonl", [*SCRIPTED, RUNAWAY, CONTROL])
     # After 20 pieces of the runaway the scripted model waits for the mind to cancel it.
     llm = ScriptedLLM(scripted_reply, hold_after=20)
-    eng = Engine(load_config(overrides=RUN_CFG), strict_persona, engine.paths, llm, engine.asr, engine.tts, engine.vad, engine.canary)
+    # reply_seconds far off: the runaway reply is stopped by max_chars, the cap under test
+    persona = dataclasses.replace(strict_persona, reply_seconds=60.0)
+    eng = Engine(load_config(overrides=RUN_CFG), persona, engine.paths, llm, engine.asr, engine.tts, engine.vad, engine.canary)
     session, _ = run_rehearsal(eng, load_inputs(chat, None), d / "out", fast=True)
     return session, d / "out", llm
 
