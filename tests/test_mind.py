@@ -215,6 +215,7 @@ async def test_an_echoing_first_clause_is_skipped_and_the_reply_goes_on():
     clauses = [e.text for e in sent if isinstance(e, ReplyClause)]
     assert " ".join(clauses) == "Oh, I love tea with honey!"  # no second generation needed
     assert len(llm.seen) == 1 and sent[-1].suppressed == "echo" and "echo" not in sent[-1].flags
+    assert sent[-1].attempts == 1
 
 
 async def test_a_reply_that_is_only_an_echo_is_made_again_with_a_nudge():
@@ -222,7 +223,7 @@ async def test_a_reply_that_is_only_an_echo_is_made_again_with_a_nudge():
     replies = iter([tokens("Miko do you like tea?"), tokens("Oh, I love tea with honey!")])
     _, sent, llm = await answer(lambda messages: next(replies), said=said)
     assert " ".join(e.text for e in sent if isinstance(e, ReplyClause)) == "Oh, I love tea with honey!"
-    assert sent[-1].suppressed == "echo"
+    assert sent[-1].suppressed == "echo" and sent[-1].attempts == 2
     nudge = llm.seen[1][-2]
     assert nudge["role"] == "system" and "Do not repeat it" in nudge["content"]
     assert llm.seen[1][-1] == llm.seen[0][-1]  # the same message, answered again

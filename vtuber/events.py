@@ -220,7 +220,8 @@ class ReplyFinished:
     llm_s: float = 0.0
     truncated: bool = False
     flags: tuple[str, ...] = ()  # quality flags (vtuber.mind.quality): echo, parrot, roleplay, ...
-    suppressed: str = ""  # a first clause not spoken, and why (then regenerated or replaced)
+    suppressed: str = ""  # a first clause not spoken, and why (then skipped, regenerated or replaced)
+    attempts: int = 1  # generations the reply took (2 when its first clause was redone)
 
 
 @dataclass(frozen=True)

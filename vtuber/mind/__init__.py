@@ -192,6 +192,7 @@ class Mind:
                 truncated=truncated,
                 flags=flags,
                 suppressed=reply.suppressed,
+                attempts=reply.attempts,
             )
         )
 

@@ -133,6 +133,7 @@ def quality_counts(records: list) -> dict:
         out[flag] = k
         out[f"{flag}_rate"] = round(k / n, 3) if n else 0.0
     out["suppressed_first_clauses"] = sum(bool(r.suppressed) for r in rs)
+    out["regenerated"] = sum(getattr(r, "attempts", 1) > 1 for r in rs)  # replies the model had to write again
     lengths = sorted(len(words(r.reply_text)) for r in rs)
     seconds = sorted(r.audio_s for r in rs)
     if n:

@@ -62,6 +62,7 @@ class TurnRecord:
     cancel_reason: str = ""
     quality: list[str] = field(default_factory=list)  # quality flags of the reply
     suppressed: str = ""  # a first clause the mind did not speak, and why
+    attempts: int = 1  # LLM generations the reply took
     clauses: list[dict] = field(default_factory=list)
 
     def stages(self) -> dict[str, float | None]:
@@ -128,7 +129,7 @@ class Recorder:
                 self._clause(r, ev.clause_index).update(t_audio=ev.t)
         elif isinstance(ev, ReplyFinished):
             r.reply_text, r.t_done, r.tokens, r.llm_s, r.truncated = ev.text, ev.t, ev.n_tokens, ev.llm_s, ev.truncated
-            r.quality, r.suppressed = list(ev.flags), ev.suppressed
+            r.quality, r.suppressed, r.attempts = list(ev.flags), ev.suppressed, ev.attempts
         elif isinstance(ev, PlaybackStarted):
             r.t_first_heard = r.play_start = ev.t
         elif isinstance(ev, ClausePlaying):
