@@ -29,7 +29,7 @@ from vtuber.sources import ChatScriptSource
 
 EVIL_NAME = '<img src=x onerror="window.__pwned=1">'
 EVIL_TEXT = "<script>window.__pwned=2</script> what is your favourite game?"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "out" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # not out/: that is the demo's folder
 
 
 async def wait_for(page, expression: str, timeout_ms: int = 10000):

@@ -288,9 +288,9 @@ def _print_summary(session, written) -> None:
     b = session.director.balance()
     q = quality_counts(records)
     console.print(
-        f"received {b['received']} | answered {b['answered']} | merged {b['merged']} | not answered "
-        f"{len(session.recorder.dropped) - b['merged']} | gaps {sum(r.gaps for r in records)} | blocked before speech "
-        f"{len(session.all_blocked())}"
+        f"received {b['received']} | answered {b['answered']} | cut short {b['cut_short']} | merged {b['merged']} | "
+        f"not answered {sum(b['dropped'].values()) + b['skipped']} | gaps {sum(r.gaps for r in records)} | "
+        f"blocked before speech {len(session.all_blocked())}"
     )
     if q["replies"]:
         console.print(
