@@ -23,17 +23,21 @@ def msg(user, text, id="", user_id="", source="twitch", bits=0):
 def test_a_regular_gets_a_note_with_their_last_message_and_support():
     m = ViewerMemory()
     first = msg("Ann", "I'm baking bread today", "m1", "u1")
-    m.seen(first)
+    m.seen(first, now=1000.0)
     assert prompt_note(m.note(first), "Ann") == ""  # someone new: no note
     m.support(StreamEvent("sub", "Ann", 0.0, source="twitch", user_id="u1"))
     second = msg("Ann", "back again!", "m2", "u1", bits=100)
-    m.seen(second)
+    m.seen(second, now=1300.0)  # back after five minutes: reminded of what she said
     note = prompt_note(m.note(second), "Ann")
     assert note == 'Ann is a regular (2 messages); last time Ann said "I\'m baking bread today"; Ann gave 100 bits, a sub.'
+    # chatting along (a few seconds later): a regular, with no quote (it costs prefill time)
+    third = msg("Ann", "and again", "m3", "u1")
+    m.seen(third, now=1305.0)
+    assert prompt_note(m.note(third), "Ann") == "Ann is a regular (3 messages); Ann gave 100 bits, a sub."
     # keyed by user id: a new display name is the same viewer
-    m.seen(msg("AnnTheGreat", "new name", "m3", "u1"))
-    assert m.note(msg("AnnTheGreat", "", user_id="u1")).messages == 3
-    assert m.find("anntheGREAT")[0].previous_text == "back again!"
+    m.seen(msg("AnnTheGreat", "new name", "m4", "u1"))
+    assert m.note(msg("AnnTheGreat", "", user_id="u1")).messages == 4
+    assert m.find("anntheGREAT")[0].previous_text == "and again"
 
 
 def test_ban_and_delete_and_forget(tmp_path):
@@ -92,7 +96,7 @@ async def test_a_regulars_second_message_is_answered_with_their_name_in_the_prom
     mind = Mind(llm, persona, 4, VoiceConfig(), OutputGate(()), Clock(), lambda ev: None, send, context=1024, memory=memory)
     for i, text in enumerate(["I'm baking bread today", "the bread is ready!"]):
         m = msg("Ann", text, f"m{i}", "u1")
-        memory.seen(m)
+        memory.seen(m, now=1000.0 + 600 * i)  # back ten minutes later
         await mind.answer(Turn(i + 1, "chat", "Ann", text, 0.0, 0.0, 0.0, m))
     mind.close()
     first, second = llm.seen

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS viewers (
     messages INTEGER NOT NULL DEFAULT 0,
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
+    previous_seen REAL NOT NULL DEFAULT 0,
     last_text TEXT NOT NULL DEFAULT '',
     last_id TEXT NOT NULL DEFAULT '',
     previous_text TEXT NOT NULL DEFAULT '',
@@ -47,6 +48,9 @@ CREATE TABLE IF NOT EXISTS viewers (
 CREATE INDEX IF NOT EXISTS viewers_name ON viewers (name COLLATE NOCASE);
 """
 MAX_TEXT = 160  # characters of a message kept in a note
+# A viewer back after this long is reminded of what they said last; one chatting along is not
+# (the quote costs the bundled model about 70 ms of prefill before the first audio).
+RECALL_AFTER_S = 120.0
 SUPPORT_KINDS = {"sub": "subs", "resub": "subs", "gift": "gifts", "bits": "bits"}
 
 
@@ -68,6 +72,7 @@ class ViewerNote:
     currency: str
     subs: int
     gifts: int
+    previous_seen: float = 0.0
 
 
 def _key(source: str, user_id: str, name: str) -> str:
@@ -94,9 +99,9 @@ class ViewerMemory:
 
     # --- what happens on stream ----------------------------------------------------------
 
-    def seen(self, msg: ChatMessage) -> None:
+    def seen(self, msg: ChatMessage, now: float | None = None) -> None:
         """A chat message arrived: count it; it becomes the viewer's last message."""
-        now = time.time()
+        now = time.time() if now is None else now
         key = _key(msg.source, msg.user_id, msg.user)
         text = " ".join(msg.text.split())[:MAX_TEXT]
         with self.db:
@@ -106,7 +111,7 @@ class ViewerMemory:
                 (key, msg.source, msg.user_id, msg.user, now, now),
             )
             self.db.execute(
-                "UPDATE viewers SET name = ?, messages = messages + 1, last_seen = ?, previous_text = last_text, "
+                "UPDATE viewers SET name = ?, messages = messages + 1, previous_seen = last_seen, last_seen = ?, previous_text = last_text, "
                 "previous_id = last_id, last_text = ?, last_id = ?, bits = bits + ?, paid = paid + ?, "
                 "currency = CASE WHEN ? != '' THEN ? ELSE currency END WHERE key = ?",
                 (msg.user, now, text, msg.id, max(msg.bits, 0), max(msg.amount, 0.0), msg.currency, msg.currency, key),
@@ -126,7 +131,7 @@ class ViewerMemory:
                 "ON CONFLICT(key) DO NOTHING",
                 (key, ev.source, ev.user_id, ev.user, now, now),
             )
-            self.db.execute(f"UPDATE viewers SET {column} = {column} + ?, last_seen = ? WHERE key = ?", (amount, now, key))
+            self.db.execute(f"UPDATE viewers SET {column} = {column} + ? WHERE key = ?", (amount, key))
 
     def moderated(self, action: Moderation) -> None:
         """A ban forgets the viewer; a deleted message leaves the notes; a cleared chat leaves every note's messages."""
@@ -155,7 +160,7 @@ class ViewerMemory:
 
     def note(self, msg: ChatMessage) -> ViewerNote | None:
         row = self.db.execute(
-            "SELECT name, source, messages, first_seen, last_seen, last_text, previous_text, bits, paid, currency, subs, gifts "
+            "SELECT name, source, messages, first_seen, last_seen, last_text, previous_text, bits, paid, currency, subs, gifts, previous_seen "
             "FROM viewers WHERE key = ?",
             (_key(msg.source, msg.user_id, msg.user),),
         ).fetchone()
@@ -163,7 +168,7 @@ class ViewerMemory:
 
     def find(self, name: str) -> list[ViewerNote]:
         rows = self.db.execute(
-            "SELECT name, source, messages, first_seen, last_seen, last_text, previous_text, bits, paid, currency, subs, gifts "
+            "SELECT name, source, messages, first_seen, last_seen, last_text, previous_text, bits, paid, currency, subs, gifts, previous_seen "
             "FROM viewers WHERE name = ? COLLATE NOCASE OR user_id = ? ORDER BY last_seen DESC",
             (name, name),
         ).fetchall()
@@ -188,7 +193,7 @@ def prompt_note(note: ViewerNote | None, name: str) -> str:
     if note is None or (note.messages < 2 and not (note.bits or note.paid or note.subs or note.gifts)):
         return ""
     parts = [f"{name} is a regular ({note.messages} messages)" if note.messages >= 2 else f"{name} supports the stream"]
-    if note.previous_text:
+    if note.previous_text and note.last_seen - note.previous_seen >= RECALL_AFTER_S:
         parts.append(f'last time {name} said "{note.previous_text}"')
     support = []
     if note.bits:
