@@ -178,8 +178,7 @@ class Mind:
             await self._send_fixed(reply, speakable(self.persona.greeting))
         text = " ".join(reply.spoken)
         truncated = reply.truncated or reply.tokens >= self.persona.max_tokens
-        others = (self.persona.streamer_name, turn.user if turn.kind == "chat" else "")
-        flags = reply_flags(text, turn.text, reply.earlier, self.persona.name, reply.raw_text(), truncated, others)
+        flags = reply_flags(text, turn.text, reply.earlier, self.persona.name, reply.raw_text(), truncated, reply.others)
         self.recent.append(text)
         self.prompts.remember(turn, text)
         await self.send(
