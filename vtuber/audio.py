@@ -23,11 +23,10 @@ def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     stream has its own (`vtuber.sources.mic.StreamResampler`): its timing depends on the
     filter's delay.
 
-    libsoxr (`soxr.resample`) was 4 to 35 times faster on a 4 s clause, but its slightly
-    different pass band moved an utterance's end by one VAD frame, enough to change how a
-    pause mid-sentence is endpointed on the hearing tests' speech; whole clips are resampled
-    off the hot path (tests, bench, red team, a WAV file's rate, a Wyoming voice's rate), so
-    the FFT stays until the endpointing margins are re-measured with soxr."""
+    libsoxr (`soxr.resample`) was 4 to 35 times faster on a 4 s clause; it is not used yet
+    because whole clips are resampled off the hot path (tests, bench, red team, a WAV file's
+    rate, a Wyoming voice's rate) and the hearing tests' endpointing has to be compared
+    with it on a quiet machine first."""
     x = np.asarray(x)
     is_pcm = x.dtype == np.int16
     if src_rate == dst_rate or len(x) == 0:
