@@ -438,7 +438,7 @@ def cmd_redteam(args: argparse.Namespace) -> int:
             session, runs = redteam.run_cases(engine, cases, progress)
         seconds = time.monotonic() - start
         gate, _ = session.safety_for(persona)
-        judge = redteam.Judge(gate, [*persona.banned_words, *defaults])
+        judge = redteam.Judge(gate)
         verdicts = [judge.verdict(r) for r in runs]
         written = redteam.write_report(out, persona.name, verdicts, seconds, [*persona.banned_words, *defaults])
     console.print(redteam_table(persona.name, verdicts, seconds))
