@@ -35,21 +35,24 @@ Not caught (by design, or a known limit):
   the Scunthorpe problem). A digit right before or after counts as part of the word:
   "heck2" is not caught, so "h3ll0" (hello) is not "hell". Scripts written without
   spaces (Japanese, Chinese) therefore only match where the entry stands apart.
-* word forms and compounds of entries under 4 letters ("tea" does not ban "teas"),
-  of phrases, and of letterless entries; compounds spelled out with spaces
+* word forms and compounds of entries under 4 letters ("tea" does not ban "teas")
+  and of letterless entries; compounds and lemma forms of phrases (a phrase only takes
+  the endings below on its last word: "shut ups"); compounds spelled out with spaces
   ("m r p o t a t o h e a d"); compounds whose other part is no known piece
   ("potatozzz"); forms that change the stem beyond a final y or e, unless
   lemminflect lists the entry as the word's lemma.
 * sound-alikes that are English words ("done", "dawn" for "darn"), more than
   len(entry)//3 edits away ("Darren" for "darn"), or 3+ letters longer or shorter.
 
-Word forms, compounds, sound-alikes (single-word entries of 4+ letters):
+Word forms, compounds, sound-alikes (single-word entries of 4+ letters; `word_forms`
+in `vtuber.safety.forms` lists the forms one entry bans):
 
 * forms: an English ending written right onto the entry, with the same leet,
   look-alike and repeat reading: -s, -es, -ed, -ing, -ings, -er, -ers (after a final e:
-  -d, -r, -rs; a final y: -ies, -ied, -ier), and the possessive: "potatoes",
-  "potato's", "darned", "d4rn3d", "darning", "darner", "hecks"; and any word whose
-  lemma (lemminflect) is the entry;
+  -s, -d, -r, -rs; a final y: also -ies, -ied, -ier, -iers): "potatoes", "darned",
+  "d4rn3d", "darning", "darner", "hecks" (a phrase of 4+ letters takes these on its
+  last word); and any word whose lemma (lemminflect) is the entry. The possessive
+  needs no rule: "potato's" is the entry standing as a word;
 * compounds: hyphenated ("potato-head", already a word of its own), and run together
   ("mrpotatohead", "potatolover"): the word is not an English word itself and what
   surrounds the entry splits wholly into known pieces (English words of 3+ letters,
