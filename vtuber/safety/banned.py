@@ -111,6 +111,7 @@ from vtuber.safety.fold import (
 )
 from vtuber.safety.forms import (
     _WORD,
+    _Y_SUFFIXES,
     FORMS_MIN_LETTERS,
     _edits,
     _entry_letters,
@@ -122,10 +123,8 @@ from vtuber.safety.forms import (
     _strip_suffix,
     _suffixes,
     _takes_forms,
-    _Y_SUFFIXES,
 )
 from vtuber.safety.names import split_name
-
 
 _BEFORE = r"(?<![^\W_])"  # not preceded by a letter or digit
 _AFTER = r"(?![^\W_])"  # not followed by a letter or digit

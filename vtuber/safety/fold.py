@@ -11,7 +11,6 @@ import re
 import unicodedata
 from functools import lru_cache
 
-
 # Applied BEFORE casefolding, for capitals that look unlike their own lowercase
 # (Greek capital Eta looks like H, its lowercase like n).
 _UPPER_LOOKALIKES = {
