@@ -34,6 +34,7 @@ from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
 from vtuber.rehearsal import summary
 from vtuber.sources import ChatScriptSource, WavReplaySource
+from vtuber.text import count_words
 
 CHAT_LINES = [
     ("alice", "hi Miko! how are you today?"),
@@ -201,7 +202,7 @@ def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dic
 def first_clause(text: str) -> str | None:
     """Text up to the first .,!?;: that follows two words (None while there is none yet)."""
     for m in re.finditer(r"[.,!?;:]", text):
-        if len(re.findall(r"\w+", text[: m.start()])) >= 2:
+        if count_words(text[: m.start()]) >= 2:
             return text[: m.end()]
     return None
 

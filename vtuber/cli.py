@@ -40,7 +40,7 @@ def _config_from(args: argparse.Namespace):
 def _check_session_settings(cfg) -> None:
     """Unknown plugin names and an unreadable banned-words file fail before any model loads."""
     from vtuber.plugins import load_plugins
-    from vtuber.safety import default_banned_words
+    from vtuber.safety.banned import default_banned_words
 
     folder = Path(cfg.plugins.folder) if cfg.plugins.folder else None
     load_plugins(cfg.plugins.enabled, folder)
@@ -411,7 +411,7 @@ def cmd_redteam(args: argparse.Namespace) -> int:
     from vtuber.mind.persona import load_persona
     from vtuber.models import resolve
     from vtuber.out_folder import OutFolder
-    from vtuber.safety import default_banned_words
+    from vtuber.safety.banned import default_banned_words
 
     if args.per_group is not None and not 1 <= args.per_group <= 1000:
         raise UserError(f"--per-group must be in [1, 1000], got {args.per_group}")
@@ -438,7 +438,7 @@ def cmd_redteam(args: argparse.Namespace) -> int:
             session, runs = redteam.run_cases(engine, cases, progress)
         seconds = time.monotonic() - start
         gate, _ = session.safety_for(persona)
-        judge = redteam.Judge(gate, [*persona.banned_words, *defaults])
+        judge = redteam.Judge(gate)
         verdicts = [judge.verdict(r) for r in runs]
         written = redteam.write_report(out, persona.name, verdicts, seconds, [*persona.banned_words, *defaults])
     console.print(redteam_table(persona.name, verdicts, seconds))
