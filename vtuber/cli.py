@@ -285,7 +285,7 @@ def _print_summary(session, written) -> None:
     console.print(table)
     from vtuber.mind.quality import quality_counts
 
-    b = session.director.balance()
+    b = session.balance()
     q = quality_counts(records)
     console.print(
         f"received {b['received']} | answered {b['answered']} | cut short {b['cut_short']} | merged {b['merged']} | "
