@@ -31,6 +31,7 @@ import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from vtuber.clock import Clock
@@ -94,11 +95,10 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    import vtuber.sources as package
-
-    for info in pkgutil.iter_modules(package.__path__):
+    # Every module beside this one, by file name (not through the package, which imports this module).
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name != "platforms":
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{__package__}.{info.name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
