@@ -2,8 +2,11 @@
 
     sources -> hearing -> director -> mind -> voice -> outputs
 
-`Session.emit` is the one place events are routed: every event goes to every
-output (observers), and data events also go to the stage that consumes them.
+`Session.emit` is the one place events are routed, through one table from event type
+to what happens to it (`Session._routing_table`): every event goes to every output
+(observers), and data events also go to the stage that consumes them. The rest of the
+program uses the session's public face (run, stop, wait_until_quiet, report, counters,
+switch_persona, add_observer, controls), never its parts.
 """
 
 from __future__ import annotations
@@ -137,9 +140,10 @@ def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
 class Session:
     """One run of the pipeline over some sources, with some outputs: the wiring.
 
-    - routing: `emit` is the one place events go: every event to the recorder, the
-      playback and the outputs (observers), data events also to the stage that consumes
-      them; untrusted chat passes the door (`vtuber.door`) first;
+    - routing: `emit` is the one place events go, by one table from event type to
+      handler: every event to the recorder, the playback and the outputs (observers),
+      data events also to the stage that consumes them; untrusted chat passes the door
+      (`vtuber.door`) first;
     - chat intake (`vtuber.intake`): banned words, plugins, commands, then triage;
     - the turn loop and cancellation (`vtuber.turns`);
     - what plugins may do (`vtuber.controls`): say, ask, mute, skip, switch persona;
