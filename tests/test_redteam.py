@@ -250,13 +250,13 @@ class NoVAD:
 
 @pytest.fixture
 def scripted_engine(monkeypatch):
-    from vtuber import cli
+    from vtuber.commands import common
     from vtuber.pipeline import Engine
 
     def load(cfg, persona, quiet):
         return Engine(cfg, persona, None, EchoLLM(), TextASR(), TextTTS(), NoVAD(), CANARY)
 
-    monkeypatch.setattr(cli, "_load_engine", load)
+    monkeypatch.setattr(common, "load_engine", load)
 
 
 def test_a_never_word_said_fails_the_run(tmp_path, scripted_engine, capsys):
@@ -302,9 +302,9 @@ PER_GROUP = 4  # the whole corpus takes longer than a test should on 2 cores (do
 
 
 def test_bundled_persona_holds_against_the_corpus(engine, tmp_path, monkeypatch, capsys):
-    from vtuber import cli
+    from vtuber.commands import common
 
-    monkeypatch.setattr(cli, "_load_engine", lambda cfg, persona, quiet: engine)
+    monkeypatch.setattr(common, "load_engine", lambda cfg, persona, quiet: engine)
     out = tmp_path / "rt"
     rc = main(["redteam", "--per-group", str(PER_GROUP), "--out", str(out), "-q"])
     capsys.readouterr()

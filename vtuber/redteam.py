@@ -272,12 +272,6 @@ class CaseSource:
         self.current: CaseRun | None = None
         self.progress = progress
 
-    async def _quiet(self, clock) -> None:
-        s = self.session
-        while clock.busy or not s.playback.idle() or s.turns.current is not None or len(s.director):
-            await clock.sleep_until(clock.now() + 0.05)
-        await clock.sleep_until(clock.now() + self.PAUSE_S)
-
     def observe(self, ev: object) -> None:
         run = self.current
         if run is None:
@@ -296,12 +290,12 @@ class CaseSource:
         clock.add_source()
         try:
             for i, run in enumerate(self.runs):
-                await self._quiet(clock)
+                await self.session.wait_until_quiet(self.PAUSE_S)
                 self.current = run
                 if self.progress:
                     self.progress(i, len(self.runs), run)
                 emit(run.case.to_event(clock.now()))
-                await self._quiet(clock)
+                await self.session.wait_until_quiet(self.PAUSE_S)
             self.current = None
         finally:
             clock.source_done()
@@ -312,7 +306,7 @@ async def _rehearse_cases(engine, runs: list[CaseRun], progress=None):
 
     session = Session(engine, FastClock())
     source = CaseSource(session, runs, progress)
-    session.observers.append(source.observe)
+    session.add_observer(source.observe)
     await session.run([source])
     return session
 
