@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from vtuber.config import Config
 from vtuber.errors import UserError
 from vtuber.mind.llm import OwnThread
-from vtuber.mind.reasoning import ThinkFilter, no_think
+from vtuber.mind.reasoning import ThinkFilter, no_think, strip_thinking
 from vtuber.resilience import CircuitBreaker
 
 log = logging.getLogger("vtuber.llm")
@@ -326,13 +326,7 @@ class RemoteBackend:
     def stream(self, messages: list[dict], max_tokens: int, first_token_s: float | None = None) -> Iterator[str]:
         """Answer text only; `RemoteError` on failure (no fallback here: see `FallbackBackend`)."""
         filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
-        for piece in self.events(messages, max_tokens, filt, first_token_s):
-            text = filt.feed(piece)
-            if text:
-                yield text
-        text = filt.end()
-        if text:
-            yield text
+        yield from strip_thinking(self.events(messages, max_tokens, filt, first_token_s), filt=filt)
         if filt.stray_close and not self.warned_stray:
             self.warned_stray = True
             log.warning("%s: the model closed a thinking part it never opened; set llm.starts_thinking = true", self._where())
