@@ -24,7 +24,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from vtuber.errors import UserError
-from vtuber.resilience import CircuitBreaker
+from vtuber.resilience import CircuitBreaker, Guarded
 
 T = TypeVar("T")  # what a call returns, the server's or the fallback's
 
@@ -54,7 +54,7 @@ def _wyoming():
     return event
 
 
-class WyomingService:
+class WyomingService(Guarded):
     """One Wyoming server: `exchange` sends events and reads the reply; the breaker and counters."""
 
     def __init__(self, url: str, key: str, what: str, connect_timeout_s: float, timeout_s: float, retry_after_s: float):
@@ -67,16 +67,6 @@ class WyomingService:
         self.event = _wyoming()
         self.breaker = CircuitBreaker(retry_after_s)
         self.counts = self.breaker.counts  # remote, local, fallbacks
-
-    @property
-    def last_error(self) -> str:
-        return self.breaker.last_error
-
-    def usable(self) -> bool:
-        return self.breaker.usable()
-
-    def failed(self, why: str) -> None:
-        self.breaker.failed(why)
 
     def where(self) -> str:
         return f"Wyoming {self.what} server {self.url}"
