@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from vtuber.errors import UserError
+from vtuber.errors import MAX_JSON_LINE, UserError, json_lines
 from vtuber.events import ChatMessage
+from vtuber.redteam import parse_cases
 from vtuber.sources.chat_script import MAX_TEXT, parse_chat_script
 
 
@@ -209,3 +210,36 @@ def test_non_utf8_bytes(tmp_path):
 
 def test_directory_instead_of_file(tmp_path):
     user_error(tmp_path)
+
+
+def test_json_lines_gives_number_place_and_object_skipping_blanks_and_comments():
+    text = '# a comment\n\n  {"text": "hi"}  \n{"t": 2, "text": "yo"}\n'
+    assert list(json_lines(text, "f.jsonl")) == [
+        (3, "f.jsonl:3", {"text": "hi"}),
+        (4, "f.jsonl:4", {"t": 2, "text": "yo"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("not json", "f.jsonl:2: not JSON (Expecting value)"),
+        ("[1, 2]", "f.jsonl:2: expected a JSON object"),
+        ("[" * 100000 + "]" * 100000, "f.jsonl:2: line too long (200000 characters; at most 65536)"),
+        ("[" * 30000 + "]" * 30000, "f.jsonl:2: JSON nested too deeply"),
+    ],
+)
+def test_json_lines_mistakes_are_one_line_naming_the_place(line, expected):
+    with pytest.raises(UserError) as info:
+        list(json_lines('{"text": "ok"}\n' + line + "\n", "f.jsonl"))
+    msg = str(info.value)
+    assert msg.startswith(expected) and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("line", ["not json", "[1, 2]", "x" * (MAX_JSON_LINE + 1)])
+def test_chat_scripts_and_redteam_cases_report_a_bad_line_alike(tmp_path, line):
+    path = write(tmp_path, '{"text": "ok"}\n' + line + "\n")
+    from_script = str(user_error(path))
+    with pytest.raises(UserError) as info:
+        parse_cases(path.read_text(encoding="utf-8"), str(path))
+    assert str(info.value) == from_script

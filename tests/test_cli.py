@@ -225,3 +225,20 @@ def test_a_plugin_that_calls_sys_exit_is_disabled_and_the_run_goes_on(tmp_path, 
     disabled = [r.getMessage() for r in caplog.records if "disabled" in r.getMessage()]
     assert any("quitter" in m and "SystemExit" in m for m in disabled), disabled
     assert sum("leaver" in m for m in disabled) == 1, disabled  # logged once, not once per load
+
+
+def test_each_command_says_its_module_docstring_in_help_and_description():
+    import argparse
+    import importlib
+
+    from vtuber.cli import build_parser
+    from vtuber.commands import COMMANDS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert list(helps) == list(COMMANDS)
+    for name in COMMANDS:
+        doc = importlib.import_module(f"vtuber.commands.{name}").__doc__
+        first, _, rest = doc.strip().partition("\n\n")
+        assert helps[name] == " ".join(first.split()) != "", name  # its line in `vtuber --help`
+        assert sub.choices[name].description == (" ".join(rest.split()) or None), name

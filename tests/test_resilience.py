@@ -7,6 +7,7 @@ import pytest
 
 from vtuber.audio import resample
 from vtuber.resilience import Backoff, CircuitBreaker
+from vtuber.wyoming_client import ServiceError, WyomingService
 
 
 class FakeClock:
@@ -41,6 +42,39 @@ def test_a_zero_retry_breaker_asks_again_at_once():
     b = CircuitBreaker(0.0, now=clock)
     b.failed("x")
     assert b.usable()
+
+
+def test_a_service_call_falls_back_to_local_and_asks_the_server_again_after_retry_after_s(caplog):
+    svc = WyomingService("tcp://127.0.0.1:9", "models.asr", "ASR", 0.1, 0.1, retry_after_s=30.0)
+    now = [100.0]
+    svc.breaker.now = lambda: now[0]
+    asked = []
+
+    def remote() -> str:
+        asked.append(now[0])
+        if len(asked) == 1:
+            raise ServiceError("the server is not reachable")
+        return "server"
+
+    assert svc.call(remote, lambda: "local", "Whisper") == "local"  # it failed: the local model answers
+    assert svc.call(remote, lambda: "local", "Whisper") == "local"  # the breaker is open: not asked
+    now[0] += 30.0
+    assert svc.call(remote, lambda: "local", "Whisper") == "server"
+    assert asked == [100.0, 130.0]
+    assert svc.counts == {"remote": 1, "local": 2, "fallbacks": 1}
+    assert svc.last_error == "the server is not reachable" and svc.usable()
+    assert "falling back to the local Whisper" in caplog.text
+
+
+def test_a_service_call_passes_on_what_is_not_a_service_error():
+    svc = WyomingService("tcp://127.0.0.1:9", "models.voice", "TTS", 0.1, 0.1, retry_after_s=30.0)
+
+    def remote():
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        svc.call(remote, lambda: "local", "Piper voice")
+    assert svc.counts == {"remote": 0, "local": 0, "fallbacks": 0} and svc.usable()
 
 
 def test_the_backoff_doubles_to_its_cap_and_starts_again_after_a_reset():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -63,6 +65,32 @@ def read_text(path: Path, what: str, not_found: str | None = None, max_bytes: in
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: {what} is not UTF-8 text") from None
+
+
+MAX_JSON_LINE = 64 * 1024  # one JSONL line; a longer one is a mistake, not a chat message
+
+
+def json_lines(text: str, where: str, max_line: int = MAX_JSON_LINE) -> Iterator[tuple[int, str, dict]]:
+    """The JSON objects of JSONL `text`, each as (line number, `where:LINE` for its own error lines, object).
+
+    Blank lines and `#` comments are skipped. A line over `max_line` characters, one that is
+    not JSON or not a JSON object, is one `UserError` naming `where` and the line number."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        at = f"{where}:{number}"
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if len(s) > max_line:
+            raise UserError(f"{at}: line too long ({len(s)} characters; at most {max_line})")
+        try:
+            obj = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{at}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{at}: JSON nested too deeply") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{at}: expected a JSON object")
+        yield number, at, obj
 
 
 def quote(value: object, limit: int = 80) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 
 from vtuber.audio import HEARING_RATE, resample
 from vtuber.clock import FastClock
-from vtuber.errors import UserError, quote, read_text
+from vtuber.errors import UserError, json_lines, quote, read_text
 from vtuber.events import AudioChunk, ChatMessage, ReplyClause, ReplyStarted, StreamEvent, TurnDropped
 from vtuber.safety.banned import BannedWords
 from vtuber.safety.forms import word_forms
@@ -39,7 +39,6 @@ CUSTOM = "yours"  # the group of a --chat case that names none
 EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 REPORT_FILES = ("redteam.md", "redteam.json")
 MAX_TEMPLATE_WORDS = 3  # templated cases are expanded for at most this many banned words
-MAX_LINE = 64 * 1024
 MAX_TEXT = 500
 
 
@@ -78,24 +77,7 @@ def bundled_corpus_text() -> str:
 
 def parse_cases(text: str, where: str, default_group: str = CUSTOM) -> list[Case]:
     """Cases from JSONL text; a mistake is a UserError naming the file and line."""
-    cases: list[Case] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        at = f"{where}:{number}"
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        if len(s) > MAX_LINE:
-            raise UserError(f"{at}: line too long ({len(s)} characters; at most {MAX_LINE})")
-        try:
-            obj = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{at}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise UserError(f"{at}: JSON nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{at}: expected a JSON object")
-        cases.append(_case(obj, at, default_group))
-    return cases
+    return [_case(obj, at, default_group) for _, at, obj in json_lines(text, where)]
 
 
 def _case(obj: dict, at: str, default_group: str) -> Case:

@@ -3,6 +3,7 @@
 - `CircuitBreaker`: a remote service (an LLM server, a Wyoming speech server) that
   failed is not asked again for `retry_after_s`; the local model answers meanwhile.
   It also keeps the counts a report shows (remote, local, fallbacks) and the last error.
+  A client that keeps one (`Guarded`) shows its state as its own.
 - `Backoff`: the delays between reconnects of a long-lived connection (OBS, VTube
   Studio, Twitch, YouTube): `start_s` doubling up to `max_s`, optionally jittered, reset
   on success. Kept here rather than taken from tenacity or stamina: those wrap one call
@@ -48,6 +49,28 @@ class CircuitBreaker:
     def used_local(self) -> None:
         """The local fallback answered this request."""
         self.counts["local"] += 1
+
+
+class Guarded:
+    """A service client that keeps a `breaker` (a `CircuitBreaker`), its state read through:
+    `usable()`, `failed(why)`, `last_error`, `down_until`."""
+
+    breaker: CircuitBreaker
+
+    @property
+    def last_error(self) -> str:
+        return self.breaker.last_error
+
+    @property
+    def down_until(self) -> float:
+        """Time (on the breaker's clock) before which the service is not asked."""
+        return self.breaker.down_until
+
+    def usable(self) -> bool:
+        return self.breaker.usable()
+
+    def failed(self, why: str) -> None:
+        self.breaker.failed(why)
 
 
 class Backoff:

@@ -19,10 +19,14 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from vtuber.errors import UserError
-from vtuber.resilience import CircuitBreaker
+from vtuber.resilience import CircuitBreaker, Guarded
+
+T = TypeVar("T")  # what a call returns, the server's or the fallback's
 
 log = logging.getLogger("vtuber.wyoming")
 
@@ -50,7 +54,7 @@ def _wyoming():
     return event
 
 
-class WyomingService:
+class WyomingService(Guarded):
     """One Wyoming server: `exchange` sends events and reads the reply; the breaker and counters."""
 
     def __init__(self, url: str, key: str, what: str, connect_timeout_s: float, timeout_s: float, retry_after_s: float):
@@ -63,16 +67,6 @@ class WyomingService:
         self.event = _wyoming()
         self.breaker = CircuitBreaker(retry_after_s)
         self.counts = self.breaker.counts  # remote, local, fallbacks
-
-    @property
-    def last_error(self) -> str:
-        return self.breaker.last_error
-
-    def usable(self) -> bool:
-        return self.breaker.usable()
-
-    def failed(self, why: str) -> None:
-        self.breaker.failed(why)
 
     def where(self) -> str:
         return f"Wyoming {self.what} server {self.url}"
@@ -137,6 +131,27 @@ class WyomingService:
             "fallbacks": self.counts["fallbacks"],
             "last_error": self.last_error,
         }
+
+    def call(self, remote: Callable[[], T], local: Callable[[], T], local_name: str) -> T:
+        """`remote()` while the server is usable; on a ServiceError, or while the breaker is
+        open, `local()`, the fallback named `local_name` in the warning. Both sides counted."""
+        if self.usable():
+            try:
+                result = remote()
+                self.counts["remote"] += 1
+                return result
+            except ServiceError as e:
+                self.fall_back(e, local_name)
+        self.counts["local"] += 1
+        return local()
+
+    def warm(self, local, local_name: str) -> None:
+        """The local fallback warmed; the server asked what it offers (a fallback warning if it is down)."""
+        local.warm()
+        try:
+            self.describe()
+        except ServiceError as e:
+            self.fall_back(e, local_name)
 
     def fall_back(self, e: Exception, local_name: str) -> None:
         self.failed(str(e))

@@ -1,4 +1,9 @@
-"""`vtuber auth PLATFORM`: log in to a chat platform; tokens go to the token file."""
+"""log in to Twitch or store a YouTube API key (tokens go to the token file, never the config)
+
+twitch: the device code flow: open the link shown, enter the code as the bot account; the token and its refresh
+token are saved in the token file (0600, your config folder) and refreshed automatically. youtube: paste an API
+key (and optionally an OAuth access token for --reply-in-chat).
+"""
 
 from __future__ import annotations
 
@@ -19,15 +24,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    au = sub.add_parser(
-        "auth",
-        help="log in to Twitch or store a YouTube API key (tokens go to the token file, never the config)",
-        description=(
-            "twitch: the device code flow: open the link shown, enter the code as the bot account; the token and its "
-            "refresh token are saved in the token file (0600, your config folder) and refreshed automatically. "
-            "youtube: paste an API key (and optionally an OAuth access token for --reply-in-chat)."
-        ),
-    )
+    au = common.command_parser(sub, "auth", __doc__)
     au.add_argument("platform", choices=[p.name for p in platforms() if p.login])
     au.add_argument("--client-id", metavar="ID", help="twitch: your application's client id (default: [twitch] client_id)")
     au.add_argument("--config", metavar="FILE", help="settings TOML file")

@@ -1,4 +1,9 @@
-"""`vtuber bench`: latency against a naive pipeline, with the targets it is held to."""
+"""measure chat -> first audio and speech end -> first audio against a naive pipeline
+
+Run N chat turns and N spoken turns (speech replayed in real time through VAD, endpointing and ASR) on the real
+models after warm-up, then the same inputs through a naive pipeline (whole reply, then whole TTS). Prints
+p50/p95/max per stage and writes bench.json and bench.png.
+"""
 
 from __future__ import annotations
 
@@ -112,15 +117,7 @@ def bench_verdict(result: dict) -> list[str]:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    b = sub.add_parser(
-        "bench",
-        help="measure chat -> first audio and speech end -> first audio against a naive pipeline",
-        description=(
-            "Run N chat turns and N spoken turns (speech replayed in real time through VAD, endpointing and ASR) "
-            "on the real models after warm-up, then the same inputs through a naive pipeline (whole reply, then "
-            "whole TTS). Prints p50/p95/max per stage and writes bench.json and bench.png."
-        ),
-    )
+    b = common.command_parser(sub, "bench", __doc__)
     b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
     b.add_argument("--load-s", type=float, default=60.0, metavar="S", help="live-load scenario: a chat message a second for S seconds while the streamer talks (0: skip; default 60)")
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")

@@ -10,6 +10,15 @@ from rich.console import Console
 console = Console(highlight=False)
 
 
+def command_parser(sub, name: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of command `name` under `vtuber`, its words taken from the command module's docstring
+    `doc`: the first paragraph is the one-line help in `vtuber --help`, the rest the description in
+    `vtuber NAME --help` (none if there is no rest). Keeps each command's words in one place, read by
+    both the user and the code's reader."""
+    help_text, _, description = (doc or "").strip().partition("\n\n")
+    return sub.add_parser(name, help=" ".join(help_text.split()), description=" ".join(description.split()) or None)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """--config, --persona and the model paths, for every command that loads models."""
     p.add_argument("--config", metavar="FILE", help="settings TOML file (see docs/config.md)")

@@ -1,4 +1,4 @@
-"""`vtuber devices`: sound inputs and outputs."""
+"""list sound inputs and outputs (for --mic and --speaker)"""
 
 from __future__ import annotations
 
@@ -16,5 +16,5 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    dv = sub.add_parser("devices", help="list sound inputs and outputs (for --mic and --speaker)")
+    dv = common.command_parser(sub, "devices", __doc__)
     dv.set_defaults(func=cmd_devices)

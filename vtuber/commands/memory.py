@@ -1,4 +1,7 @@
-"""`vtuber memory show|forget`: the viewer notes kept between streams."""
+"""what the co-host remembers about viewers (with memory.persist), and forgetting it
+
+Viewer notes kept between streams when memory.persist is on (docs/memory.md).
+"""
 
 from __future__ import annotations
 
@@ -55,11 +58,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    mm = sub.add_parser(
-        "memory",
-        help="what the co-host remembers about viewers (with memory.persist), and forgetting it",
-        description="Viewer notes kept between streams when memory.persist is on (docs/memory.md).",
-    )
+    mm = common.command_parser(sub, "memory", __doc__)
     msub = mm.add_subparsers(dest="action", required=True)
     ms = msub.add_parser("show", help="a viewer's note: messages, last messages, support")
     ms.add_argument("user", metavar="USER", help="display name or user id")

@@ -1,4 +1,9 @@
-"""`vtuber models [list|check]`: the models and servers in use and available."""
+"""list the models and servers in use and available (sizes); `check` runs each once
+
+List the LLM, ASR and TTS the config uses (a file, a bundled model or a server), their local fallbacks and the
+bundled models, with sizes. `vtuber models check` loads or connects to each and runs one short generation,
+transcription and synthesis, timing the first token or audio (exit 1 if any fails).
+"""
 
 from __future__ import annotations
 
@@ -40,15 +45,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    mdl = sub.add_parser(
-        "models",
-        help="list the models and servers in use and available (sizes); `check` runs each once",
-        description=(
-            "List the LLM, ASR and TTS the config uses (a file, a bundled model or a server), their local "
-            "fallbacks and the bundled models, with sizes. `vtuber models check` loads or connects to each and runs "
-            "one short generation, transcription and synthesis, timing the first token or audio (exit 1 if any fails)."
-        ),
-    )
+    mdl = common.command_parser(sub, "models", __doc__)
     mdl.add_argument("action", nargs="?", choices=("list", "check"), default="list")
     common.add_common(mdl)
     mdl.set_defaults(func=cmd_models)

@@ -1,4 +1,7 @@
-"""`vtuber persona list|show|check|import`: the streamer's personas."""
+"""list, show, check or import personas
+
+Personas the streamer owns (docs/personas.md).
+"""
 
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def _context_problems(args, path: str) -> list[str]:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
+    pp = common.command_parser(sub, "persona", __doc__)
     psub = pp.add_subparsers(dest="action", required=True)
     ls = psub.add_parser("list", help="every persona by name, and where it comes from (your folder, the config's, bundled)")
     ls.add_argument("--config", metavar="FILE", help="settings TOML file (its persona_folders are listed too)")

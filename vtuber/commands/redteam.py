@@ -1,4 +1,9 @@
-"""`vtuber redteam`: attack the persona before going live."""
+"""attack your persona before going live: injections, banned-word tricks, leaks, identity swaps
+
+Run the bundled attack corpus (and your own --chat cases) through the real pipeline on the fast clock, one case
+at a time, and check what was shown and what was heard (Whisper) for banned words, canary and system prompt
+leaks and never-words. Exit code 1 when anything got through (docs/redteam.md).
+"""
 
 from __future__ import annotations
 
@@ -82,15 +87,7 @@ def redteam_table(persona_name: str, verdicts, seconds: float):
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    rt = sub.add_parser(
-        "redteam",
-        help="attack your persona before going live: injections, banned-word tricks, leaks, identity swaps",
-        description=(
-            "Run the bundled attack corpus (and your own --chat cases) through the real pipeline on the fast "
-            "clock, one case at a time, and check what was shown and what was heard (Whisper) for banned words, "
-            "canary and system prompt leaks and never-words. Exit code 1 when anything got through (docs/redteam.md)."
-        ),
-    )
+    rt = common.command_parser(sub, "redteam", __doc__)
     rt.add_argument("--chat", metavar="JSONL", help="your own cases: the chat script format plus group, expect, never (docs/redteam.md)")
     rt.add_argument("--no-corpus", action="store_true", help="run only the --chat cases, not the bundled corpus")
     rt.add_argument("--per-group", type=int, metavar="N", help="only the first N cases of each group (a quick check)")

@@ -1,4 +1,9 @@
-"""`vtuber rehearse`: the whole pipeline offline on a chat script and recorded speech."""
+"""run the whole pipeline offline on a chat script and recorded speech
+
+Replay a chat script (JSONL) and a recording of the streamer (WAV) through the real pipeline (VAD, Whisper,
+director, LLM, Piper) and write the replies as one WAV timeline, a transcript and per-turn timings. With no
+--chat/--speech it runs the built-in demo.
+"""
 
 from __future__ import annotations
 
@@ -61,15 +66,7 @@ def add(sub) -> None:
     """Its parser, under `vtuber`."""
     from vtuber.outputs.stream import add_stream_options
 
-    p = sub.add_parser(
-        "rehearse",
-        help="run the whole pipeline offline on a chat script and recorded speech",
-        description=(
-            "Replay a chat script (JSONL) and a recording of the streamer (WAV) through the real pipeline "
-            "(VAD, Whisper, director, LLM, Piper) and write the replies as one WAV timeline, a transcript "
-            "and per-turn timings. With no --chat/--speech it runs the built-in demo."
-        ),
-    )
+    p = common.command_parser(sub, "rehearse", __doc__)
     p.add_argument("--chat", metavar="JSONL", help="chat script: one JSON object a line {t, user, text, badges, bits}")
     p.add_argument("--speech", metavar="WAV", help="recording of the streamer (any PCM WAV; converted to 16 kHz mono)")
     p.add_argument("--speech-at", type=float, default=0.0, metavar="S", help="session time the recording starts (default 0)")

@@ -1,4 +1,9 @@
-"""`vtuber run`: live, with the streamer's mic, chat platforms, the speaker and chat replies."""
+"""go live: the streamer's mic and a chat source in, replies to the speaker
+
+Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (Twitch, YouTube or a chat script),
+answer in persona and speak on a sound device. The streamer talking over the co-host stops her (barge-in).
+Ctrl-C or SIGTERM stops within 2 s; with --out the session report is written.
+"""
 
 from __future__ import annotations
 
@@ -148,15 +153,7 @@ def add(sub) -> None:
     """Its parser, under `vtuber`."""
     from vtuber.outputs.stream import add_stream_options
 
-    r = sub.add_parser(
-        "run",
-        help="go live: the streamer's mic and a chat source in, replies to the speaker",
-        description=(
-            "Run the co-host live: hear the streamer's mic (VAD, Whisper), take chat (Twitch, YouTube or a chat script), "
-            "answer in persona and speak on a sound device. The streamer talking over the co-host stops her "
-            "(barge-in). Ctrl-C or SIGTERM stops within 2 s; with --out the session report is written."
-        ),
-    )
+    r = common.command_parser(sub, "run", __doc__)
     r.add_argument("--mic", nargs="?", const="default", metavar="DEVICE", help="the streamer's microphone (name, index or PulseAudio source; default input if none given)")
     r.add_argument("--speaker", nargs="?", const="default", metavar="DEVICE", help="where the co-host speaks (name or index; default output if none given)")
     for p in platforms():  # one flag per chat platform (vtuber/sources/platforms.py)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from vtuber.hearing.asr import RATE, Transcript, correct_names
-from vtuber.wyoming_client import ServiceError, WyomingService
+from vtuber.wyoming_client import WyomingService
 
 CHUNK_SAMPLES = RATE // 2  # half a second of audio an event
 
@@ -54,26 +54,14 @@ class WyomingASR:
 
     def hear(self, audio: np.ndarray) -> Transcript:
         duration = len(audio) / RATE
-        if self.service.usable():
-            try:
-                text = self._remote(audio)
-                self.service.counts["remote"] += 1
-                return Transcript(text, duration_s=duration)
-            except ServiceError as e:
-                self.service.fall_back(e, "Whisper")
-        self.service.counts["local"] += 1
-        return self.local.hear(audio)
+        return self.service.call(lambda: Transcript(self._remote(audio), duration_s=duration), lambda: self.local.hear(audio), "Whisper")
 
     def transcribe(self, audio: np.ndarray) -> str:
         return self.hear(audio).text
 
     def warm(self) -> None:
         """The local model warmed; the server asked what it offers (a warning if it is down)."""
-        self.local.warm()
-        try:
-            self.service.describe()
-        except ServiceError as e:
-            self.service.fall_back(e, "Whisper")
+        self.service.warm(self.local, "Whisper")
 
     def report(self) -> dict:
         return self.service.report("Whisper (local)")

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 from vtuber.config import Config
 from vtuber.errors import UserError
 from vtuber.mind.llm import OwnThread
-from vtuber.mind.reasoning import ThinkFilter, no_think
-from vtuber.resilience import CircuitBreaker
+from vtuber.mind.reasoning import ThinkFilter, no_think, strip_thinking
+from vtuber.resilience import CircuitBreaker, Guarded
 
 log = logging.getLogger("vtuber.llm")
 
@@ -326,13 +326,7 @@ class RemoteBackend:
     def stream(self, messages: list[dict], max_tokens: int, first_token_s: float | None = None) -> Iterator[str]:
         """Answer text only; `RemoteError` on failure (no fallback here: see `FallbackBackend`)."""
         filt = self.last_filter = ThinkFilter(self.cfg.llm.starts_thinking)
-        for piece in self.events(messages, max_tokens, filt, first_token_s):
-            text = filt.feed(piece)
-            if text:
-                yield text
-        text = filt.end()
-        if text:
-            yield text
+        yield from strip_thinking(self.events(messages, max_tokens, filt, first_token_s), filt=filt)
         if filt.stray_close and not self.warned_stray:
             self.warned_stray = True
             log.warning("%s: the model closed a thinking part it never opened; set llm.starts_thinking = true", self._where())
@@ -362,7 +356,7 @@ def _why(e: BaseException) -> str:
     return " ".join(text.split())[:120]
 
 
-class FallbackBackend:
+class FallbackBackend(Guarded):
     """The server first, the local model when the server cannot answer (see the module's note)."""
 
     name = "remote"
@@ -393,21 +387,6 @@ class FallbackBackend:
     @no_think.setter
     def no_think(self, value: bool) -> None:
         self.remote.no_think = value
-
-    @property
-    def down_until(self) -> float:
-        """Monotonic time before which the server is not asked."""
-        return self.breaker.down_until
-
-    @property
-    def last_error(self) -> str:
-        return self.breaker.last_error
-
-    def usable(self) -> bool:
-        return self.breaker.usable()
-
-    def _failed(self, why: str) -> None:
-        self.breaker.failed(why)
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         t0 = time.perf_counter()
@@ -451,7 +430,7 @@ class FallbackBackend:
                     self.counts["remote"] += 1
                     rec["fallback"] = str(e)
                     return
-                self._failed(str(e))
+                self.failed(str(e))
                 rec["fallback"] = str(e)
                 if self.local is None:
                     log.warning("%s; no local model to fall back to (llm_server.fallback = false)", e)
@@ -488,7 +467,7 @@ class FallbackBackend:
         except RemoteError as e:
             if self.local is None:
                 raise UserError(str(e)) from None
-            self._failed(str(e))
+            self.failed(str(e))
             log.warning("%s; starting on the local model (the server is tried again in %g s)", e, self.retry_after_s)
 
     def set_threads(self, n: int) -> None:

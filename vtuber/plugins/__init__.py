@@ -277,29 +277,25 @@ class PluginHost:
                 msg = out
         return msg, ""
 
-    async def pick(self, turn: Turn) -> tuple[Turn | None, str]:
-        for p in self._active("on_pick"):
+    async def _chain(self, hook: str, value, kind: type, *context) -> tuple[object | None, str]:
+        """Run `hook` of each plugin in order on `value` (and `context`): a `kind` result
+        replaces it, None drops it. (value, "") or (None, the plugin that dropped it)."""
+        for p in self._active(hook):
             try:
-                out = await self._acall(p, p.on_pick, turn)
+                out = await self._acall(p, getattr(p, hook), value, *context)
             except _Disabled:
                 continue
             if out is None:
                 return None, p.name
-            if isinstance(out, Turn):
-                turn = out
-        return turn, ""
+            if isinstance(out, kind):
+                value = out
+        return value, ""
+
+    async def pick(self, turn: Turn) -> tuple[Turn | None, str]:
+        return await self._chain("on_pick", turn, Turn)
 
     async def clause(self, text: str, turn: Turn) -> str | None:
-        for p in self._active("on_clause"):
-            try:
-                out = await self._acall(p, p.on_clause, text, turn)
-            except _Disabled:
-                continue
-            if out is None:
-                return None
-            if isinstance(out, str):
-                text = out
-        return text
+        return (await self._chain("on_clause", text, str, turn))[0]
 
     def event(self, event: StreamEvent) -> list[tuple[str, str]]:
         """(line, plugin) for every plugin that has something to say about the event."""

@@ -15,42 +15,25 @@ A line with `event` is a channel event instead of a message:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 
 from vtuber.clock import Clock
-from vtuber.errors import UserError, quote, read_text
+from vtuber.errors import UserError, json_lines, quote, read_text
 from vtuber.events import ChatMessage, StreamEvent
 from vtuber.sources.platforms import ChatPlatform, register
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
-MAX_LINE = 64 * 1024  # one JSON line; a longer one is a mistake, not a chat message
 MAX_T = 24 * 3600.0  # a script longer than a day is a mistake (epoch timestamps, say)
 EVENT_KINDS = ("follow", "sub", "resub", "gift", "bits", "raid")
 
 
 def parse_chat_script(path: str | Path) -> list[ChatMessage | StreamEvent]:
     p = Path(path)
-    lines = read_text(p, "chat script").splitlines()
     messages: list[ChatMessage] = []
     last_t = 0.0
-    for number, line in enumerate(lines, start=1):
-        where = f"{p}:{number}"
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if len(stripped) > MAX_LINE:
-            raise UserError(f"{where}: line too long ({len(stripped)} characters; at most {MAX_LINE})")
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise UserError(f"{where}: JSON nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{where}: expected a JSON object")
+    for number, where, obj in json_lines(read_text(p, "chat script"), str(p)):
         if "event" in obj:
             messages.append(_event(obj, where, last_t))
             last_t = messages[-1].t

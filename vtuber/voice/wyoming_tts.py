@@ -51,22 +51,10 @@ class WyomingTTS:
         text = speakable(text)
         if not text:
             return np.zeros(0, dtype=np.int16)
-        if self.service.usable():
-            try:
-                samples = self._remote(text)
-                self.service.counts["remote"] += 1
-                return samples
-            except ServiceError as e:
-                self.service.fall_back(e, "Piper voice")
-        self.service.counts["local"] += 1
-        return self.local.synthesize(text)
+        return self.service.call(lambda: self._remote(text), lambda: self.local.synthesize(text), "Piper voice")
 
     def warm(self) -> None:
-        self.local.warm()
-        try:
-            self.service.describe()
-        except ServiceError as e:
-            self.service.fall_back(e, "Piper voice")
+        self.service.warm(self.local, "Piper voice")
 
     def report(self) -> dict:
         return self.service.report("Piper (local)")
