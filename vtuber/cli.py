@@ -98,7 +98,7 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
     from vtuber.outputs.recorder import Recorder
 
     console.rule(f"rehearsal with {escape(persona.name)} ({'fast' if args.fast else 'real time'})")
-    recorder = Recorder()
+    recorder = Recorder(out.scratch("replies.wav"))  # the reply audio is written as it plays
     outputs.insert(0, ConsoleOutput(recorder, persona.name, console))
     try:
         session, written = run_rehearsal(engine, inputs, out, args.fast, outputs, recorder)
@@ -152,9 +152,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
+    if out is not None:
+        _say_report_size(out, rate, args.duration)
     try:
         engine = _load_engine(cfg, persona, args.quiet)
-        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra]))
+        track = out.scratch("replies.wav") if out is not None else None
+        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra], track))
         written = {}
         if out is not None:
             from vtuber.rehearsal import write_report
@@ -203,7 +206,27 @@ def _live_chat(args, cfg, sources: list) -> list:
     return [ChatReplyOutput(platforms, max_wait_s=wait)]
 
 
-async def _live(engine, persona, sources, playback, duration, outputs=()):
+def _say_report_size(out, rate: int, duration: float | None) -> None:
+    """The report's reply audio grows with the session: say by how much, up front, and
+    warn when the disk cannot hold the session asked for."""
+    import shutil
+
+    from vtuber.outputs.track import bytes_per_hour
+
+    per_hour = bytes_per_hour(rate)
+    free = shutil.disk_usage(out.path).free
+    console.print(
+        f"[dim]report: {escape(str(out.path))}/replies.wav is written as the session goes, "
+        f"about {per_hour / 1e6:.0f} MB per hour ({rate} Hz 16-bit mono); {free / 1e9:.1f} GB free there[/]",
+        soft_wrap=True,
+    )
+    need = per_hour * (duration or 4 * 3600) / 3600
+    if free < need:
+        hours = free / per_hour
+        console.print(f"[yellow]the disk there holds about {hours:.1f} hours of reply audio; the rest of the report is kept if it fills[/]", soft_wrap=True)
+
+
+async def _live(engine, persona, sources, playback, duration, outputs=(), track=None):
     import signal
 
     from vtuber.clock import Clock
@@ -211,7 +234,7 @@ async def _live(engine, persona, sources, playback, duration, outputs=()):
     from vtuber.outputs.recorder import Recorder
     from vtuber.pipeline import Session
 
-    recorder = Recorder()
+    recorder = Recorder(track)
     live = LiveConsole(recorder, persona.name, console, sources=sources)
     session = Session(engine, Clock(), [live, *outputs], recorder, playback=playback)
     live.session = session
