@@ -28,6 +28,7 @@ from vtuber.events import (
     AudioFrame,
     ChatMessage,
     ClausePlaying,
+    DeviceState,
     Interrupt,
     Moderation,
     ReplyClause,
@@ -183,6 +184,7 @@ class Session:
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
+        self.device_errors: list[str] = []  # sound devices lost and back, for the report
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
@@ -312,6 +314,10 @@ class Session:
             self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
         elif isinstance(ev, (AudioChunk, ClausePlaying)):
             self.echo.playing(ev)
+        elif isinstance(ev, DeviceState):
+            self.device_errors.append(f"{ev.t:.1f}s {ev.device} {ev.state}: {ev.detail}")
+            if ev.device == "mic" and ev.state == "lost":
+                self.hearing.input_lost()  # an utterance cut by the loss never ends: stop waiting for it
 
     def _merge_thanks(self, lines: list[Announcement]) -> Announcement | None:
         """Thank-yous for several events of one kind, waiting together: one line from the

@@ -169,6 +169,9 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
             f"{q['suppressed_first_clauses']}; {q['words_mean']} words ({q['speech_s_mean']} s of speech) "
             f"on average, at most {q['words_max']} words ({q['speech_s_max']} s).",
         ]
+    if session_device_errors(session):
+        lines += ["", "## Sound devices", ""]
+        lines += [f"- {md(line)}" for line in session_device_errors(session)]
     if session.names_replaced:
         lines += ["", f"User names replaced by a neutral one (the gate would block them): {session.names_replaced}"]
     return "\n".join(lines) + "\n"

@@ -252,6 +252,22 @@ class Hearing:
         self.emit(utt)
         return utt
 
+    def input_lost(self) -> None:
+        """The mic is gone (unplugged, moved away): an utterance being spoken can never reach
+        its endpoint, so it is dropped (counted) and the director stops waiting for it; one
+        held for a continuation is sent now."""
+        ep = self.endpointer
+        if ep.in_speech or ep.onset_pending:
+            self.counters["mic_lost"] += 1
+        ep.reset()
+        self.vad.reset()
+        self._spec = None
+        self._prefix = None
+        self._last_onset = float("-inf")
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=max(held.deadline, held.t_asr_done))
+
     async def drain(self) -> None:
         """End of input: finish transcriptions and send whatever is still held."""
         while self._tasks:
