@@ -97,13 +97,17 @@ def test_a_four_hour_sessions_audio_is_written_as_it_goes_with_flat_memory(tmp_p
         assert np.array_equal(np.frombuffer(w.readframes(len(clause)), dtype="<i2"), clause)
 
 
-def test_the_report_size_is_stated_before_a_live_run_starts(tmp_path, capsys):
-    from vtuber.cli import _say_report_size
+def test_the_report_size_is_stated_before_a_live_run_starts(tmp_path):
+    from vtuber.rehearsal import report_size_note
 
-    with OutFolder(tmp_path / "o", ["replies.wav"]) as out:
-        _say_report_size(out, RATE, 3600.0)
-    said = capsys.readouterr().out
-    assert "replies.wav is written as the session goes" in said and "159 MB per hour" in said
+    (line, warn), *rest = report_size_note(tmp_path, RATE, 3600.0)
+    assert "replies.wav is written as the session goes" in line and "159 MB per hour" in line and not warn
+    import shutil
+
+    free_hours = shutil.disk_usage(tmp_path).free / bytes_per_hour(RATE)
+    assert bool(rest) == (free_hours < 1.0)
+    (_, warn), *_ = report_size_note(tmp_path, RATE, 3600.0 * (free_hours + 1))[1:]
+    assert warn  # a session longer than the disk holds is warned about up front
 
 
 # --- L6: kill -9 -------------------------------------------------------------------------

@@ -153,7 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
     if out is not None:
-        _say_report_size(out, rate, args.duration)
+        from vtuber.rehearsal import report_size_note
+
+        for line, warn in report_size_note(out.path, rate, args.duration):
+            console.print(f"[yellow]{escape(line)}[/]" if warn else f"[dim]{escape(line)}[/]", soft_wrap=True)
     try:
         engine = _load_engine(cfg, persona, args.quiet)
         track = out.scratch("replies.wav") if out is not None else None
@@ -204,26 +207,6 @@ def _live_chat(args, cfg, sources: list) -> list:
 
     wait = min(cfg.twitch.reply_max_wait_s, cfg.youtube.reply_max_wait_s)
     return [ChatReplyOutput(platforms, max_wait_s=wait)]
-
-
-def _say_report_size(out, rate: int, duration: float | None) -> None:
-    """The report's reply audio grows with the session: say by how much, up front, and
-    warn when the disk cannot hold the session asked for."""
-    import shutil
-
-    from vtuber.outputs.track import bytes_per_hour
-
-    per_hour = bytes_per_hour(rate)
-    free = shutil.disk_usage(out.path).free
-    console.print(
-        f"[dim]report: {escape(str(out.path))}/replies.wav is written as the session goes, "
-        f"about {per_hour / 1e6:.0f} MB per hour ({rate} Hz 16-bit mono); {free / 1e9:.1f} GB free there[/]",
-        soft_wrap=True,
-    )
-    need = per_hour * (duration or 4 * 3600) / 3600
-    if free < need:
-        hours = free / per_hour
-        console.print(f"[yellow]the disk there holds about {hours:.1f} hours of reply audio; the rest of the report is kept if it fills[/]", soft_wrap=True)
 
 
 async def _live(engine, persona, sources, playback, duration, outputs=(), track=None):

@@ -292,6 +292,30 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
     return written
 
 
+def report_size_note(folder: Path, rate: int, duration: float | None) -> list[tuple[str, bool]]:
+    """What a live run says up front about its report: the reply audio grows with the
+    session (written as it goes); a warning when the disk cannot hold the session asked
+    for (four hours when no --duration). (line, is_warning) pairs."""
+    import shutil
+
+    from vtuber.outputs.track import bytes_per_hour
+
+    per_hour = bytes_per_hour(rate)
+    free = shutil.disk_usage(folder).free
+    lines = [
+        (
+            f"report: {folder}/replies.wav is written as the session goes, about {per_hour / 1e6:.0f} MB per hour "
+            f"({rate} Hz 16-bit mono); {free / 1e9:.1f} GB free there",
+            False,
+        )
+    ]
+    if free < per_hour * (duration or 4 * 3600) / 3600:
+        lines.append(
+            (f"the disk there holds about {free / per_hour:.1f} hours of reply audio; the rest of the report is kept if it fills", True)
+        )
+    return lines
+
+
 def session_device_errors(session: Session) -> list[str]:
     """Sound device errors seen during the session (unplugged, lost, back), oldest first."""
     return list(getattr(session, "device_errors", []))
