@@ -62,10 +62,11 @@ def pulse():
                 pass
 
 
-async def _until(cond, timeout: float, what: str) -> None:
+async def _until(cond, timeout: float, what) -> None:
+    """Wait for `cond()`; `what` (text, or a function giving it) says what was awaited."""
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         await asyncio.sleep(0.05)
 
 
@@ -163,21 +164,32 @@ async def test_a_lost_mic_is_never_moved_to_another_source_and_is_heard_again_wh
     try:
         await _until(lambda: mic.state in ("listening", "stalled"), 15, "the mic")
         await asyncio.sleep(0.5)
+        before = (mic._watch and mic._watch.changes, mic._seen_changes)
         mic_sink.unplug()
-        await _until(lambda: mic.state.startswith("lost"), 10, "the mic to be lost")
+        await _until(
+            lambda: mic.state.startswith("lost"), 10,
+            lambda: f"the mic to be lost ({mic.state}; changes {before} -> {mic._watch and mic._watch.changes}; "
+            f"streams {stream_devices('source-outputs')})",
+        )
         assert [e.state for _, e in states] == ["lost"] and mic_sink.name in states[0][1].detail
         # PulseAudio would record from another source now (her own output's monitor among them): not us.
         assert all(name == f"{mic_sink.name}.monitor" for _, name in stream_devices("source-outputs")), stream_devices("source-outputs")
         await _paplay(her_output.name, wav)  # her own output: never heard as the streamer
-        await _until(lambda: session.recorder.finished(), 60, "the chat answered while the mic is gone")
+        await _until(
+            lambda: session.recorder.finished(), 60,
+            lambda: f"the chat answered while the mic is gone ({session.director.balance()}, "
+            f"talking {session.hearing.streamer_talking}, {session.recorder.dropped}, {session.hearing._tasks})",
+        )
         mic_sink.plug()
-        await _until(lambda: mic.state in ("listening", "stalled", "starting"), 10, "the mic back")
+        await _until(lambda: mic.state in ("listening", "stalled", "starting"), 10, lambda: f"the mic back ({mic.state}, {mic.device_errors})")
         await asyncio.sleep(0.5)
         await _paplay(mic_sink.name, wav)
         await _until(lambda: session.recorder.heard, 30, "the streamer heard again")
         await _until(
             lambda: any(r.kind == "speech" for r in session.recorder.finished()), 60,
-            f"the streamer answered (heard {[u.text for u in session.recorder.heard]}, dropped {session.recorder.dropped})",
+            lambda: f"the streamer answered (heard {[u.text for u in session.recorder.heard]}, dropped {session.recorder.dropped}, "
+            f"queued {session.director.queued()}, current {session.turns.current}, talking {session.hearing.streamer_talking}, "
+            f"held {session.hearing._held is not None}, tasks {session.hearing._tasks}, mic {mic.state}, {session.device_errors})",
         )
         session.stop("test over")
         await asyncio.wait_for(task, 15)
@@ -190,3 +202,30 @@ async def test_a_lost_mic_is_never_moved_to_another_source_and_is_heard_again_wh
     assert sum(w in heard for w in words(line)) / len(words(line)) >= 0.5, heard
     assert len(session.recorder.heard) == 1  # her own output, played while the mic was gone, was never heard
     assert any("mic lost" in d for d in session.device_errors) and any("mic back" in d for d in session.device_errors)
+
+
+def test_a_device_state_is_on_the_console_the_dock_and_in_the_report_until_it_is_back():
+    """Unit: the session keeps what is degraded now (console panel, dock) and every change (report)."""
+    import io
+
+    from rich.console import Console
+
+    from vtuber.outputs.live_console import LiveConsole
+    from vtuber.outputs.overlay import OverlayServer
+
+    session = scripted_session(["Hi."])
+    out = io.StringIO()
+    live = LiveConsole(session.recorder, "Miko", Console(file=out, width=200), session=session)
+    dock = OverlayServer(port=0)
+    dock.attach(session)
+    session.observers.append(live.handle)
+    lost = DeviceState("speaker", "lost", "pulse (sink cohost): the playback stream stopped; captions only until it is back", 1.0)
+    session.emit(lost)
+    assert dock.dock_state()["warnings"] == [f"speaker lost: {lost.detail}"]
+    assert "speaker lost: pulse (sink cohost)" in out.getvalue()
+    panel = io.StringIO()
+    Console(file=panel, width=200).print(live._render())
+    assert "captions only until it is back" in panel.getvalue()
+    session.emit(DeviceState("speaker", "back", "pulse (sink cohost): playing again", 4.0))
+    assert dock.dock_state()["warnings"] == []
+    assert session.device_errors == [f"1.0s speaker lost: {lost.detail}", "4.0s speaker back: pulse (sink cohost): playing again"]

@@ -212,17 +212,22 @@ class PulseWatch:
 
     _instance: PulseWatch | None = None
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen, server: str):
         self.proc = proc
+        self.server = server
         self.changes = 0
         self._thread = threading.Thread(target=self._read, name="pulse-watch", daemon=True)
         self._thread.start()
 
     @classmethod
     def get(cls) -> PulseWatch | None:
+        server = os.environ.get("PULSE_SERVER", "")  # a new server named: watch that one
         with _watch_lock:
-            if cls._instance is not None and cls._instance.proc.poll() is None:
-                return cls._instance
+            old = cls._instance
+            if old is not None and old.proc.poll() is None and old.server == server:
+                return old
+            if old is not None:
+                old.close()
             pactl = shutil.which("pactl")
             if pactl is None or _pactl("info") is None:
                 return None
@@ -232,7 +237,7 @@ class PulseWatch:
                 )
             except OSError:
                 return None
-            cls._instance = cls(proc)
+            cls._instance = cls(proc, server)
             return cls._instance
 
     def _read(self) -> None:

@@ -295,3 +295,14 @@ class DeviceState:
     state: str
     detail: str
     t: float
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A model service (`service`: "llm", "tts", "asr") is failing and on its fallback
+    ("failing"), or answering again ("back"); `detail` says what happened, in one line."""
+
+    service: str
+    state: str
+    detail: str
+    t: float

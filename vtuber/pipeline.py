@@ -29,6 +29,7 @@ from vtuber.events import (
     ChatMessage,
     ClausePlaying,
     DeviceState,
+    ServiceState,
     Interrupt,
     Moderation,
     ReplyClause,
@@ -185,6 +186,7 @@ class Session:
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
         self.device_errors: list[str] = []  # sound devices lost and back, for the report
+        self.warnings: dict[str, str] = {}  # what is degraded now (a lost device), for the console and the dock
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
@@ -215,6 +217,8 @@ class Session:
             memory=self.memory,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
+        self.mind.watch(cfg.llm.first_token_s, cfg.llm.stall_s, cfg.llm.turn_deadline_s, cfg.llm.failures_to_fallback, cfg.llm.retry_after_s)
+        self.mind.errors = self.errors
         self.intake = ChatIntake(self)
         self.turns = TurnRunner(
             self.director,
@@ -316,8 +320,18 @@ class Session:
             self.echo.playing(ev)
         elif isinstance(ev, DeviceState):
             self.device_errors.append(f"{ev.t:.1f}s {ev.device} {ev.state}: {ev.detail}")
+            if ev.state == "lost":
+                self.warnings[ev.device] = f"{ev.device} lost: {ev.detail}"
+            else:
+                self.warnings.pop(ev.device, None)
             if ev.device == "mic" and ev.state == "lost":
                 self.hearing.input_lost()  # an utterance cut by the loss never ends: stop waiting for it
+        elif isinstance(ev, ServiceState):
+            self.errors.append(f"{ev.t:.1f}s {ev.service} {ev.state}: {ev.detail}")
+            if ev.state == "failing":
+                self.warnings[ev.service] = f"{ev.service}: {ev.detail}"
+            else:
+                self.warnings.pop(ev.service, None)
 
     def _merge_thanks(self, lines: list[Announcement]) -> Announcement | None:
         """Thank-yous for several events of one kind, waiting together: one line from the

@@ -47,6 +47,9 @@ TURN_LOG = 500  # per-turn records kept for the report and the bench
 # Warming (at start, before any turn) waits this long at least for the first token: a
 # server may load its model on the first request, and the persona prefix is prefilled.
 WARM_FIRST_TOKEN_S = 30.0
+# With a local model to fall back to, a server that does not answer warm-up this fast does
+# not hold the start: the session goes live on the local model and asks the server later.
+WARM_WITH_FALLBACK_S = 3.0
 
 
 class RemoteError(Exception):
@@ -339,9 +342,10 @@ class RemoteBackend:
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1
 
-    def warm(self, prefix: list[dict]) -> None:
+    def warm(self, prefix: list[dict], first_token_s: float | None = None) -> None:
         self.cancel.clear()
-        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], 1, max(self.s.first_token_s, WARM_FIRST_TOKEN_S)):
+        wait = first_token_s if first_token_s is not None else max(self.s.first_token_s, WARM_FIRST_TOKEN_S)
+        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], 1, wait):
             pass
 
     def close(self) -> None:
@@ -419,6 +423,8 @@ class FallbackBackend:
                     rec["thinking_s"] = self.remote.last_filter.thinking_s
                 if answered or self.cancel.is_set():
                     self.counts["remote"] += 1
+                    if self.down_until and answered:  # it failed before: say it is back (once)
+                        log.warning("%s is answering again", self.remote._where())
                     self.down_until = 0.0
                     return
                 filt = self.remote.last_filter
@@ -478,7 +484,7 @@ class FallbackBackend:
         self.cancel.clear()
         try:
             self.remote.check()
-            self.remote.warm(prefix)
+            self.remote.warm(prefix, WARM_WITH_FALLBACK_S if self.local is not None else None)
         except RemoteError as e:
             if self.local is None:
                 raise UserError(str(e)) from None

@@ -40,6 +40,7 @@ when it is back, recording resumes by itself and `DeviceState("mic", "back", ...
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import threading
@@ -62,6 +63,7 @@ _SILENCE_DB = -120.0  # level_db of digital silence (and before any audio)
 _REANCHOR_S = 1.0  # how long arrivals must agree before the time offset moves later
 _TICK_S = 0.5  # how often the event loop checks the stream is alive when no audio comes
 
+log = logging.getLogger("vtuber.mic")
 _env_lock = threading.Lock()  # PULSE_SOURCE is process-wide: one stream opens at a time
 
 
@@ -432,6 +434,7 @@ class MicSource:
     async def _moved(self) -> str:
         """Why our stream is not on the mic's own source any more ("" while it is)."""
         streams = await asyncio.to_thread(stream_devices, "source-outputs")
+        log.debug("mic %s: recording streams %s (before opening: %s)", self.label, streams, sorted(self._ours_before))
         ours = [(i, name) for i, name in streams if i not in self._ours_before]
         elsewhere = [name for _, name in ours if name != self.pulse_target]
         if elsewhere:
@@ -468,7 +471,7 @@ class MicSource:
         try:
             stream = await asyncio.to_thread(self._open)
             stream.start()
-        except (UserError, self._sd.PortAudioError) as e:
+        except Exception as e:  # noqa: BLE001 - looking for the device again must never end the source
             log_line = f"--mic {self.label}: still not available ({one_line(e)})"
             if self.device_errors[-1:] != [log_line]:
                 self.device_errors.append(log_line)
