@@ -223,6 +223,7 @@ def test_a_full_disk_fails_memory_and_report_in_one_line_and_the_stream_goes_on(
         session.observers[0] = session.recorder
         session.memory = memory
         session.mind.memory = memory
+        session.intake.memory = memory
         topics = "cats dogs pizza rain chess music tea space trains books snow games".split()
         msgs = [chat(0.2 + 0.7 * i, "do you like " + w + "? " + w * 12, user="newcomer_with_a_long_name_" + str(i)) for i, w in enumerate(topics)]
         asyncio.run(session.run([ChatScriptSource(msgs)]))

@@ -26,6 +26,7 @@ import os
 from vtuber.errors import UserError
 from vtuber.events import ClausePlaying, PlaybackFinished, PlaybackStarted, TurnCancelled
 from vtuber.outputs.vtube_studio import check_url
+from vtuber.resilience import Backoff
 from vtuber.tokens import TokenStore, env_name
 
 log = logging.getLogger("vtuber.obs")
@@ -152,7 +153,7 @@ class ObsCaptions:
 
     async def _run(self) -> None:
         sdk = self.sdk
-        delay, told = self.backoff_start_s, ""
+        backoff, told = Backoff(self.backoff_start_s, self.backoff_max_s), ""
         while True:
             ws = sdk.WebSocketClient(url=self.url, password=self.tokens.get(TOKEN_NAME) or "",
                                      identification_parameters=sdk.IdentificationParameters(eventSubscriptions=0))
@@ -160,7 +161,8 @@ class ObsCaptions:
             try:
                 await asyncio.wait_for(ws.connect(), 5.0)
                 await self._identified(ws)
-                self.connected, was_connected, delay, told = True, True, self.backoff_start_s, ""
+                self.connected, was_connected, told = True, True, ""
+                backoff.reset()
                 self.state = "connected"
                 log.info("OBS connected at %s: captions go to the Text source %r", self.url, self.source)
                 while True:
@@ -206,8 +208,7 @@ class ObsCaptions:
             self.connected = False
             await self._disconnect(ws)
             if self.state == "authentication failed":  # only the streamer can fix it: ask slowly
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
+                await asyncio.sleep(backoff.next())
             else:  # OBS is simply not there (yet): a refused local connection is cheap, look again soon
                 await asyncio.sleep(min(self.retry_s, self.backoff_max_s))
 

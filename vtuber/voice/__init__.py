@@ -12,6 +12,7 @@ import numpy as np
 
 from vtuber.clock import Clock
 from vtuber.events import AudioChunk, ReplyClause, ReplyFinished, ServiceState
+from vtuber.ports import TextToSpeech
 from vtuber.voice.tts import PiperTTS, speakable
 
 __all__ = ["PiperTTS", "VoiceStage", "speakable"]
@@ -37,7 +38,7 @@ class VoiceStage:
 
     def __init__(
         self,
-        tts: PiperTTS,
+        tts: TextToSpeech,
         clock: Clock,
         emit: Callable[[object], None],
         queue_size: int = 32,
