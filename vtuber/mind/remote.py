@@ -48,9 +48,11 @@ TURN_LOG = 500  # per-turn records kept for the report and the bench
 # Warming (at start, before any turn) waits this long at least for the first token: a
 # server may load its model on the first request, and the persona prefix is prefilled.
 WARM_FIRST_TOKEN_S = 30.0
-# With a local model to fall back to, a server that does not answer warm-up this fast does
-# not hold the start: the session goes live on the local model and asks the server later.
-WARM_WITH_FALLBACK_S = 3.0
+# With a local model to fall back to, a server that answers GET /models (the check, within
+# connect_timeout_s) but not the warm-up prompt in this long does not hold the start: the
+# session goes live on the local model and asks the server later. (A cold server's first
+# prefill on a busy machine can take several seconds.)
+WARM_WITH_FALLBACK_S = 10.0
 
 
 class RemoteError(Exception):
