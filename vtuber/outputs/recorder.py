@@ -107,6 +107,7 @@ class Recorder:
         self._audio: list[list] = []  # [turn, session start time, int16 samples] played, reply not over yet
         self.sample_rate = 22050
         self.track = WavTrack(track_path, self.sample_rate)
+        self.audio_heard_s: dict[int, float] = {}  # per turn: seconds of its audio on the track (what was heard)
 
     def __call__(self, ev: object) -> None:
         if isinstance(ev, ReplyStarted):
@@ -199,6 +200,7 @@ class Recorder:
         for item in self._audio:
             if turn_id is None or item[0] == turn_id:
                 self.track.place(item[1], item[2])
+                self.audio_heard_s[item[0]] = self.audio_heard_s.get(item[0], 0.0) + len(item[2]) / self.sample_rate
             else:
                 kept.append(item)
         self._audio = kept
