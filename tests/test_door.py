@@ -101,3 +101,30 @@ def test_hostile_chat_reaches_console_and_reports_only_as_plain_text(engine, tmp
     # Markdown and HTML in chat are inert in the transcript.
     assert "<b>" not in transcript and "&lt;b&gt;" in transcript
     assert "\\*\\*bold\\*\\*" in transcript and "\\|" in transcript
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\ufe0f", "\u3164", "\U000e0041", "\u180e"],
+)
+def test_invisible_characters_in_a_user_name_are_folded(hidden):
+    """`u101` and `u101` with an invisible character are the same viewer (memory, caps, console)."""
+    assert clean_name(f"u1{hidden}01{hidden}") == "u101"
+    a = admit(ChatMessage(text="hi", user="u101", t=0.0))
+    b = admit(ChatMessage(text="hi", user=f"u101{hidden}", t=0.0))
+    assert a.user == b.user == "u101"
+    assert clean_name(hidden * 5) == "viewer"  # a name of nothing visible is no name
+
+
+def test_invisible_name_variants_are_one_viewer_in_memory():
+    from vtuber.memory import ViewerMemory
+
+    memory = ViewerMemory(None)
+    for user in ("u101", "u101\u200b", "\u2060u101", "u1\u200d01"):
+        memory.seen(admit(ChatMessage(text="hello", user=user, t=0.0)))
+    assert len(memory) == 1
+    assert memory.find("u101")[0].messages == 4
+
+
+def test_visible_letters_of_other_scripts_stay_in_names():
+    assert clean_name("Ἀθηνᾶ") == "Ἀθηνᾶ" and clean_name("ゆき") == "ゆき" and clean_name("José") == "José"

@@ -296,7 +296,7 @@ def test_vtuber_run_stops_on_sigterm_within_2_s_with_its_report(sinks, tmp_path)
     print(f"\nvtuber run: exit {rc} {took:.2f} s after SIGTERM")
     assert rc == 0, text[-2000:]
     assert took <= 2.0, took
-    assert sorted(p.name for p in out.iterdir()) == ["replies.wav", "timeline.png", "timings.json", "transcript.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".vtuber-files.json", "replies.wav", "timeline.png", "timings.json", "transcript.md"]
     timings = json.loads((out / "timings.json").read_text())
     assert timings["turns"] and "stopped (SIGTERM)" in text
     assert any(t["t_first_heard"] is not None for t in timings["turns"])

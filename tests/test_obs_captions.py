@@ -111,18 +111,90 @@ async def test_the_text_source_gets_each_heard_clause_and_is_cleared_after_the_r
     assert fake.texts[-1][0] >= ends[-1] + 0.35  # after clear_after_s
 
 
-async def test_a_wrong_password_is_said_once_and_never_stops_the_session(caplog):
-    caplog.set_level(logging.WARNING, "vtuber.obs")
+async def test_a_wrong_password_is_said_as_authentication_failed_naming_its_origin(caplog):
+    caplog.set_level(logging.INFO, "vtuber.obs")
     fake = FakeObs()
     await fake.start()
-    TokenStore().set(TOKEN_NAME, "wrong")
+    store = TokenStore()
+    store.set(TOKEN_NAME, "wrong")
     obs = ObsCaptions("Captions", f"ws://127.0.0.1:{fake.port}", backoff_start_s=0.1, backoff_max_s=0.2)
     session = scripted_session(["Hello there."], [obs], per_word=0.1)
     await session.run([ChatScriptSource([chat(1.0, "hi")])])
     await fake.runner.cleanup()
     assert fake.refused >= 2 and fake.texts == []  # it kept trying in the background
-    assert sum("OBS not reachable" in r.message for r in caplog.records) == 1
+    said = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, said  # said once
+    assert "authentication failed (4009)" in said[0] and str(store.path) in said[0], said
+    assert "not reachable" not in said[0]
+    assert obs.state == "authentication failed"
     assert len(session.recorder.finished()) == 1  # the reply went on regardless
+
+
+async def test_a_missing_password_says_so_and_an_environment_password_is_named(caplog, monkeypatch):
+    caplog.set_level(logging.WARNING, "vtuber.obs")
+    fake = FakeObs()
+    await fake.start()
+    obs = ObsCaptions("Captions", f"ws://127.0.0.1:{fake.port}", backoff_start_s=0.1, backoff_max_s=0.2)
+    assert "no password set" in obs.password_origin()
+    monkeypatch.setenv("VTUBER_OBS_WEBSOCKET", "also wrong")
+    session = scripted_session(["Hello there."], [obs], per_word=0.1)
+    await session.run([ChatScriptSource([chat(0.6, "hi")])])
+    await fake.runner.cleanup()
+    said = [r.message for r in caplog.records]
+    assert len(said) == 1 and "authentication failed" in said[0] and "VTUBER_OBS_WEBSOCKET" in said[0], said
+    assert "also wrong" not in said[0]  # the password itself is never printed
+
+
+async def _restart(fake: FakeObs) -> None:
+    """OBS back on the same port (a new server; the old texts are kept)."""
+    app = web.Application()
+    app.router.add_get("/", fake.ws)
+    fake.runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await fake.runner.setup()
+    await web.TCPSite(fake.runner, "127.0.0.1", fake.port).start()
+
+
+async def test_obs_closing_and_returning_is_said_in_our_words_and_captions_come_back_soon(caplog):
+    import asyncio
+
+    caplog.set_level(logging.INFO, "vtuber.obs")
+    fake = FakeObs()
+    await fake.start()
+    TokenStore().set(TOKEN_NAME, FakeObs.PASSWORD)
+    obs = ObsCaptions("Captions", f"ws://127.0.0.1:{fake.port}", clear_after_s=0.2, retry_s=0.5)
+    session = scripted_session(["First reply here.", "Second reply here."], [obs], per_word=0.1)
+    events: dict[str, float] = {}
+
+    async def obs_goes_away_and_returns():
+        await asyncio.sleep(2.5)  # after the first reply
+        await fake.runner.cleanup()
+        events["gone"] = time.monotonic()
+        await asyncio.sleep(3.0)  # longer than the old 1-2-4 s backoff would have waited on its own
+        await _restart(fake)
+        events["back"] = time.monotonic()
+
+    bounce = asyncio.create_task(obs_goes_away_and_returns())
+    await session.run([ChatScriptSource([chat(1.0, "first"), chat(7.5, "second")]), Quiet(9.5)])
+    await bounce
+    await fake.runner.cleanup()
+    assert fake.identified == 2  # connected again by itself
+    reconnected = [r for r in caplog.records if "OBS connected" in r.message]
+    assert len(reconnected) == 2 and all(r.levelno == logging.INFO for r in reconnected)  # not a warning
+    warnings = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings and "OBS closed" in warnings[0], warnings
+    assert not any("ConnectionClosed" in w or "code =" in w or "Errno" in w for w in warnings), warnings
+    assert obs.state == "connected"
+    second = [t for t, _, text in fake.texts if text.startswith("Second")]
+    assert second, fake.texts  # the second reply's captions reached OBS after it came back
+    # Back within about `retry_s` of OBS returning: the connect happened before the second reply.
+    assert obs.sent and obs.sent[-1] == ""
+
+
+def test_obs_not_running_is_one_line_without_the_library_text():
+    from vtuber.outputs.obs_captions import _why
+
+    assert "is OBS running" in _why(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 4455)"))
+    assert _why(OSError(113, "No route to host")) == "No route to host"
 
 
 def test_settings_and_caption_tail():

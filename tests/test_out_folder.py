@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from vtuber.errors import UserError
-from vtuber.out_folder import STAGE_PREFIX, OutFolder
+from vtuber.out_folder import MANIFEST, STAGE_PREFIX, OutFolder
 
 OURS = ("a.txt", "b.txt")
 
@@ -39,18 +39,62 @@ def test_publish_moves_every_file_in_and_leaves_no_stage(tmp_path):
     out = tmp_path / "o"
     with OutFolder(out, OURS) as folder:
         written = folder.publish(lambda stage: [(stage / n).write_text(n) for n in OURS])
-    assert files(out) == list(OURS) and set(written) == set(OURS)
+    assert files(out) == [MANIFEST, *OURS] and set(written) == set(OURS)
     assert (out / "a.txt").read_text() == "a.txt"
     assert oct((out / "a.txt").stat().st_mode & 0o777) == oct(0o644)
 
 
 def test_our_own_files_are_replaced(tmp_path):
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "a.txt").write_text("old")
     with OutFolder(out, OURS) as folder:
+        folder.publish(lambda stage: (stage / "a.txt").write_text("old"))
+    with OutFolder(out, OURS) as folder:  # the manifest says a.txt is ours, as written
         folder.publish(lambda stage: (stage / "a.txt").write_text("new"))
     assert (out / "a.txt").read_text() == "new"
+    assert files(out) == [MANIFEST, "a.txt"]
+
+
+def test_a_file_with_a_report_name_is_the_users_unless_the_manifest_says_we_wrote_it(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a.txt").write_text("the user's own notes")
+    msg = one_line(lambda: OutFolder(out, OURS).claim())
+    assert "a.txt" in msg and "--force" in msg
+    assert (out / "a.txt").read_text() == "the user's own notes"
+    # Ours once, then changed by the user: theirs again.
+    (out / "a.txt").unlink()
+    with OutFolder(out, OURS) as folder:
+        folder.publish(lambda stage: (stage / "a.txt").write_text("report"))
+    (out / "a.txt").write_text("report, with the user's notes added")
+    assert "a.txt" in one_line(lambda: OutFolder(out, OURS).claim())
+    with OutFolder(out, OURS, force=True) as folder:  # --force: the user says so
+        folder.publish(lambda stage: (stage / "a.txt").write_text("new"))
+    assert (out / "a.txt").read_text() == "new"
+
+
+def test_rehearse_out_dot_never_replaces_the_users_own_transcript(tmp_path, monkeypatch, capsys):
+    """As a new user would: `vtuber rehearse --out .` in a folder holding their own transcript.md."""
+    from vtuber.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "transcript.md").write_text("# my own transcript\n")
+    assert main(["rehearse", "--out", "."]) == 2  # refused before any model loads
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "transcript.md" in err[0] and "--force" in err[0]
+    assert (tmp_path / "transcript.md").read_text() == "# my own transcript\n"
+    assert sorted(os.listdir(tmp_path)) == ["transcript.md"]
+
+
+def test_scratch_files_are_removed_unless_published(tmp_path):
+    out = tmp_path / "o"
+    with OutFolder(out, OURS) as folder:
+        folder.scratch("a.txt").write_text("growing")
+    assert not out.exists()
+    with OutFolder(out, OURS) as folder:
+        scratch = folder.scratch("a.txt")
+        scratch.write_text("grown")
+        folder.publish(lambda stage: os.replace(scratch, stage / "a.txt"))
+    assert (out / "a.txt").read_text() == "grown" and files(out) == [MANIFEST, "a.txt"]
 
 
 def test_a_folder_with_the_users_own_files_is_refused_unless_forced(tmp_path):

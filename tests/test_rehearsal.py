@@ -59,7 +59,7 @@ def test_every_input_gets_a_reply(rehearsal):
 
 def test_out_folder_has_every_file_and_nothing_else(rehearsal):
     _, written, out, _ = rehearsal
-    assert sorted(p.name for p in out.iterdir()) == ["replies.wav", "timeline.png", "timings.json", "transcript.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".vtuber-files.json", "replies.wav", "timeline.png", "timings.json", "transcript.md"]
     assert set(written) == {"replies.wav", "timeline.png", "timings.json", "transcript.md"}
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "transcript.md").read_text()

@@ -198,8 +198,10 @@ def test_server_stopped_mid_session_falls_back_then_comes_back(engine, tmp_path,
         srv.start()
         wait_models(url)
         time.sleep(max(backend.down_until - time.monotonic(), 0.0))  # the server is asked again after retry_after_s
+        caplog.clear()
         assert words(run_stream(backend))
         assert backend.turns[-1]["backend"] == "remote" and backend.counts["remote"] == 2
+        assert any("is answering again" in line for line in warnings_of(caplog))  # the return is seen and said
     finally:
         srv.stop()
 
@@ -224,6 +226,24 @@ def test_first_token_later_than_the_deadline_falls_back(engine, caplog, server):
     assert took < 0.8 + 10
     lines = warnings_of(caplog)
     assert len(lines) == 1 and "no first token within 0.8 s" in lines[0], lines
+
+
+def test_a_server_that_accepts_and_never_answers_holds_the_start_a_few_seconds_at_most(engine, caplog):
+    """Warm-up with a local fallback: the session goes live on the local model, not after 30 s."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/v1"
+        cfg, backend = fallback(engine, url, key=None)
+        engine.llm.warm([MSGS[0]])  # the local model's part of the warm-up, done already (cached)
+        t0 = time.monotonic()
+        backend.warm([MSGS[0]])
+        took = time.monotonic() - t0
+    # The check (GET /models) gets no answer within connect_timeout_s: live on the local model.
+    assert took < cfg.llm_server.connect_timeout_s + 2.0, took
+    assert not backend.usable()  # asked again after retry_after_s
+    lines = warnings_of(caplog)
+    assert len(lines) == 1 and "starting on the local model" in lines[0], lines
 
 
 # --- user mistakes: one line each, the session goes on ------------------------------------

@@ -77,6 +77,6 @@ def test_the_demo_rehearses_from_another_folder(installed):
     venv, site, elsewhere, env = installed
     run(venv / "bin" / "vtuber", "rehearse", "--fast", "-q", "--out", "report", cwd=elsewhere, env=env)
     assert sorted(p.name for p in (elsewhere / "report").iterdir()) == [
-        "replies.wav", "timeline.png", "timings.json", "transcript.md",
+        ".vtuber-files.json", "replies.wav", "timeline.png", "timings.json", "transcript.md",
     ]
     assert "demo_chat.jsonl" in (elsewhere / "report" / "transcript.md").read_text(encoding="utf-8")

@@ -64,6 +64,16 @@ class LLMConfig:
     # Thinking counts against the reply's token cap: this many more tokens for it (raise
     # to 512 or more for a reasoning model; 0 for a model that does not think).
     think_tokens: int = 0
+    # A model that hangs, crashes or crawls never holds the stream: no first token after
+    # first_token_s, no next token for stall_s, or the reply still being written
+    # turn_deadline_s after its first token, ends it with what was said (or a short line).
+    # After failures_to_fallback such turns in a row she answers with short lines (with a
+    # warning on the console and the dock) and asks the model again every retry_after_s.
+    first_token_s: float = 8.0
+    stall_s: float = 4.0
+    turn_deadline_s: float = 8.0
+    failures_to_fallback: int = 3
+    retry_after_s: float = 30.0
 
 
 @dataclass
@@ -366,6 +376,11 @@ def validate(cfg: Config) -> Config:
     s = cfg.llm_server  # the LLM server's timings
     checks += [
         (0 <= cfg.llm.think_tokens <= 32768, "llm.think_tokens must be in [0, 32768]"),
+        (0.5 <= cfg.llm.stall_s <= 600, "llm.stall_s must be in [0.5, 600]"),
+        (0.5 <= cfg.llm.first_token_s <= 600, "llm.first_token_s must be in [0.5, 600]"),
+        (1.0 <= cfg.llm.turn_deadline_s <= 3600, "llm.turn_deadline_s must be in [1, 3600]"),
+        (1 <= cfg.llm.failures_to_fallback <= 100, "llm.failures_to_fallback must be in [1, 100]"),
+        (0.0 <= cfg.llm.retry_after_s <= 3600, "llm.retry_after_s must be in [0, 3600]"),
         (0.05 <= s.connect_timeout_s <= 60, "llm_server.connect_timeout_s must be in [0.05, 60]"),
         (0.1 <= s.first_token_s <= 600, "llm_server.first_token_s must be in [0.1, 600]"),
         (0.1 <= s.read_timeout_s <= 600, "llm_server.read_timeout_s must be in [0.1, 600]"),

@@ -11,8 +11,11 @@ directly (it records it through the `pulse` device).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import threading
 
 from vtuber.errors import UserError
 
@@ -133,3 +136,118 @@ def devices_table(devices: list[dict] | None = None, sources: list[str] | None =
     )
     table.caption_justify = "left"
     return table
+
+
+# --- PulseAudio: which device our streams are really on -----------------------------------
+#
+# PulseAudio moves a stream whose device goes away to another device (module-rescue-streams)
+# without telling the application: a mic whose source was unplugged goes on recording from
+# whatever is left, in the end the monitor of her own output (she hears herself), and never
+# comes back. `PulseWatch` sees device changes as they happen (`pactl subscribe`) and
+# `stream_devices` says where this process's streams are, so the mic and the speaker can
+# refuse to be moved and wait for their own device instead.
+
+
+def _pactl(*args: str, timeout: float = 3.0) -> str | None:
+    pactl = shutil.which("pactl")
+    if pactl is None:
+        return None
+    try:
+        r = subprocess.run([pactl, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def pulse_devices(kind: str) -> dict[int, str]:
+    """PulseAudio `sources` or `sinks`: index -> name ({} without a server)."""
+    out = _pactl("list", "short", kind)
+    if out is None:
+        return {}
+    found = {}
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if len(cols) > 1 and cols[0].isdigit():
+            found[int(cols[0])] = cols[1]
+    return found
+
+
+def pulse_default(kind: str) -> str | None:
+    """The default `source` or `sink` name, or None."""
+    out = _pactl(f"get-default-{kind}")
+    return out.strip() or None if out is not None else None
+
+
+def stream_devices(kind: str, pid: int | None = None) -> list[tuple[int, str]]:
+    """This process's PulseAudio streams of a kind (`source-outputs` for recording,
+    `sink-inputs` for playback): (stream index, device name), newest last."""
+    out = _pactl("-f", "json", "list", kind)
+    if out is None:
+        return []
+    try:
+        streams = json.loads(out)
+    except ValueError:
+        return []
+    pid = os.getpid() if pid is None else pid
+    names = pulse_devices("sources" if kind == "source-outputs" else "sinks")
+    found = []
+    for s in streams:
+        props = s.get("properties", {}) if isinstance(s, dict) else {}
+        if str(props.get("application.process.id", "")) != str(pid):
+            continue
+        device = s.get("source", s.get("sink"))
+        found.append((int(s.get("index", -1)), names.get(int(device), str(device)) if str(device).isdigit() else str(device)))
+    return sorted(found)
+
+
+_watch_lock = threading.Lock()
+
+
+class PulseWatch:
+    """Counts PulseAudio device and stream changes (`pactl subscribe`, one reader thread).
+
+    `changes` grows with every source, sink or stream event: a consumer that remembers the
+    value it last saw knows when to look again (cheap: no polling of pactl). One per process
+    (`PulseWatch.get()`); None where there is no PulseAudio server or no pactl."""
+
+    _instance: PulseWatch | None = None
+
+    def __init__(self, proc: subprocess.Popen, server: str):
+        self.proc = proc
+        self.server = server
+        self.changes = 0
+        self._thread = threading.Thread(target=self._read, name="pulse-watch", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def get(cls) -> PulseWatch | None:
+        server = os.environ.get("PULSE_SERVER", "")  # a new server named: watch that one
+        with _watch_lock:
+            old = cls._instance
+            if old is not None and old.proc.poll() is None and old.server == server:
+                return old
+            if old is not None:
+                old.close()
+            pactl = shutil.which("pactl")
+            if pactl is None or _pactl("info") is None:
+                return None
+            try:
+                proc = subprocess.Popen(
+                    [pactl, "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
+                )
+            except OSError:
+                return None
+            cls._instance = cls(proc, server)
+            return cls._instance
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # "Event 'remove' on source #12"
+            if " on source" in line or " on sink" in line or " on server" in line:
+                self.changes += 1
+
+    def close(self) -> None:
+        try:
+            self.proc.terminate()
+        except OSError:
+            pass
+

@@ -18,7 +18,8 @@ What a busy chat cannot do, each named and counted:
   (`per_user_queued` unpaid messages each).
 - `user_cap`: a viewer answered `per_user_answers` times in `per_user_window_s` waits out
   the window (paid messages and mentions of the persona are exempt).
-- `queue_full`: the queue holds `queue_size` inputs; a new input evicts the lowest chat
+- `queue_full`: the queue holds `queue_size` inputs (payments alone may go on queueing
+  up to `PAID_QUEUE_FACTOR` times that: each is owed an answer); a new input evicts the lowest chat
   message (never a paid one for free chat; speech is never evicted by chat).
 - `stale`: chat older than `max_age_s` (paid: `paid_max_age_s`) when a turn is picked.
 - `moderated: ...`: a moderator deleted it, or timed out or banned its author.
@@ -64,6 +65,7 @@ from vtuber.events import (
 )
 from vtuber.text import fold
 
+PAID_QUEUE_FACTOR = 4  # payments may queue up to this many times director.queue_size
 log = logging.getLogger("vtuber.director")
 
 DEFAULT_WEIGHTS = {
@@ -203,6 +205,20 @@ class Director:
         self.counters[f"received_{kind}"] += 1
         self._last_activity = now
         if isinstance(event, ChatMessage) and self._merge_or_replace(event, now):
+            return
+        paid_waiting = sum(1 for w in self._chat if self.paid_value(w.msg) > 0)
+        if (
+            kind == "chat"
+            and len(self) >= self.cfg.queue_size
+            and self.paid_value(event) > 0
+            and paid_waiting == len(self._chat)
+            and paid_waiting < PAID_QUEUE_FACTOR * self.cfg.queue_size
+        ):
+            # A full queue of payments: each is owed an answer, so a new one waits too
+            # (up to PAID_QUEUE_FACTOR x queue_size) rather than evicting or being dropped.
+            self._chat.append(self._wait(event, now))
+            self._update_hold()
+            self._ready.set()
             return
         if len(self) >= self.cfg.queue_size:
             lowest = min(self._chat, key=self._rank) if self._chat else None

@@ -9,7 +9,11 @@ them (triage, plugins, the prompt, the console, reports, later a web page):
 - C0 and C1 control characters (U+009B is a one-character CSI) become spaces;
 - bidirectional overrides and isolates (which reorder what a reader sees) are removed;
 - line and paragraph separators become spaces, runs of spaces collapse;
-- length is capped: `MAX_TEXT` characters of text, `MAX_NAME` of a name.
+- length is capped: `MAX_TEXT` characters of text, `MAX_NAME` of a name;
+- in a user name, invisible characters (zero-width spaces and joiners, word joiners,
+  soft hyphens, byte-order marks, tag characters, variation selectors, Hangul fillers)
+  are removed: `u101` and `u101` plus a zero-width space are one viewer for memory,
+  caps and the console, not two.
 
 What remains is plain text; each output still escapes it for its own medium (rich
 markup, Markdown, HTML).
@@ -40,6 +44,19 @@ _ESCAPES = re.compile(
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"))
 
 
+# Characters that draw nothing (besides the format characters, category Cf): the
+# combining grapheme joiner, variation selectors, and the Hangul fillers that render blank.
+_INVISIBLE_EXTRA = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0]
+    + list(range(0xFE00, 0xFE10))
+    + list(range(0xE0100, 0xE01F0))
+)
+
+
+def _visible(ch: str) -> bool:
+    return unicodedata.category(ch) != "Cf" and ord(ch) not in _INVISIBLE_EXTRA
+
+
 def _control_to_space(ch: str) -> str:
     return " " if unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029\x85" else ch
 
@@ -56,8 +73,11 @@ def clean_text(raw: str, limit: int = MAX_TEXT) -> str:
 
 
 def clean_name(raw: str) -> str:
-    """A user name: cleaned like text, capped at `MAX_NAME`; empty becomes "viewer"."""
-    return clean_text(raw, MAX_NAME) or "viewer"
+    """A user name: cleaned like text, invisible characters removed, capped at `MAX_NAME`;
+    empty becomes "viewer"."""
+    s = raw[:_RAW_LIMIT] if len(raw) > _RAW_LIMIT else raw
+    s = "".join(c for c in unicodedata.normalize("NFC", s) if _visible(c))
+    return clean_text(s, MAX_NAME) or "viewer"
 
 
 def admit(ev: object) -> object | None:

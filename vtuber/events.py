@@ -282,3 +282,27 @@ class TurnCancelled:
     turn_id: int
     reason: str
     t: float
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A sound device was lost (unplugged, moved by the sound server, its stream died) or is back.
+
+    `device` is "mic" or "speaker"; `state` is "lost" or "back"; `detail` says which device
+    and why, in one line. While the speaker is lost the replies go on as captions only."""
+
+    device: str
+    state: str
+    detail: str
+    t: float
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A model service (`service`: "llm", "tts", "asr") is failing and on its fallback
+    ("failing"), or answering again ("back"); `detail` says what happened, in one line."""
+
+    service: str
+    state: str
+    detail: str
+    t: float

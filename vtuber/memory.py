@@ -11,10 +11,16 @@ are kept between streams in `memory.sqlite3` in the user's data folder (platform
 `~/.local/share/vtuber/` on Linux), or `memory.path`. `vtuber memory show USER`,
 `vtuber memory forget USER` and `vtuber memory forget --all` read and clear that file.
 A viewer a moderator bans is forgotten; a deleted message is taken out of the notes.
+
+Every change is one SQLite transaction: a process killed mid-write leaves the file
+intact with every note committed before. A write that fails on stream (a full disk, a
+file-size limit, a file gone read-only) is said once in one line and counted (`failed`,
+`failed_writes`); the stream goes on, and writing resumes when it can.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -51,6 +57,7 @@ MAX_TEXT = 160  # characters of a message kept in a note
 # A viewer back after this long is reminded of what they said last; one chatting along is not
 # (the quote costs the bundled model about 70 ms of prefill before the first audio).
 RECALL_AFTER_S = 120.0
+log = logging.getLogger("vtuber")
 SUPPORT_KINDS = {"sub": "subs", "resub": "subs", "gift": "gifts", "bits": "bits"}
 
 
@@ -93,9 +100,23 @@ class ViewerMemory:
             raise UserError(f"{self.path}: not a viewer memory file ({e}); move it away or run `vtuber memory forget --all`") from None
         except OSError as e:
             raise UserError(f"{self.path}: cannot open the viewer memory ({e.strerror})") from None
+        self.failed = ""  # the last write error, in one line ("" while all is well)
+        self.failed_writes = 0
 
     def close(self) -> None:
         self.db.close()
+
+    def _write(self, *statements: tuple[str, tuple]) -> None:
+        """Run the statements as one transaction; a failure is said once, never raised."""
+        try:
+            with self.db:
+                for sql, params in statements:
+                    self.db.execute(sql, params)
+        except (sqlite3.Error, OSError) as e:
+            self.failed_writes += 1
+            if not self.failed:
+                self.failed = f"viewer memory {self.path or '(in memory)'}: a note could not be saved ({e}); the stream goes on"
+                log.warning("%s", self.failed)
 
     # --- what happens on stream ----------------------------------------------------------
 
@@ -104,18 +125,19 @@ class ViewerMemory:
         now = time.time() if now is None else now
         key = _key(msg.source, msg.user_id, msg.user)
         text = " ".join(msg.text.split())[:MAX_TEXT]
-        with self.db:
-            self.db.execute(
+        self._write(
+            (
                 "INSERT INTO viewers (key, source, user_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO NOTHING",
                 (key, msg.source, msg.user_id, msg.user, now, now),
-            )
-            self.db.execute(
+            ),
+            (
                 "UPDATE viewers SET name = ?, messages = messages + 1, previous_seen = last_seen, last_seen = ?, previous_text = last_text, "
                 "previous_id = last_id, last_text = ?, last_id = ?, bits = bits + ?, paid = paid + ?, "
                 "currency = CASE WHEN ? != '' THEN ? ELSE currency END WHERE key = ?",
                 (msg.user, now, text, msg.id, max(msg.bits, 0), max(msg.amount, 0.0), msg.currency, msg.currency, key),
-            )
+            ),
+        )
 
     def support(self, ev: StreamEvent) -> None:
         """A sub, resub, gift or cheer: remembered as support."""
@@ -125,36 +147,43 @@ class ViewerMemory:
         now = time.time()
         key = _key(ev.source, ev.user_id, ev.user)
         amount = max(ev.amount, 1) if column != "bits" else max(ev.amount, 0)
-        with self.db:
-            self.db.execute(
+        self._write(
+            (
                 "INSERT INTO viewers (key, source, user_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO NOTHING",
                 (key, ev.source, ev.user_id, ev.user, now, now),
-            )
-            self.db.execute(f"UPDATE viewers SET {column} = {column} + ? WHERE key = ?", (amount, key))
+            ),
+            (f"UPDATE viewers SET {column} = {column} + ? WHERE key = ?", (amount, key)),
+        )
 
     def moderated(self, action: Moderation) -> None:
         """A ban forgets the viewer; a deleted message leaves the notes; a cleared chat leaves every note's messages."""
-        with self.db:
-            if action.action == "ban":
-                self._forget_where(action.source, action.user_id, action.user)
-            elif action.action == "delete" and action.message_id:
-                self.db.execute("UPDATE viewers SET last_text = '', last_id = '' WHERE last_id = ?", (action.message_id,))
-                self.db.execute("UPDATE viewers SET previous_text = '', previous_id = '' WHERE previous_id = ?", (action.message_id,))
-            elif action.action == "clear_user":
-                self.db.execute(
+        if action.action == "ban":
+            self._write(self._forget_statement(action.source, action.user_id, action.user))
+        elif action.action == "delete" and action.message_id:
+            self._write(
+                ("UPDATE viewers SET last_text = '', last_id = '' WHERE last_id = ?", (action.message_id,)),
+                ("UPDATE viewers SET previous_text = '', previous_id = '' WHERE previous_id = ?", (action.message_id,)),
+            )
+        elif action.action == "clear_user":
+            self._write(
+                (
                     "UPDATE viewers SET last_text = '', last_id = '', previous_text = '', previous_id = '' WHERE key = ?",
                     (_key(action.source, action.user_id, action.user),),
                 )
-            elif action.action == "clear":
-                self.db.execute("UPDATE viewers SET last_text = '', last_id = '', previous_text = '', previous_id = ''")
+            )
+        elif action.action == "clear":
+            self._write(("UPDATE viewers SET last_text = '', last_id = '', previous_text = '', previous_id = ''", ()))
 
-    def _forget_where(self, source: str, user_id: str, name: str) -> int:
-        cur = self.db.execute(
+    @staticmethod
+    def _forget_statement(source: str, user_id: str, name: str) -> tuple[str, tuple]:
+        return (
             "DELETE FROM viewers WHERE (source = ? OR ? = '') AND ((? != '' AND user_id = ?) OR (name = ? COLLATE NOCASE))",
             (source, source, user_id, user_id, name),
         )
-        return cur.rowcount
+
+    def _forget_where(self, source: str, user_id: str, name: str) -> int:
+        return self.db.execute(*self._forget_statement(source, user_id, name)).rowcount
 
     # --- reading -------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from vtuber.events import (
     AudioFrame,
     ChatMessage,
     ClausePlaying,
+    DeviceState,
+    ServiceState,
     Interrupt,
     Moderation,
     ReplyClause,
@@ -168,6 +170,8 @@ class Session:
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
+        self.device_errors: list[str] = []  # sound devices lost and back, for the report
+        self.warnings: dict[str, str] = {}  # what is degraded now (a lost device), for the console and the dock
         self.voice = VoiceStage(engine.tts, clock, self.emit, errors=self.errors)
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
@@ -198,6 +202,8 @@ class Session:
             memory=self.memory,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
+        self.mind.watch(cfg.llm.first_token_s, cfg.llm.stall_s, cfg.llm.turn_deadline_s, cfg.llm.failures_to_fallback, cfg.llm.retry_after_s)
+        self.mind.errors = self.errors
         self.intake = ChatIntake(
             self.director, self.plugins, self.memory, clock, self._observe, self.emit, lambda: self.chat_filter
         )
@@ -369,6 +375,8 @@ class Session:
             UtteranceRetracted: then(self._retracted),
             AudioChunk: then(self.echo.playing),
             ClausePlaying: then(self.echo.playing),
+            DeviceState: then(self._device_state),
+            ServiceState: then(self._service_state),
         }
 
     def emit(self, ev: object) -> None:
@@ -414,6 +422,24 @@ class Session:
         self.director.moderate(ev)
         self.memory.moderated(ev)
         self.turns.cancel_if(lambda turn: ev.matches(turn.source), f"moderated: {ev.action}")
+
+    def _device_state(self, ev: DeviceState) -> None:
+        """A sound device lost or back: in the report, and shown while it lasts."""
+        self.device_errors.append(f"{ev.t:.1f}s {ev.device} {ev.state}: {ev.detail}")
+        if ev.state == "lost":
+            self.warnings[ev.device] = f"{ev.device} lost: {ev.detail}"
+        else:
+            self.warnings.pop(ev.device, None)
+        if ev.device == "mic" and ev.state == "lost":
+            self.hearing.input_lost()  # an utterance cut by the loss never ends: stop waiting for it
+
+    def _service_state(self, ev: ServiceState) -> None:
+        """A model service failing (on its fallback) or back: in the report, and shown while it lasts."""
+        self.errors.append(f"{ev.t:.1f}s {ev.service} {ev.state}: {ev.detail}")
+        if ev.state == "failing":
+            self.warnings[ev.service] = f"{ev.service}: {ev.detail}"
+        else:
+            self.warnings.pop(ev.service, None)
 
     def _retracted(self, ev: UtteranceRetracted) -> None:
         # answered early, but the streamer went on

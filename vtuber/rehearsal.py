@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vtuber.audio import read_wav_16k_mono, write_wav
+from vtuber.audio import read_wav_16k_mono
 from vtuber.clock import Clock, FastClock
 from vtuber.errors import UserError
 from vtuber.models import parts_report
@@ -169,6 +169,9 @@ def transcript_md(session: Session, inputs: RehearsalInputs, fast: bool) -> str:
             f"{q['suppressed_first_clauses']}; {q['words_mean']} words ({q['speech_s_mean']} s of speech) "
             f"on average, at most {q['words_max']} words ({q['speech_s_max']} s).",
         ]
+    if session_device_errors(session):
+        lines += ["", "## Sound devices", ""]
+        lines += [f"- {md(line)}" for line in session_device_errors(session)]
     if session.names_replaced:
         lines += ["", f"User names replaced by a neutral one (the gate would block them): {session.names_replaced}"]
     return "\n".join(lines) + "\n"
@@ -224,33 +227,89 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
 
 
 def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Path, fast: bool) -> dict[str, Path]:
-    """Every report file at once: staged, then moved in (the folder never holds half a report)."""
+    """Every report file at once: staged, then moved in (the folder never holds half a file).
+
+    A file that cannot be written (a full disk, a file-size limit) is left out, the others
+    are kept, and then one `UserError` names what was lost and what was kept."""
     folder = out if isinstance(out, OutFolder) else claim_out_dir(out)
     rec: Recorder = session.recorder
     records = rec.finished()
+    failed: list[str] = []
+
+    def timings() -> str:
+        report = session.report()  # counters, balance, hearing, cancelled, output drops, blocked, names, errors
+        report["errors"] = [*report["errors"], *rec.errors, *([session.memory.failed] if session.memory.failed else [])]
+        return json.dumps(
+            {
+                "persona": session.engine.persona.name,
+                "clock": "fast" if fast else "real_time",
+                "turns": [r.to_json() for r in records],
+                "summary": summary(records),
+                **report,
+                "devices": session_device_errors(session),
+                "dropped": [d.__dict__ for d in rec.dropped],
+                "quality": quality_counts(records),
+                "models": parts_report(session.engine),  # which model or server did each part
+                "sample_rate": rec.sample_rate,
+            },
+            indent=2,
+        )
 
     def write(stage: Path) -> None:
-        write_wav(stage / "replies.wav", rec.timeline(min_duration=inputs.duration), rec.sample_rate)
-        (stage / "transcript.md").write_text(transcript_md(session, inputs, fast), encoding="utf-8")
-        timings = {
-            "persona": session.engine.persona.name,
-            "clock": "fast" if fast else "real_time",
-            "turns": [r.to_json() for r in records],
-            "summary": summary(records),
-            **session.report(),  # counters, balance, hearing, cancelled, output drops, blocked, names, errors
-            "dropped": [d.__dict__ for d in rec.dropped],
-            "quality": quality_counts(records),
-            "models": parts_report(session.engine),  # which model or server did each part
-            "sample_rate": rec.sample_rate,
-        }
-        (stage / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
-        plot_timeline(records, stage / "timeline.png", f"rehearsal with {session.engine.persona.name}")
+        parts = (
+            ("transcript.md", lambda p: p.write_text(transcript_md(session, inputs, fast), encoding="utf-8")),
+            ("timings.json", lambda p: p.write_text(timings(), encoding="utf-8")),
+            ("replies.wav", lambda p: rec.save_audio(p, min_duration=inputs.duration)),
+            ("timeline.png", lambda p: plot_timeline(records, p, f"rehearsal with {session.engine.persona.name}")),
+        )
+        for name, make in parts:  # the small, precious files first
+            try:
+                make(stage / name)
+            except OSError as e:
+                failed.append(f"{name} ({e.strerror or e})")
+                (stage / name).unlink(missing_ok=True)
+        if rec.track.why:  # the audio stopped being written during the session: what was written is kept
+            failed.append(f"all of replies.wav ({rec.track.why}; the first {rec.track.frames / rec.sample_rate:.0f} s kept)")
 
     try:
-        return folder.publish(write)
+        written = folder.publish(write)
     finally:
+        rec.track.close()
         if folder is not out:
             folder.release()
+    if failed:
+        kept = ", ".join(written) or "nothing"
+        raise UserError(f"{folder.path}: could not write {', '.join(failed)}; kept {kept}")
+    return written
+
+
+def report_size_note(folder: Path, rate: int, duration: float | None) -> list[tuple[str, bool]]:
+    """What a live run says up front about its report: the reply audio grows with the
+    session (written as it goes); a warning when the disk cannot hold the session asked
+    for (four hours when no --duration). (line, is_warning) pairs."""
+    import shutil
+
+    from vtuber.outputs.track import bytes_per_hour
+
+    per_hour = bytes_per_hour(rate)
+    free = shutil.disk_usage(folder).free
+    lines = [
+        (
+            f"report: {folder}/replies.wav is written as the session goes, about {per_hour / 1e6:.0f} MB per hour "
+            f"({rate} Hz 16-bit mono); {free / 1e9:.1f} GB free there",
+            False,
+        )
+    ]
+    if free < per_hour * (duration or 4 * 3600) / 3600:
+        lines.append(
+            (f"the disk there holds about {free / per_hour:.1f} hours of reply audio; the rest of the report is kept if it fills", True)
+        )
+    return lines
+
+
+def session_device_errors(session: Session) -> list[str]:
+    """Sound device errors seen during the session (unplugged, lost, back), oldest first."""
+    return list(getattr(session, "device_errors", []))
 
 
 def run_rehearsal(

@@ -12,6 +12,7 @@ COMMANDS = (
     "auth",
     "devices",
     "bench",
+    "soak",
     "redteam",
     "memory",
     "models",

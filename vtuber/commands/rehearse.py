@@ -51,7 +51,7 @@ def _rehearse(args, cfg, persona, inputs, paths, out) -> int:
     from vtuber.outputs.recorder import Recorder
 
     common.console.rule(f"rehearsal with {escape(persona.name)} ({'fast' if args.fast else 'real time'})")
-    recorder = Recorder()
+    recorder = Recorder(out.scratch("replies.wav"))  # the reply audio is written as it plays
     outputs.insert(0, ConsoleOutput(recorder, persona.name, common.console))
     try:
         session, written = run_rehearsal(engine, inputs, out, args.fast, outputs, recorder)

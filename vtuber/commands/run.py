@@ -61,9 +61,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
+    if out is not None:
+        from vtuber.rehearsal import report_size_note
+
+        for line, warn in report_size_note(out.path, rate, args.duration):
+            common.console.print(f"[yellow]{escape(line)}[/]" if warn else f"[dim]{escape(line)}[/]", soft_wrap=True)
     try:
         engine = common.load_engine(cfg, persona, args.quiet)
-        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra]))
+        track = out.scratch("replies.wav") if out is not None else None  # the reply audio, written as it plays
+        session = asyncio.run(_live(engine, persona, sources, playback, args.duration, [*chat_outputs, *extra], track))
         written = {}
         if out is not None:
             from vtuber.rehearsal import write_report
@@ -117,7 +123,7 @@ def _dest(p) -> str:
     return p.flag.lstrip("-").replace("-", "_")
 
 
-async def _live(engine, persona, sources, playback, duration, outputs=()):
+async def _live(engine, persona, sources, playback, duration, outputs=(), track=None):
     import signal
 
     from vtuber.clock import Clock
@@ -125,7 +131,7 @@ async def _live(engine, persona, sources, playback, duration, outputs=()):
     from vtuber.outputs.recorder import Recorder
     from vtuber.pipeline import Session
 
-    recorder = Recorder()
+    recorder = Recorder(track)
     live = LiveConsole(recorder, persona.name, common.console, sources=sources)
     session = Session(engine, Clock(), [live, *outputs], recorder, playback=playback)
     live.session = session

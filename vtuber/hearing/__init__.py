@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vtuber.clock import Clock
-from vtuber.events import AudioFrame, SpeechStarted, Utterance, UtteranceRetracted
+from vtuber.events import AudioFrame, SpeechStarted, TurnDropped, Utterance, UtteranceRetracted
 from vtuber.hearing.asr import Transcript, WhisperASR
 from vtuber.hearing.hallucination import judge
 from vtuber.hearing.vad import FRAME, RATE, Endpointer, Segment, SileroVAD
@@ -49,6 +49,10 @@ log = logging.getLogger("vtuber.hearing")
 _VAD_HISTORY = 4096
 ONSET_GRACE_S = 1.0  # after a speech onset, the streamer counts as talking this long
 _SENTENCE_END = (".", "!", "?", "…")
+
+
+class AsrFailed(Exception):
+    """The speech recognizer crashed or gave nothing within its deadline on one utterance."""
 
 
 @dataclass
@@ -110,7 +114,9 @@ class Hearing:
         self._spec: _Speculation | None = None
         # (frame start, voiced seconds) of recent frames, for the hallucination filter.
         self._voiced: deque[tuple[float, float]] = deque(maxlen=_VAD_HISTORY)
-        self.counters: Counter[str] = Counter()  # "hallucination", "empty": transcripts dropped
+        self.counters: Counter[str] = Counter()  # "hallucination", "empty", "asr_failed": transcripts dropped
+        # An utterance's transcript later than this (plus half its length) is given up on.
+        self.asr_deadline_s = 6.0
 
     @property
     def streamer_talking(self) -> bool:
@@ -179,6 +185,8 @@ class Hearing:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A speculative transcript nobody awaits any more may have failed: that is not news.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
     def _asr(self, seg: Segment) -> asyncio.Task:
@@ -186,14 +194,30 @@ class Hearing:
         return self._track(self._run_asr(seg))
 
     async def _run_asr(self, seg: Segment) -> Transcript:
+        """The segment's transcript, within a deadline: an ASR that hangs or crashes drops
+        this utterance (with a reason) and never holds the director or the next one."""
         try:
             loop = asyncio.get_running_loop()
             hear = getattr(self.asr, "hear", None)
             if hear is not None:
-                return await loop.run_in_executor(self._executor, hear, seg.audio)
-            # An ASR that gives only text (a test's wrapper): judged on the text and the VAD.
-            text = await loop.run_in_executor(self._executor, self.asr.transcribe, seg.audio)
-            return Transcript(text, duration_s=len(seg.audio) / RATE)
+                call = loop.run_in_executor(self._executor, hear, seg.audio)
+            else:
+                # An ASR that gives only text (a test's wrapper): judged on the text and the VAD.
+                call = loop.run_in_executor(self._executor, self.asr.transcribe, seg.audio)
+            deadline = self.asr_deadline_s + len(seg.audio) / RATE * 0.5
+            done, _ = await asyncio.wait({call}, timeout=deadline)
+            if not done:
+                # The ASR thread is stuck: leave it and hear the next utterance on a fresh one.
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+                raise AsrFailed(f"speech recognition gave no transcript in {deadline:.1f} s")
+            try:
+                result = call.result()
+            except Exception as e:  # noqa: BLE001 - one utterance lost, never the hearing
+                raise AsrFailed(f"speech recognition failed ({type(e).__name__}: {e})") from e
+            if hear is not None:
+                return result
+            return Transcript(result, duration_s=len(seg.audio) / RATE)
         finally:
             self.clock.end_work()
 
@@ -204,7 +228,13 @@ class Hearing:
     async def _decide(self, seg: Segment, asr: asyncio.Task) -> None:
         """Once the endpoint's transcript is ready: send it, or hold it for a continuation."""
         try:
-            transcript = await asr
+            try:
+                transcript = await asr
+            except AsrFailed as e:
+                self.counters["asr_failed"] += 1
+                log.warning("hearing: the streamer's words at %.1f-%.1f s were not heard: %s", seg.t_start, seg.t_end, e)
+                self.emit(TurnDropped("speech", "streamer", "", f"not heard: {e}", self.clock.now()))
+                return
             t_done = self.clock.now()
             if self._prefix is not None or self.endpointer.in_speech:
                 # Speech resumed while we were transcribing: this text is superseded
@@ -252,6 +282,22 @@ class Hearing:
         )
         self.emit(utt)
         return utt
+
+    def input_lost(self) -> None:
+        """The mic is gone (unplugged, moved away): an utterance being spoken can never reach
+        its endpoint, so it is dropped (counted) and the director stops waiting for it; one
+        held for a continuation is sent now."""
+        ep = self.endpointer
+        if ep.in_speech or ep.onset_pending:
+            self.counters["mic_lost"] += 1
+        ep.reset()
+        self.vad.reset()
+        self._spec = None
+        self._prefix = None
+        self._last_onset = float("-inf")
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=max(held.deadline, held.t_asr_done))
 
     async def drain(self) -> None:
         """End of input: finish transcriptions and send whatever is still held."""

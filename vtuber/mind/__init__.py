@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
-from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
+from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, ServiceState, Turn
 from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
@@ -24,7 +25,12 @@ from vtuber.safety.gate import OutputGate
 from vtuber.voice.tts import speakable
 
 _DONE = object()
+log = logging.getLogger("vtuber.mind")
 CANCEL_WAIT_S = 2.0  # a cancelled turn waits this long at most for the LLM thread to stop
+
+
+class _Stalled(Exception):
+    """The LLM gave no token for too long, or the reply ran past its deadline."""
 
 
 _SPEAKER_TAG = re.compile(r"^\s*[\w .'-]{1,32}(?:\([^)]{0,20}\))?\s*:(?:\s+|$)")
@@ -63,6 +69,7 @@ class _Reply:
     attempts: int = 0
     suppressed: str = ""  # why the first attempt's first clause was not spoken
     rejected: str = ""  # why the last attempt's first clause was not spoken
+    failed: str = ""  # the model stalled, crashed or ran past the deadline (the watchdog ended the reply)
     first_token_sent: bool = False
     echoes_dropped: int = 0  # later clauses that only read the message back
     raws: list[list[str]] = field(default_factory=list)
@@ -127,7 +134,22 @@ class Mind:
         self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
         self.recent: deque[str] = deque(maxlen=8)  # the last replies said (parrot checks)
         self._fallbacks = 0
+        # The watchdog on the LLM (see `LLMConfig`): deadlines, failures in a row, fallback.
+        self.first_token_s, self.stall_s, self.turn_deadline_s = 8.0, 4.0, 8.0
+        self.failures_to_fallback, self.retry_after_s = 3, 30.0
+        self.failures = 0  # failed turns in a row
+        self.degraded = ""  # why she answers with short lines now ("" while the LLM is trusted)
+        self._retry_at = 0.0
+        self._stuck: asyncio.Future | None = None  # a worker that missed its deadline and has not ended yet
+        self.errors: list[str] = []  # each failed turn, for the report
         self.set_persona(persona, gate)
+
+    def watch(
+        self, first_token_s: float, stall_s: float, turn_deadline_s: float, failures_to_fallback: int, retry_after_s: float
+    ) -> None:
+        """The LLM's deadlines and fallback policy (`LLMConfig`)."""
+        self.first_token_s, self.stall_s, self.turn_deadline_s = first_token_s, stall_s, turn_deadline_s
+        self.failures_to_fallback, self.retry_after_s = failures_to_fallback, retry_after_s
 
     def set_persona(self, persona: Persona, gate: OutputGate) -> None:
         """Switch persona between turns (the next turn builds its prompt from the new one)."""
@@ -167,8 +189,14 @@ class Mind:
         # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
         quoted = [ex.user.split(": ", 1)[-1] for ex in self.prompts.history] + ([note] if note else [])
         reply = _Reply(turn, self.persona, [*self.recent, *quoted])
-        await self._generate(reply, messages)
-        if reply.suppressed and not reply.spoken:
+        if self.degraded and time.monotonic() < self._retry_at:
+            reply.failed = self.degraded  # the model is not trusted now: a short line (below)
+        else:
+            await self._generate_watched(reply, messages)
+        if reply.failed:
+            if not reply.spoken:
+                await self._send_fixed(reply, self._fallback_line())
+        elif reply.suppressed and not reply.spoken:
             # The first clause echoed the message, parroted an earlier reply, or spoke as
             # someone else: not said. One more try with a nudge, then a short fixed line.
             await self._generate(reply, self.prompts.nudged(messages, reply.suppressed))
@@ -179,6 +207,8 @@ class Mind:
         text = " ".join(reply.spoken)
         truncated = reply.truncated or reply.tokens >= self.persona.max_tokens
         flags = reply_flags(text, turn.text, reply.earlier, self.persona.name, reply.raw_text(), truncated, reply.others)
+        if reply.failed:  # the watchdog ended it, or the model is on its fallback: not the model's reply
+            flags = (*flags, "model_failed")
         self.recent.append(text)
         self.prompts.remember(turn, text)
         await self.send(
@@ -194,6 +224,43 @@ class Mind:
                 attempts=reply.attempts,
             )
         )
+
+    async def _generate_watched(self, reply: _Reply, messages: list[dict]) -> None:
+        """`_generate` under the watchdog: a stall, a crash or a blown deadline ends the reply
+        (what was said stays said), is counted, and three in a row put her on short lines."""
+        try:
+            if self._stuck is not None and not self._stuck.done():
+                try:  # the last worker missed its deadline: give it a moment more to end
+                    await asyncio.wait_for(asyncio.shield(self._stuck), CANCEL_WAIT_S)
+                except (asyncio.TimeoutError, Exception):
+                    pass
+                if not self._stuck.done():
+                    raise _Stalled("the language model is still stuck on an earlier reply")
+            self._stuck = None
+            await self._generate(reply, messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model that fails must never end the turn loop
+            why = str(e) if isinstance(e, _Stalled) else f"the language model failed ({type(e).__name__}: {e})"
+            reply.failed = why
+            self.failures += 1
+            self.errors.append(f"turn {reply.turn.id}: {why}")
+            log.warning("reply to turn %s ended by the watchdog: %s (%d in a row)", reply.turn.id, why, self.failures)
+            if self.failures >= self.failures_to_fallback:
+                self._retry_at = time.monotonic() + self.retry_after_s
+                if not self.degraded:
+                    self.degraded = why
+                    self.emit(ServiceState(
+                        "llm", "failing",
+                        f"{self.failures} replies in a row failed ({why}); answering with short lines, "
+                        f"trying the model again every {self.retry_after_s:g} s",
+                        self.clock.now(),
+                    ))
+            return
+        self.failures = 0
+        if self.degraded:
+            self.degraded = ""
+            self.emit(ServiceState("llm", "back", "the language model is answering again", self.clock.now()))
 
     def _fallback_line(self) -> str:
         lines = self.persona.fallback_lines or FALLBACK_LINES
@@ -299,8 +366,11 @@ class Mind:
                 return not (said >= words_target and safe.rstrip().endswith(SENTENCE_ENDS))
 
             full = False
+            deadline = None  # set at the first token: writing time, not prefill
             while True:
-                item = await pieces.get()
+                item = await self._next_piece(pieces, deadline)
+                if deadline is None:
+                    deadline = time.monotonic() + self.turn_deadline_s
                 if item is _DONE:
                     break
                 if isinstance(item, Exception):
@@ -333,6 +403,13 @@ class Mind:
                     if not await say(clause):
                         break
             await worker
+        except _Stalled:
+            # The model hangs or crawls: stop it at its next token; its thread may stay
+            # stuck, and the next turn waits for it only briefly (`_generate_watched`).
+            self.backend.cancel.set()
+            self.llm_may_run.set()
+            self._stuck = worker
+            raise
         except asyncio.CancelledError:
             # Cancelled (barge-in, !skip, mute, shutdown): the LLM stops at its next token,
             # or before its first; wait for its thread so the next turn starts clean.
@@ -349,6 +426,32 @@ class Mind:
             reply.tokens += stats["tokens"]
             reply.llm_s += max(stats["t1"] - stats["t0"], 0.0)
         self.backend.cancel.clear()  # (set above to stop a reply that was over)
+
+    async def _next_piece(self, pieces: asyncio.Queue, deadline: float | None) -> object:
+        """The next token (or the end), or `_Stalled` when none comes in time (`first_token_s`
+        for the first, `stall_s` after) or the reply runs past its deadline. (asyncio.wait,
+        not wait_for: a turn's own cancel must never be swallowed as it races a token.)"""
+        if not pieces.empty():
+            item = pieces.get_nowait()
+        else:
+            if deadline is None:
+                wait, stall = self.first_token_s, self.first_token_s
+            else:
+                wait, stall = min(self.stall_s, deadline - time.monotonic()), self.stall_s
+            getter = asyncio.ensure_future(pieces.get())
+            try:
+                done, _ = await asyncio.wait({getter}, timeout=max(wait, 0.0))
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if not done:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _Stalled(f"the reply was still being written {self.turn_deadline_s:g} s after its first token")
+                raise _Stalled(f"the language model gave no token for {stall:g} s")
+            item = getter.result()
+        if item is not _DONE and deadline is not None and time.monotonic() > deadline:
+            raise _Stalled(f"the reply was still being written {self.turn_deadline_s:g} s after its first token")
+        return item
 
     async def _gated(self, clause: str, turn: Turn) -> str | None:
         """Plugins first, then the moderation gate, which always has the last word and

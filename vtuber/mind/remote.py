@@ -48,6 +48,11 @@ TURN_LOG = 500  # per-turn records kept for the report and the bench
 # Warming (at start, before any turn) waits this long at least for the first token: a
 # server may load its model on the first request, and the persona prefix is prefilled.
 WARM_FIRST_TOKEN_S = 30.0
+# With a local model to fall back to, a server that answers GET /models (the check, within
+# connect_timeout_s) but not the warm-up prompt in this long does not hold the start: the
+# session goes live on the local model and asks the server later. (A cold server's first
+# prefill on a busy machine can take several seconds.)
+WARM_WITH_FALLBACK_S = 10.0
 
 
 class RemoteError(Exception):
@@ -334,9 +339,10 @@ class RemoteBackend:
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1
 
-    def warm(self, prefix: list[dict]) -> None:
+    def warm(self, prefix: list[dict], first_token_s: float | None = None) -> None:
         self.cancel.clear()
-        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], 1, max(self.s.first_token_s, WARM_FIRST_TOKEN_S)):
+        wait = first_token_s if first_token_s is not None else max(self.s.first_token_s, WARM_FIRST_TOKEN_S)
+        for _ in self.stream([*prefix, {"role": "user", "content": "hi"}], 1, wait):
             pass
 
     def close(self) -> None:
@@ -404,6 +410,8 @@ class FallbackBackend(Guarded):
                 if self.remote.last_filter is not None:
                     rec["thinking_s"] = self.remote.last_filter.thinking_s
                 if answered or self.cancel.is_set():
+                    if self.breaker.down_until and answered:  # it failed before: say it is back (once)
+                        log.warning("%s is answering again", self.remote._where())
                     self.breaker.succeeded()
                     return
                 filt = self.remote.last_filter
@@ -463,7 +471,7 @@ class FallbackBackend(Guarded):
         self.cancel.clear()
         try:
             self.remote.check()
-            self.remote.warm(prefix)
+            self.remote.warm(prefix, WARM_WITH_FALLBACK_S if self.local is not None else None)
         except RemoteError as e:
             if self.local is None:
                 raise UserError(str(e)) from None

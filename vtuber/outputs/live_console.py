@@ -18,6 +18,8 @@ from rich.table import Table
 
 from vtuber.events import (
     ClausePlaying,
+    DeviceState,
+    ServiceState,
     PlaybackFinished,
     ReplyStarted,
     TurnCancelled,
@@ -64,6 +66,12 @@ class LiveConsole:
             self.cancelled += 1
         elif isinstance(ev, TurnDropped):
             self.dropped += 1
+        elif isinstance(ev, DeviceState):  # said once, in the log above the panel; the panel keeps it while it lasts
+            color = "red" if ev.state == "lost" else "green"
+            self.console.print(f"[{color}]{escape(ev.device)} {escape(ev.state)}: {escape(ev.detail)}[/]", soft_wrap=True)
+        elif isinstance(ev, ServiceState):
+            color = "red" if ev.state == "failing" else "green"
+            self.console.print(f"[{color}]{escape(ev.service)} {escape(ev.state)}: {escape(ev.detail)}[/]", soft_wrap=True)
 
     def _render(self):
         grid = Table.grid(padding=(0, 2))
@@ -80,6 +88,8 @@ class LiveConsole:
             if counters:
                 extra += "  " + escape(", ".join(f"{k} {v}" for k, v in sorted(counters.items()) if v))
             grid.add_row(escape(name), f"{escape(str(state))}{extra}")
+        for warning in getattr(self.session, "warnings", {}).values():
+            grid.add_row("[red]warning[/]", f"[red]{escape(warning)}[/]")
         saying = f": \"{escape(self.saying[-70:])}\"" if self.saying else ""
         grid.add_row(escape(self.persona_name), f"{self.state}{saying}")
         if self.session is not None:

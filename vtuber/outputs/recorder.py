@@ -4,12 +4,15 @@ Two first-audio times per turn: when it was *ready* (`AudioChunk`) and when it w
 *heard* (`PlaybackStarted`, from the speaker or the simulated playback: queueing
 behind earlier replies included). The reply audio is placed where playback played
 it (`ClausePlaying`), and a reply cut short (`PlaybackFinished(cut_short=True)`)
-keeps only what was heard; gaps are playback's underruns.
+keeps only what was heard; gaps are playback's underruns. The audio goes to a
+`WavTrack` as each reply ends (written as the session goes, memory flat however long
+it runs): only the reply still playing is held in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +32,7 @@ from vtuber.events import (
     Utterance,
     UtteranceRetracted,
 )
+from vtuber.outputs.track import WavTrack
 
 
 @dataclass
@@ -90,15 +94,20 @@ class TurnRecord:
 
 
 class Recorder:
-    """Observes every event, keeps turn records, dropped inputs and the reply audio as heard."""
+    """Observes every event, keeps turn records, dropped inputs and the reply audio as heard.
 
-    def __init__(self) -> None:
+    `track_path`: where the reply audio is streamed while the session runs (a scratch file
+    in the report folder; None: an anonymous temporary file)."""
+
+    def __init__(self, track_path: str | Path | None = None) -> None:
         self.records: dict[int, TurnRecord] = {}
         self.dropped: list[TurnDropped] = []
         self.heard: list[Utterance] = []
         self._chunks: dict[tuple[int, int], np.ndarray] = {}  # audio made, not yet played
-        self._audio: list[list] = []  # [turn, session start time, int16 samples] as played
+        self._audio: list[list] = []  # [turn, session start time, int16 samples] played, reply not over yet
         self.sample_rate = 22050
+        self.track = WavTrack(track_path, self.sample_rate)
+        self.audio_heard_s: dict[int, float] = {}  # per turn: seconds of its audio on the track (what was heard)
 
     def __call__(self, ev: object) -> None:
         if isinstance(ev, ReplyStarted):
@@ -121,6 +130,8 @@ class Recorder:
             r.clauses.append({"index": ev.index, "text": ev.text, "t_text": ev.t})
         elif isinstance(ev, AudioChunk):
             self.sample_rate = ev.sample_rate
+            if not self.track.frames:
+                self.track.sample_rate = ev.sample_rate
             if len(ev.samples):  # nothing to hear is not the first audio
                 if r.t_first_audio is None:
                     r.t_first_audio = ev.t
@@ -146,6 +157,7 @@ class Recorder:
                 r.cut_short = True
                 r.cancel_reason = r.cancel_reason or ev.reason
                 self._cut_audio(ev.turn_id, ev.t)
+            self._write_audio(ev.turn_id)
         elif isinstance(ev, TurnCancelled):
             r.cut_short, r.cancel_reason = True, r.cancel_reason or ev.reason
             if r.t_done is None:
@@ -182,14 +194,35 @@ class Recorder:
         for key in [k for k in self._chunks if k[0] == turn_id]:
             del self._chunks[key]
 
+    def _write_audio(self, turn_id: int | None = None) -> None:
+        """The reply is over (heard to the end, or cut): its audio goes to the track."""
+        kept = []
+        for item in self._audio:
+            if turn_id is None or item[0] == turn_id:
+                self.track.place(item[1], item[2])
+                self.audio_heard_s[item[0]] = self.audio_heard_s.get(item[0], 0.0) + len(item[2]) / self.sample_rate
+            else:
+                kept.append(item)
+        self._audio = kept
+
     def finished(self) -> list[TurnRecord]:
         return [r for r in sorted(self.records.values(), key=lambda r: r.id) if r.t_done is not None]
 
+    @property
+    def errors(self) -> list[str]:
+        """What went wrong writing the report as the session went (a full disk)."""
+        return [self.track.failed] if self.track.failed else []
+
+    def save_audio(self, dest: str | Path, min_duration: float = 0.0) -> None:
+        """The reply audio as one WAV at `dest` (see `WavTrack.save`)."""
+        self._write_audio()
+        self.track.sample_rate = self.sample_rate
+        self.track.save(dest, min_duration)
+
     def timeline(self, min_duration: float = 0.0) -> np.ndarray:
-        """All reply audio on one int16 track, each clause at the time it would have played."""
-        end = max([min_duration] + [s + len(x) / self.sample_rate for _, s, x in self._audio])
-        track = np.zeros(int(end * self.sample_rate) + 1, dtype=np.int32)
-        for _, start, x in self._audio:
-            i = int(round(start * self.sample_rate))
-            track[i : i + len(x)] += x
-        return np.clip(track, -32768, 32767).astype(np.int16)
+        """All reply audio on one int16 track, each clause at the time it would have played
+        (read back whole: for tests and short sessions; the report streams it)."""
+        self._write_audio()
+        self.track.sample_rate = self.sample_rate
+        self.track.pad(min_duration)
+        return self.track.read()

@@ -8,10 +8,20 @@
   hears, so its callbacks are the playback events (see `vtuber.outputs.playback`).
 - `SpeakerOutput`: in a rehearsal, also play the replies on a device (the timeline
   and its events stay simulated); a cancelled turn is silenced too.
+
+A device that goes away never freezes the co-host. A watchdog thread sees the stream
+die (no callback for `stall_s`, or PortAudio stopped it) or, with PulseAudio, the sound
+server move it to another sink; then a software clock takes the device's place: the
+queued audio is consumed at the real pace and every playback event still fires, so
+captions, the dock and the turns go on (captions only) while nothing is heard. Every
+`retry_s` the speaker looks for its own device again (the same sink by name) and
+resumes there. `on_state(state, detail)` reports "lost" and "back".
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections import deque
@@ -20,12 +30,20 @@ from collections.abc import Callable
 import numpy as np
 
 from vtuber.clock import Clock
+from vtuber.devices import PulseWatch, one_line, pulse_default, pulse_devices, stream_devices
 from vtuber.errors import UserError
-from vtuber.events import AudioChunk, PlaybackFinished, ReplyFinished, TurnCancelled
+from vtuber.events import AudioChunk, DeviceState, PlaybackFinished, ReplyFinished, TurnCancelled
 from vtuber.outputs.playback import Playback, _Reply
 
 FADE_S = 0.005
 _END = None  # marker item: the reply's last audio is before it
+_WATCH_S = 0.2  # how often the watchdog looks at the stream
+
+log = logging.getLogger("vtuber")
+
+
+class _NoStatus:
+    output_underflow = False
 
 
 def _sounddevice():
@@ -60,15 +78,22 @@ class Speaker:
         on_clause: Callable[[int, int, float, float], None] | None = None,
         on_end: Callable[[int, float], None] | None = None,
         on_dry: Callable[[int], None] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
+        stall_s: float = 3.0,
+        retry_s: float = 1.0,
     ):
         sd = _sounddevice()
+        self._sd = sd
         if isinstance(device, str) and device.isdigit():
             device = int(device)
         try:
             sd.check_output_settings(device=device, channels=1, dtype="int16", samplerate=sample_rate)
         except (ValueError, sd.PortAudioError) as e:
             raise UserError(f"--speaker {device if device is not None else '(default)'}: {e}") from None
+        self.device = device
+        self.label = str(device) if device is not None else "(default)"
         self.rate = sample_rate
+        self.block = block
         self._buf: deque[_Item] = deque()
         self._lock = threading.Lock()
         self._pending = 0
@@ -76,20 +101,128 @@ class Speaker:
         self._in_reply: int | None = None  # turn whose audio is playing (until its end marker)
         self._dry = False
         self._fade: np.ndarray | None = None
-        self.on_clause, self.on_end, self.on_dry = on_clause, on_end, on_dry
+        self.on_clause, self.on_end, self.on_dry, self.on_state = on_clause, on_end, on_dry, on_state
+        self.stall_s, self.retry_s = stall_s, retry_s
+        self.lost = ""  # why the device is lost ("" while playing to it)
+        self.device_errors: list[str] = []
+        self._latency = 0.0
+        self._last_callback = time.monotonic()
+        self._closing = threading.Event()
+        # PulseAudio: the sink she must play to, and nothing else (None: no PulseAudio).
+        name = device if isinstance(device, str) else None
+        self._watch = PulseWatch.get() if name in (None, "pulse", "default") else None
+        self.pulse_target = (os.environ.get("PULSE_SINK") or pulse_default("sink")) if self._watch is not None else None
+        if self.pulse_target:
+            self.label = f"{self.label} (sink {self.pulse_target})"
+        self._seen_changes = self._watch.changes if self._watch is not None else 0
+        self._ours_before: set[int] = set()
+        self.stream = self._open()
+        self.stream.start()
+        self._watchdog = threading.Thread(target=self._watch_stream, name="speaker-watch", daemon=True)
+        self._watchdog.start()
+
+    def _open(self):
+        if self._watch is not None:
+            self._ours_before = {i for i, _ in stream_devices("sink-inputs")}
         # Low latency: a cut (barge-in, !skip) is heard within one block plus this buffer.
-        self.stream = sd.OutputStream(
-            device=device, channels=1, dtype="int16", samplerate=sample_rate, blocksize=block,
+        stream = self._sd.OutputStream(
+            device=self.device, channels=1, dtype="int16", samplerate=self.rate, blocksize=self.block,
             latency="low", callback=self._callback,
         )
-        self.stream.start()
+        self._latency = float(stream.latency or 0.0)
+        # A sink just (re)loaded can take seconds to wake: the first callback gets longer.
+        self._last_callback = time.monotonic() + 2 * self.stall_s
+        return stream
+
+    # --- the watchdog: a lost device is replaced by a clock, then looked for again -----------
+
+    def _watch_stream(self) -> None:
+        while not self._closing.wait(_WATCH_S):
+            try:
+                if self.lost:
+                    self._try_reopen()
+                else:
+                    why = self._dead()
+                    if why:
+                        self._lose(why)
+            except Exception as e:  # noqa: BLE001 - the watchdog must outlive any device error
+                log.debug("speaker watchdog: %s", e)
+
+    def _dead(self) -> str:
+        if not self.stream.active:
+            return "the playback stream stopped"
+        if time.monotonic() - self._last_callback > self.stall_s:
+            return f"no audio callback for {self.stall_s:g} s (the playback stream died)"
+        if self._watch is not None and self._watch.changes != self._seen_changes:
+            self._seen_changes = self._watch.changes
+            ours = [n for i, n in stream_devices("sink-inputs") if i not in self._ours_before]
+            elsewhere = [n for n in ours if n != self.pulse_target]
+            if elsewhere:
+                return f"sink {self.pulse_target} is gone (the sound server moved her voice to {elsewhere[0]})"
+        return ""
+
+    def _lose(self, why: str) -> None:
+        self.lost = why
+        for step in (self.stream.abort, self.stream.close):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - a dead stream may refuse to stop
+                pass
+        self._latency = 0.0
+        self.device_errors.append(f"speaker lost: {self.label}: {why}")
+        log.warning("speaker %s lost: %s; captions only until it is back", self.label, why)
+        if self.on_state:
+            self.on_state("lost", f"{self.label}: {why}; captions only until it is back")
+        self._pump = threading.Thread(target=self._pump_clock, name="speaker-clock", daemon=True)
+        self._pump.start()
+        self._next_retry = time.monotonic() + self.retry_s
+
+    def _pump_clock(self) -> None:
+        """The device's place while it is gone: the callback, on time, into nothing."""
+        out = np.zeros((self.block, 1), dtype=np.int16)
+        period = self.block / self.rate
+        due = time.monotonic()
+        while self.lost and not self._closing.is_set():
+            self._callback(out, self.block, None, _NoStatus)
+            due += period
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                due = time.monotonic()  # late (a stalled machine): carry on from now
+
+    def _try_reopen(self) -> None:
+        if time.monotonic() < self._next_retry:
+            return
+        self._next_retry = time.monotonic() + self.retry_s
+        if self.pulse_target is not None and self.pulse_target not in pulse_devices("sinks").values():
+            return  # not back yet: never play to another sink instead
+        try:
+            stream = self._open()
+        except (ValueError, self._sd.PortAudioError) as e:
+            line = f"speaker {self.label}: still not available ({one_line(e)})"
+            if self.device_errors[-1:] != [line]:
+                self.device_errors.append(line)
+            return
+        with self._lock:  # the clock stops; the device takes over from the next block
+            self.lost = ""
+        self._pump.join(1.0)
+        self.stream = stream
+        stream.start()
+        if self._watch is not None:
+            self._seen_changes = self._watch.changes
+        self.device_errors.append(f"speaker back: {self.label}")
+        log.warning("speaker %s is back", self.label)
+        if self.on_state:
+            self.on_state("back", f"{self.label}: playing again")
 
     def _callback(self, outdata, frames, _time, status) -> None:
+        self._last_callback = time.monotonic()
         if status.output_underflow:
             self.underruns += 1
         out = outdata[:, 0]
         filled = 0
-        latency = float(self.stream.latency or 0.0)
+        latency = self._latency
         with self._lock:
             if self._fade is not None:
                 n = min(frames, len(self._fade))
@@ -150,7 +283,7 @@ class Speaker:
 
     @property
     def latency_s(self) -> float:
-        return float(self.stream.latency or 0.0)
+        return self._latency
 
     def close(self, drain: bool = True) -> None:
         """Stop the stream; by default first let queued audio finish playing."""
@@ -164,8 +297,14 @@ class Speaker:
                 self._buf.clear()
                 self._pending = 0
             time.sleep(min(0.1, self.latency_s))
-        self.stream.stop()
-        self.stream.close()
+        self._closing.set()
+        if self.lost:
+            return  # the stream is closed already; the clock stops with `_closing`
+        for step in (self.stream.stop, self.stream.close):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - the device went away as we closed
+                pass
 
 
 class SpeakerPlayback(Playback):
@@ -175,7 +314,8 @@ class SpeakerPlayback(Playback):
         super().__init__(clock, emit)
         self._loop = None
         self.speaker = Speaker(
-            device, sample_rate, block, on_clause=self._on_clause, on_end=self._on_end, on_dry=self._on_dry
+            device, sample_rate, block, on_clause=self._on_clause, on_end=self._on_end, on_dry=self._on_dry,
+            on_state=self._on_state,
         )
 
     def start(self) -> None:
@@ -196,6 +336,9 @@ class SpeakerPlayback(Playback):
 
     def _on_dry(self, turn_id: int) -> None:
         self._post(self._underrun, turn_id, self.clock.now(), 0.0)
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self._post(self.emit, DeviceState("speaker", state, detail, self.clock.now()))
 
     def _queue_audio(self, ev: AudioChunk) -> None:
         self.speaker.queue(ev.turn_id, ev.clause_index, ev.samples)

@@ -28,11 +28,19 @@ ours). The input latency of the device and sound server before PortAudio hands u
 block (`input_latency_s`, as PortAudio reports it) is not subtracted: `t` is when
 the sample reached this process, which is what the rest of the pipeline can act on.
 Frame times only ever increase.
+
+A lost device (unplugged, its stream killed, or moved by PulseAudio to another source)
+never ends the session and never goes on silently from somewhere else: the stream is
+closed, `DeviceState("mic", "lost", ...)` says so (console, dock, report), and every
+`retry_s` the source looks for its own device again (with PulseAudio: the same source
+by name, never whichever one is left, above all not the monitor of her own output);
+when it is back, recording resumes by itself and `DeviceState("mic", "back", ...)` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import threading
@@ -45,9 +53,9 @@ import numpy as np
 
 from vtuber.audio import HEARING_RATE
 from vtuber.clock import Clock
-from vtuber.devices import import_sounddevice, one_line, pulse_sources
+from vtuber.devices import PulseWatch, import_sounddevice, one_line, pulse_default, pulse_devices, pulse_sources, stream_devices
 from vtuber.errors import UserError, quote
-from vtuber.events import AudioFrame
+from vtuber.events import AudioFrame, DeviceState
 
 FRAME = 512  # 32 ms at 16 kHz: the Silero VAD window
 _LEVEL_FRAMES = 8  # level_db is the RMS of the last 256 ms
@@ -55,6 +63,7 @@ _SILENCE_DB = -120.0  # level_db of digital silence (and before any audio)
 _REANCHOR_S = 1.0  # how long arrivals must agree before the time offset moves later
 _TICK_S = 0.5  # how often the event loop checks the stream is alive when no audio comes
 
+log = logging.getLogger("vtuber.mic")
 _env_lock = threading.Lock()  # PULSE_SOURCE is process-wide: one stream opens at a time
 
 
@@ -215,7 +224,8 @@ class MicSource:
     starts the stream and emits frames until cancelled, then closes it.
 
     For a live console: `state` ("opened", "starting" until the first audio,
-    "listening", "stalled" when no audio came for `stall_s`, "closed"), `level_db`
+    "listening", "stalled" when no audio came for `stall_s`, "lost: why" while the device
+    is gone, "closed"), `level_db`
     (RMS of the last 256 ms, dBFS), `dropped_frames`, `overflows`, and `handoff_ms`
     (callback to event loop, recent average and worst).
     """
@@ -227,6 +237,7 @@ class MicSource:
         max_buffer_s: float = 2.0,
         latency: str | float = "low",
         stall_s: float = 3.0,
+        retry_s: float = 1.0,
     ):
         sd = import_sounddevice("--mic")
         self._sd = sd
@@ -265,34 +276,58 @@ class MicSource:
         self.frames_emitted = 0
         self._running = False
         self._closed = False
+        self.retry_s = float(retry_s)
+        self._latency = latency
+        self._lost = ""  # why the device is lost ("" while recording)
+        self._emit: Callable[[object], None] | None = None
+        self._next_retry = 0.0
+        self.device_errors: list[str] = []
+        # The PulseAudio source this mic must record from, and nothing else (None: no PulseAudio).
+        self._watch = PulseWatch.get() if (pulse_source or self.device_name in ("pulse", "default")) else None
+        self.pulse_target = None
+        if self._watch is not None:
+            self.pulse_target = pulse_source or os.environ.get("PULSE_SOURCE") or pulse_default("source")
+            if self.pulse_target and self.pulse_target != pulse_source:
+                self.label = f"{self.label} (source {self.pulse_target})"
+        self._seen_changes = self._watch.changes if self._watch is not None else 0
+        self._ours_before: set[int] = set()
+        self.stream = self._open()
+        self.input_latency_s = float(self.stream.latency)
+
+    def _open(self):
+        """A new input stream on the device (PULSE_SOURCE names the source while it opens)."""
+        sd = self._sd
         # Blocks of 32 ms at the stream's rate: one callback per VAD frame keeps the GIL
         # traffic low (PortAudio's "low" latency alone means ~470 callbacks a second on ALSA).
         block = max(1, round(FRAME * self.sample_rate / HEARING_RATE))
+        source = self.pulse_target if self._watch is not None else None
         try:
             with _env_lock:
                 old = os.environ.get("PULSE_SOURCE")
-                if pulse_source is not None:
+                if source is not None:
                     # The ALSA pulse plugin connects when the stream opens, to the source this names.
-                    os.environ["PULSE_SOURCE"] = pulse_source
+                    os.environ["PULSE_SOURCE"] = source
                 try:
-                    self.stream = sd.InputStream(
+                    if self._watch is not None:
+                        self._ours_before = {i for i, _ in stream_devices("source-outputs")}
+                    stream = sd.InputStream(
                         device=self.device_index,
                         channels=self.channels,
                         samplerate=self.sample_rate,
                         dtype="float32",
                         blocksize=block,
-                        latency=latency,
+                        latency=self._latency,
                         callback=self._callback,
                     )
                 finally:
-                    if pulse_source is not None:
+                    if source is not None:
                         if old is None:
                             os.environ.pop("PULSE_SOURCE", None)
                         else:
                             os.environ["PULSE_SOURCE"] = old
         except (ValueError, sd.PortAudioError) as e:
             raise UserError(f"--mic {self.label}: cannot open it: {one_line(e)}") from None
-        self.input_latency_s = float(self.stream.latency)
+        return stream
 
     # --- opening -------------------------------------------------------------------------
 
@@ -355,6 +390,7 @@ class MicSource:
             if getattr(clock, "fast", False):
                 raise UserError("--mic is live audio: it runs on the real-time clock, not --fast")
             self._clock = clock
+            self._emit = emit
             self._loop = asyncio.get_running_loop()
             self._ready = asyncio.Event()
             try:
@@ -370,9 +406,20 @@ class MicSource:
             while True:
                 await self._ready.wait()
                 self._ready.clear()
+                if self._lost:
+                    await self._try_reopen()
+                    continue
+                if self._watch is not None and self._watch.changes != self._seen_changes:
+                    # A device changed: look where the recording is before passing on any audio.
+                    self._seen_changes = self._watch.changes
+                    moved = await self._moved()
+                    if moved:
+                        self._lose(moved)
+                        continue
                 items = self._handoff.take()
                 if not items and not self.stream.active:
-                    raise UserError(f"--mic {self.label}: recording stopped (was the device unplugged?)")
+                    self._lose("recording stopped (was the device unplugged?)")
+                    continue
                 for samples, t, arrival in items:
                     self._note(samples, arrival)
                     emit(AudioFrame(samples=samples, t=t, sample_rate=HEARING_RATE))
@@ -381,6 +428,65 @@ class MicSource:
             if self._tick is not None:
                 self._tick.cancel()
             self.close()
+
+    # --- a lost device ---------------------------------------------------------------------
+
+    async def _moved(self) -> str:
+        """Why our stream is not on the mic's own source any more ("" while it is)."""
+        streams = await asyncio.to_thread(stream_devices, "source-outputs")
+        log.debug("mic %s: recording streams %s (before opening: %s)", self.label, streams, sorted(self._ours_before))
+        ours = [(i, name) for i, name in streams if i not in self._ours_before]
+        elsewhere = [name for _, name in ours if name != self.pulse_target]
+        if elsewhere:
+            return f"source {self.pulse_target} is gone (the sound server moved the recording to {elsewhere[0]})"
+        return ""
+
+    def _lose(self, why: str) -> None:
+        """Stop recording from a device that is gone (or was swapped); look for it again later."""
+        self._lost = why
+        self._next_retry = time.monotonic() + self.retry_s
+        self._stop_stream()
+        self._handoff.take()
+        self._levels.clear()
+        line = f"{self.label}: {why}; waiting for it to come back"
+        self.device_errors.append(f"mic lost: {line}")
+        if self._emit is not None and self._clock is not None:
+            self._emit(DeviceState("mic", "lost", line, self._clock.now()))
+
+    def _stop_stream(self) -> None:
+        for step in (self.stream.abort, self.stream.close):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - the device is gone; the stream may be half dead
+                pass
+
+    async def _try_reopen(self) -> None:
+        if time.monotonic() < self._next_retry:
+            return
+        self._next_retry = time.monotonic() + self.retry_s
+        if self.pulse_target is not None:
+            present = await asyncio.to_thread(pulse_devices, "sources")
+            if self.pulse_target not in present.values():
+                return  # not back yet: never record from another source instead
+        try:
+            stream = await asyncio.to_thread(self._open)
+            stream.start()
+        except Exception as e:  # noqa: BLE001 - looking for the device again must never end the source
+            log_line = f"--mic {self.label}: still not available ({one_line(e)})"
+            if self.device_errors[-1:] != [log_line]:
+                self.device_errors.append(log_line)
+            return
+        self.stream = stream
+        self._handoff = FrameHandoff(
+            self.sample_rate, self.channels, self._handoff.max_frames, now=self._now, wake=self._wake
+        )
+        if self._watch is not None:
+            self._seen_changes = self._watch.changes
+        self._lost = ""
+        line = f"{self.label}: recording again"
+        self.device_errors.append(f"mic back: {line}")
+        if self._emit is not None and self._clock is not None:
+            self._emit(DeviceState("mic", "back", line, self._clock.now()))
 
     def _on_tick(self) -> None:
         if self._ready is not None and self._loop is not None and not self._closed:
@@ -399,14 +505,7 @@ class MicSource:
         if self._closed:
             return
         self._closed = True
-        try:
-            self.stream.abort()
-        except Exception:  # noqa: BLE001 - already stopped, or the device is gone
-            pass
-        try:
-            self.stream.close()
-        except Exception:  # noqa: BLE001
-            pass
+        self._stop_stream()
 
     # --- for a live console --------------------------------------------------------------
 
@@ -416,6 +515,8 @@ class MicSource:
             return "closed"
         if not self._running:
             return "opened"
+        if self._lost:
+            return f"lost: {self._lost}"
         last = self._handoff.last_arrival
         if last is None:
             return "starting"

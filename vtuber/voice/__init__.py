@@ -6,10 +6,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
 
 from vtuber.clock import Clock
-from vtuber.events import AudioChunk, ReplyClause, ReplyFinished
+from vtuber.events import AudioChunk, ReplyClause, ReplyFinished, ServiceState
 from vtuber.ports import TextToSpeech
 from vtuber.voice.tts import PiperTTS, speakable
 
@@ -25,6 +27,13 @@ class VoiceStage:
     spoken), except for a cancelled turn: `flush(turn_id)` drops its queued clauses,
     and audio still being made for it is thrown away. `finished(turn_id)` resolves when
     the turn's last audio is out (or it was flushed).
+
+    A TTS that raises, returns silence or hangs never holds the reply: that clause
+    becomes silence as long as reading it takes (`placeholder`), so playback still shows
+    it (captions, the dock) at once, and the next clause is in order. A hung TTS is
+    given `deadline_s` (more for a long clause); while its thread stays stuck, clauses
+    go straight to captions, and speech resumes with the first clause after it returns.
+    Each clause is spoken at most once.
     """
 
     def __init__(
@@ -47,6 +56,11 @@ class VoiceStage:
         self.first_audio_priority.set()
         self._cancelled: set[int] = set()
         self._finished: dict[int, asyncio.Future] = {}
+        # A clause's audio later than this (or half its spoken length) is given up on: it is
+        # shown as captions. Piper takes ~40 ms for a clause; a busy machine can take ten times that.
+        self.deadline_s = 3.0
+        self._stuck: Future | None = None  # a TTS call that missed its deadline and has not ended
+        self.failing = ""  # why clauses are captions only now ("" while she speaks)
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
         if event.turn_id in self._cancelled:
@@ -95,11 +109,7 @@ class VoiceStage:
                 if first:
                     self.first_audio_priority.clear()  # the LLM pauses: both cores for the first audio
                 try:
-                    samples = await loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
-                except Exception as e:  # one unspeakable clause must not silence the co-host
-                    log.error("TTS failed on clause %r: %s: %s", event.text[:60], type(e).__name__, e)
-                    self.errors.append(f"turn {event.turn_id}: TTS failed ({type(e).__name__}: {e})")
-                    continue
+                    samples = await self._speak(event)
                 finally:
                     if first:
                         self.first_audio_priority.set()
@@ -117,6 +127,50 @@ class VoiceStage:
             else:
                 self.emit(event)
                 self._resolve(event.turn_id)
+
+    def placeholder(self, text: str) -> np.ndarray:
+        """Silence as long as the clause takes to read (about 2.7 words a second): what
+        playback plays, and captions show, when TTS cannot speak it."""
+        seconds = max(0.6, len(text.split()) / 2.7)
+        return np.zeros(int(seconds * self.tts.sample_rate), dtype=np.int16)
+
+    async def _speak(self, event: ReplyClause) -> np.ndarray:
+        """The clause's audio, or its placeholder when TTS fails, returns silence or hangs."""
+        if self._stuck is not None:
+            if not self._stuck.done():
+                return self.placeholder(event.text)  # still stuck: captions only, no waiting
+            self._stuck = None
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._executor, self.tts.synthesize, event.text)
+        deadline = max(self.deadline_s, 0.5 * len(event.text.split()) / 2.7)
+        done, _ = await asyncio.wait({call}, timeout=deadline)
+        why = ""
+        samples = None
+        if not done:
+            # The TTS thread is stuck: leave it, and use a fresh one once it has returned.
+            self._stuck = call
+            self._executor.shutdown(wait=False, cancel_futures=False)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+            why = f"no audio in {deadline:.1f} s"
+        else:
+            try:
+                samples = call.result()
+            except Exception as e:  # noqa: BLE001 - one unspeakable clause must not silence the co-host
+                why = f"{type(e).__name__}: {e}"
+            else:
+                if samples is None or not len(samples) or not np.any(samples):
+                    why, samples = "it returned silence", None
+        if samples is not None:
+            if self.failing:
+                self.failing = ""
+                self.emit(ServiceState("tts", "back", "speech is back", self.clock.now()))
+            return samples
+        log.error("TTS failed on clause %r: %s", event.text[:60], why)
+        self.errors.append(f"turn {event.turn_id}: TTS failed ({why}); the clause was shown as captions")
+        if not self.failing:
+            self.failing = why
+            self.emit(ServiceState("tts", "failing", f"speech failed ({why}); captions only until it is back", self.clock.now()))
+        return self.placeholder(event.text)
 
     async def stop(self) -> None:
         await self.queue.put(None)

@@ -520,6 +520,7 @@ class OverlayServer:
             persona=s.controls.persona_name,
             personas=personas,
             counters=s.counters,
+            warnings=list(getattr(s, "warnings", {}).values()),
             latency={
                 "ready_ms": None if stages.get("input_to_first_audio") is None else round(stages["input_to_first_audio"] * 1000),
                 "heard_ms": None if stages.get("input_to_first_heard") is None else round(stages["input_to_first_heard"] * 1000),

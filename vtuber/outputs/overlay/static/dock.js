@@ -103,6 +103,10 @@
       li.append(text("span", `(${d.reason})`, "why"));
       return li;
     }));
+    // What is degraded right now (a lost device, a backend on its fallback): shown until it is well again.
+    const warnings = s.warnings || [];
+    $("warnings").hidden = !warnings.length;
+    $("warnings").replaceChildren(...warnings.map((w) => text("div", w)));
     const lat = s.latency || {};
     $("latency").textContent = lat.turn_id === null || lat.turn_id === undefined ? "no reply yet" : `last reply: ready ${lat.ready_ms ?? "-"} ms, heard ${lat.heard_ms ?? "-"} ms`;
     const counters = Object.entries(s.counters || {}).sort();
