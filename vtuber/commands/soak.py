@@ -1,4 +1,10 @@
-"""`vtuber soak`: a long rehearsal under load with faults injected (see `vtuber.soak`)."""
+"""a long rehearsal under load with faults injected: does she last a stream?
+
+Run the real models for N minutes on the real clock: chat at --rate messages a second, the streamer speaking every
+--speech-every seconds, and a fault every 20-40 s (the LLM hangs, crashes or crawls; TTS raises, returns silence or
+hangs; ASR hangs or crashes). Samples memory, threads, tasks and file descriptors; prints a summary, writes soak.json
+and soak.png, exit code 1 when a check fails.
+"""
 
 from __future__ import annotations
 
@@ -44,16 +50,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def add(sub) -> None:
     """Its parser, under `vtuber`."""
-    sk = sub.add_parser(
-        "soak",
-        help="a long rehearsal under load with faults injected: does she last a stream?",
-        description=(
-            "Run the real models for N minutes on the real clock: chat at --rate messages a second, the streamer "
-            "speaking every --speech-every seconds, and a fault every 20-40 s (the LLM hangs, crashes or crawls; TTS "
-            "raises, returns silence or hangs; ASR hangs or crashes). Samples memory, threads, tasks and file "
-            "descriptors; prints a summary, writes soak.json and soak.png, exit code 1 when a check fails."
-        ),
-    )
+    sk = common.command_parser(sub, "soak", __doc__)
     sk.add_argument("--minutes", type=float, default=30.0, metavar="N", help="how long (default 30)")
     sk.add_argument("--rate", type=float, default=2.0, metavar="R", help="chat messages a second (default 2)")
     sk.add_argument("--speech-every", type=float, default=30.0, metavar="S", help="the streamer speaks every S seconds (default 30)")
