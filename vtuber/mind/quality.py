@@ -4,6 +4,8 @@
   answered with "Miko do you like tea?").
 - `parrot`: the reply repeats an earlier reply (small models copy their history).
 - `roleplay`: the reply speaks as someone else ("User:", "alice:", the streamer).
+- `third_person`: she speaks of herself by name ("Miko does not like tea"); "I'm Miko"
+  and "Miko here!" are fine.
 - `boilerplate`: off-persona assistant talk ("As an AI language model...").
 - `empty` / `cut`: nothing usable came out, or the reply hit its length cap mid-thought.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-FLAGS = ("echo", "parrot", "roleplay", "boilerplate", "empty", "cut")
+FLAGS = ("echo", "parrot", "roleplay", "third_person", "boilerplate", "empty", "cut")
 
 _WORD = re.compile(r"[a-z0-9']+")
 _BOILERPLATE = re.compile(
@@ -74,6 +76,21 @@ def roleplay_name(text: str, persona_name: str, others: tuple[str, ...] = ()) ->
     return ""
 
 
+_SELF_INTRO = re.compile(r"(?:\bi\s*['’]?\s*m|\bi am|\bname is|\bname['’]s|\bcall me|\bit['’]s|\bthis is|\bit is)\s*$", re.I)
+
+
+def third_person(text: str, name: str) -> bool:
+    """She speaks of herself by name: "Miko loves tea", "Miko's favourite" (not "I'm Miko",
+    "call me Miko", "Miko here!")."""
+    if not name.strip():
+        return False
+    for m in re.finditer(rf"(?<![\w'’]){re.escape(name.strip())}(?![\w])", text, re.I):
+        if _SELF_INTRO.search(text[: m.start()]) or re.match(r"\s+here\b", text[m.end() :], re.I):
+            continue
+        return True
+    return False
+
+
 def is_boilerplate(text: str) -> bool:
     return bool(_BOILERPLATE.search(text))
 
@@ -116,6 +133,8 @@ def reply_flags(
         flags.append("parrot")
     if roleplay_name(raw or reply, persona_name, others):
         flags.append("roleplay")
+    if third_person(reply, persona_name):
+        flags.append("third_person")
     if is_boilerplate(raw or reply):
         flags.append("boilerplate")
     if truncated:
