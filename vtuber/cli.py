@@ -683,6 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(b)
     b.set_defaults(func=cmd_bench)
 
+    from vtuber import quality
+
+    quality.add_parser(sub).set_defaults(func=lambda args: quality.command(args, console))
+
     rt = sub.add_parser(
         "redteam",
         help="attack your persona before going live: injections, banned-word tricks, leaks, identity swaps",

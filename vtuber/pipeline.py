@@ -322,6 +322,9 @@ class Session:
             self.intake.chat(ev)
         elif isinstance(ev, (Utterance, Announcement)):
             self.director.submit(ev)
+        elif isinstance(ev, StreamEvent) and ev.kind == "category":  # not a viewer's doing: no thanks
+            if self.cfg.stream.live_category:
+                self.stream_facts.set_game(ev.text)
         elif isinstance(ev, StreamEvent):
             self.memory.support(ev)
             for line, origin in self.plugins.event(ev):

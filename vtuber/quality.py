@@ -354,6 +354,157 @@ def write(result: dict, out) -> dict[str, Path]:
     return written
 
 
+class LlamaEmbedder:
+    """The chat model's own embeddings (mean of its last hidden states), for comparison:
+    a second llama.cpp context on the same GGUF."""
+
+    def __init__(self, path: Path):
+        import numpy as np
+        from llama_cpp import Llama
+
+        self.np = np
+        self.llm = Llama(model_path=str(path), embedding=True, n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
+
+    def encode(self, texts: list[str]):
+        np = self.np
+        rows = []
+        for t in texts:
+            v = np.asarray(self.llm.embed(t), dtype=np.float32)
+            v = v.mean(0) if v.ndim == 2 else v
+            rows.append(v / max(float(np.linalg.norm(v)), 1e-9))
+        return np.stack(rows)
+
+
+def measure_retrieval(probes: dict, personas: list[str], embedders: dict, folders=()) -> list[dict]:
+    """Per retriever: the right fact first for fact questions, a fact handed to a line that
+    needs none (common sense, names, open lines), and the time to score one message."""
+    from vtuber.mind.facts import FactBook, StreamFacts
+
+    rows = []
+    for label, embedder in embedders.items():
+        right = asked = wrong_picks = others = 0
+        times: list[float] = []
+        for name in personas:
+            persona, own = read_persona(name, folders)
+            block = probes["personas"].get(Path(name).stem, {"stream": {}, "probes": []})
+            st = block["stream"]
+            stream = StreamFacts(persona.streamer_name, st.get("game", ""), st.get("schedule", ""), dict(st.get("commands", {})), dict(st.get("links", {})))
+            book = FactBook([*persona_facts(own), *stream.facts()], embedder=embedder)
+            for probe in [*block["probes"], *probes["shared"]]:
+                t0 = time.perf_counter()
+                picked = book.pick(probe.text)
+                times.append(time.perf_counter() - t0)
+                if probe.kind == "fact":
+                    asked += 1
+                    right += bool(picked) and probe.fact.lower() in picked[0][0].text.lower()
+                else:
+                    others += 1
+                    wrong_picks += bool(picked)
+        times.sort()
+        rows.append({
+            "retriever": label,
+            "right_first": f"{right} / {asked}",
+            "picked_for_others": f"{wrong_picks} / {others}",
+            "ms_p50": round(times[len(times) // 2] * 1000, 2),
+            "ms_max": round(times[-1] * 1000, 2),
+        })
+    return rows
+
+
+def _rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def retrieval_command(cfg, probes: dict, personas: list[str], console) -> list[dict]:
+    """Load each retriever and measure it (`vtuber quality --retrieval`)."""
+    from vtuber.mind.embed import MiniLM
+    from vtuber.models import resolve
+
+    embedders: dict = {"keywords (BM25)": None}
+    rss0 = _rss_mib()
+    minilm = MiniLM.load()
+    if minilm is not None:
+        minilm.encode(["warm"])
+        embedders["all-MiniLM-L6-v2 (numpy)"] = minilm
+    rss1 = _rss_mib()
+    embedders["the chat model's own embeddings"] = LlamaEmbedder(resolve(cfg).llm)
+    rss2 = _rss_mib()
+    rows = measure_retrieval(probes, personas, embedders, cfg.persona_folders)
+    peaks = {"all-MiniLM-L6-v2 (numpy)": rss1 - rss0, "the chat model's own embeddings": rss2 - rss1}
+    for r in rows:
+        r["peak_rss_added_mib"] = round(peaks.get(r["retriever"], 0.0))
+    return rows
+
+
+def command(args, console) -> int:
+    """`vtuber quality`: the probe set through the real mind, a progress bar, the table."""
+    from rich.markdown import Markdown
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vtuber.config import load_config
+    from vtuber.errors import UserError
+    from vtuber.mind.prompt import FACT_PLACES
+    from vtuber.models import resolve
+    from vtuber.out_folder import OutFolder
+
+    overrides = {**ONE_THREAD, "models": {"llm": args.llm} if args.llm else {}}
+    cfg = load_config(args.config, overrides)
+    probes = load_probes(args.probes or PROBES)
+    personas = args.persona or list(probes["personas"])
+    if args.fact_place and args.fact_place not in FACT_PLACES:
+        raise UserError(f"--fact-place must be one of {', '.join(FACT_PLACES)}")
+    for name in personas:
+        read_persona(name, cfg.persona_folders)  # a wrong name fails before any model loads
+    resolve(cfg)
+    if args.retrieval:
+        from rich.table import Table
+
+        rows = retrieval_command(cfg, probes, personas, console)
+        table = Table(title="choosing the fact: right one first, picked for lines that need none, time per message")
+        for key in rows[0]:
+            table.add_column(key)
+        for r in rows:
+            table.add_row(*(str(v) for v in r.values()))
+        console.print(table)
+        return 0
+    with OutFolder(args.out, FILES, force=args.force) as out:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("loading models", total=None)
+
+            def progress(name: str, i: int, n: int) -> None:
+                bar.update(task, description=f"asking {name}", completed=i, total=n)
+
+            result = run_quality(cfg, personas, probes, progress, args.fact_place)
+        written = write(result, out)
+    console.print(Markdown(report_md(result).split("\n## ")[0]))
+    console.print(f"every input and reply: {written['quality.md']}")
+    return 0
+
+
+def add_parser(sub):
+    """The `quality` subcommand and its arguments (the caller sets what it runs)."""
+    q = sub.add_parser(
+        "quality",
+        help="what she says: facts right, contradictions, role tags, splices, length, on the bundled probe set",
+        description=(
+            "Put the bundled probe set (questions her facts, the stream's facts or common sense answer, in several "
+            "wordings; lines handing her another name; open lines) to each persona through the real mind, and write "
+            "every input and reply to quality.md and the numbers to quality.json."
+        ),
+    )
+    q.add_argument("--persona", action="append", metavar="NAME|FILE", help="a persona to ask (repeat; default: every persona in the probe set)")
+    q.add_argument("--probes", metavar="YAML", help="another probe set (the format of vtuber/data/probes.yaml)")
+    q.add_argument("--retrieval", action="store_true", help="measure how the facts are chosen instead (keywords, MiniLM, the chat model's embeddings)")
+    q.add_argument("--fact-place", default="", metavar="WHERE", help="where the facts go: before_input (default), system_end, in_user")
+    q.add_argument("--config", metavar="FILE", help="settings TOML file (see docs/config.md)")
+    q.add_argument("--llm", metavar="GGUF", help="LLM model file (default: bundled SmolLM2-135M-Instruct Q4_1)")
+    q.add_argument("--out", default="out/quality", metavar="DIR", help="output folder (default: out/quality)")
+    q.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
+    return q
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench without the CLI (also against an older checkout on PYTHONPATH)."""
     import argparse
