@@ -277,7 +277,7 @@ class Session:
             canary=self.engine.canary,
             system_prompt=system_prompt(persona, self.engine.canary),
             leak_words=s.leak_words,
-            leak_exempt=persona.example_lines,  # quoting her own example lines is not a leak
+            leak_exempt=(*persona.example_lines, *persona.facts),  # saying her own lines or facts is not a leak
             guarded_texts=(
                 persona.description,
                 persona.personality,

@@ -174,7 +174,7 @@ async def _run_persona(session, persona, probes: list[Probe], progress, done: in
                 reply=fin.text if fin else " ".join(got.get("clauses", [])),
                 flags=tuple(getattr(fin, "flags", ()) or ()),
                 facts_given=[f.text for f, _ in getattr(mind, "last_facts", [])],
-                blocked=[r for _, _, r in session.gate.blocked[blocks:]],
+                blocked=[f"{r} in '{c}'" for _, c, r in session.gate.blocked[blocks:]],
                 seconds=time.perf_counter() - t0,
                 attempts=getattr(fin, "attempts", 1) or 1,
             )
@@ -200,7 +200,7 @@ def score(answers: list[Answer], persona_name: str, own_facts: list[str], stream
         "fact_chosen": sum(any(a.probe.fact.lower() in f.lower() for f in a.facts_given) for a in asked),
         "common_asked": len(common),
         "common_right": sum(holds(a.reply, a.probe.expect) for a in common),
-        "contradictions": sum(contradicts(a.reply, facts) is not None for a in answers),
+        "contradictions": sum(contradicts(a.reply, facts, persona_name) is not None for a in answers),
         "echoes": sum(is_echo(a.reply, a.probe.text) for a in answers),
         "role_tags": sum(bool(roleplay_name(a.reply, persona_name, others)) for a in answers),
         "third_person": sum(third_person(a.reply, persona_name) for a in answers),
@@ -505,6 +505,24 @@ def add_parser(sub):
     return q
 
 
+def rescore(result: dict, cfg) -> dict:
+    """The numbers again from saved answers, with this checkout's checks (to compare a run
+    made with older checks, or by an older checkout)."""
+    probes = load_probes()
+    for key, p in result["personas"].items():
+        persona, own = read_persona(key, cfg.persona_folders)
+        now = {(q.kind, q.text): q for q in [*probes["personas"].get(key, {}).get("probes", []), *probes["shared"]]}
+        answers = [
+            Answer(now.get((a["probe"]["kind"], a["probe"]["text"])) or Probe(**{**a["probe"], "expect": tuple(a["probe"]["expect"])}),
+                   **{k: v for k, v in a.items() if k != "probe"})
+            for a in p["answers"]
+        ]
+        fixed = {cfg.safety.safe_line, persona.greeting, *persona.fallback_lines, *_fallback_lines(), *own}
+        p["numbers"] = score(answers, persona.name, own, persona.streamer_name, cfg.safety.safe_line, fixed)
+    result["totals"] = totals([p["numbers"] for p in result["personas"].values()])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench without the CLI (also against an older checkout on PYTHONPATH)."""
     import argparse
@@ -516,8 +534,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--persona", action="append")
     ap.add_argument("--out", default="out/quality")
     ap.add_argument("--fact-place", default="")
+    ap.add_argument("--rescore", metavar="JSON", help="score a saved quality.json again (no model)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, ONE_THREAD)
+    if args.rescore:
+        result = rescore(json.loads(Path(args.rescore).read_text(encoding="utf-8")), cfg)
+        write(result, args.out)
+        print(report_md(result).split("\n## ")[0])
+        return 0
     probes = load_probes()
 
     def progress(name: str, i: int, n: int) -> None:

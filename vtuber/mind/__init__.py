@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
-from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, persona_facts
+from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, fact_words, persona_facts
 from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
@@ -191,6 +191,8 @@ class Mind:
             picked = self.facts.pick(turn.text)
             fixed = self.facts.fixed_answer(turn.text, picked)
         self.last_facts = picked
+        if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
+            self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
         messages = self.prompts.messages(turn, note, [f.text for f, _ in picked])
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
@@ -309,7 +311,7 @@ class Mind:
                     clause = _strip_speaker_tag(clause, name)
                     fact = None
                     if not problem:
-                        fact = contradicts(clause, self.own_facts)
+                        fact = contradicts(clause, self.own_facts, name)
                         problem = "contradiction" if fact else ("third_person" if third_person(clause, name) else "")
                     if problem:  # not spoken: answer() tries once more, then says a fixed line
                         reply.suppressed = reply.suppressed or problem
@@ -322,7 +324,7 @@ class Mind:
                 else:
                     # Mid-reply, a negated fact or herself by name ends the reply where it stands.
                     before = reply.spoken[-1] if reply.spoken else ""
-                    if contradicts(f"{before} {clause}", self.own_facts) and not contradicts(before, self.own_facts):
+                    if contradicts(f"{before} {clause}", self.own_facts, name) and not contradicts(before, self.own_facts, name):
                         reply.ended = "contradiction"
                         return False
                     if third_person(clause, name):

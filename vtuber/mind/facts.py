@@ -66,6 +66,17 @@ def keywords(text: str) -> list[str]:
     return out
 
 
+def fact_words(fact: Fact) -> list[str]:
+    """The words of a fact worth leaning toward: its topic words as written (not the
+    streamer's name nor links, which are said as written anyway)."""
+    out = []
+    for w in re.findall(r"[A-Za-z][A-Za-z'-]+", fact.text):
+        if w.lower() in STOP or len(w) < 3 or w.lower() in out:
+            continue
+        out.append(w.lower() if not w[0].isupper() else w)
+    return out[:8]
+
+
 class BM25:
     """Okapi BM25 over the facts' words (k1 1.2, b 0.75), scores scaled to 0..1 by the
     best a message could reach (every keyword of it matched)."""
@@ -105,12 +116,13 @@ class FactBook:
 
     def __init__(self, facts: list[Fact], embedder=None, threshold: float | None = None, fixed: float | None = None, margin: float = 0.05):
         self.embedder = embedder
-        # Measured on the probe set (vtuber quality): MiniLM's cosine for a right fact is
-        # mostly above 0.35, an unrelated one mostly below 0.25; BM25's scaled score is 0 or
-        # well above 0.2 when a topic word is shared.
+        # Measured on the probe set (vtuber quality --retrieval): MiniLM's cosine for the
+        # right fact is 0.33-0.73, for a line that needs no fact at most 0.33; BM25's scaled
+        # score is 0 or well above 0.15 when a topic word is shared.
         self.threshold = threshold if threshold is not None else (0.3 if embedder is not None else 0.15)
-        self.fixed = fixed if fixed is not None else (0.5 if embedder is not None else 0.45)
+        self.fixed = fixed if fixed is not None else (0.4 if embedder is not None else 0.45)
         self.margin = margin
+        self.close = 0.08
         self.lock = threading.Lock()
         self._set(facts)
 
@@ -135,10 +147,14 @@ class FactBook:
             return self._bm25.scores(message)
 
     def pick(self, message: str, k: int = 2) -> list[tuple[Fact, float]]:
-        """The best `k` facts scoring at least `threshold`, best first."""
+        """The best `k` facts scoring at least `threshold`, best first; a fact after the
+        first only when it scores within `close` of it (a weaker second fact pulled the
+        bundled model off the first: "what's your favourite game?" answered with the game
+        on stream)."""
         s = self.scores(message)
         order = np.argsort(-s)[:k]
-        return [(self.facts[i], float(s[i])) for i in order if s[i] >= self.threshold]
+        out = [(self.facts[i], float(s[i])) for i in order if s[i] >= self.threshold]
+        return [p for j, p in enumerate(out) if j == 0 or p[1] >= out[0][1] - self.close]
 
     def fixed_answer(self, message: str, picked: list[tuple[Fact, float]] | None = None) -> str:
         """The fixed answer to say as written, when the best fact has one and matches well
@@ -169,15 +185,22 @@ def _negated(clause: str) -> bool:
     return bool(_NEG.search(clause))
 
 
-def contradicts(reply: str, facts: list[Fact]) -> Fact | None:
+_SELF = frozenset({"i", "i'm", "im", "my", "me", "i've", "i'd"})
+BACK = 3  # the words before a negation that say who it is about
+
+
+def contradicts(reply: str, facts: list[Fact], name: str = "") -> Fact | None:
     """The fact about her that `reply` negates, or None.
 
-    A fact is negated when a negation ("not", "don't", "never", "hate", ...) is followed,
-    within a few words and before any "but"/"only"/comma, by one of the fact's topic
-    words: "I don't like tea" against "I love tea". Facts that are negative themselves
-    are not checked (a double negative is beyond this check)."""
+    A fact is negated when a negation about herself ("I don't", "I'm not", "I never",
+    "I hate", "my ... isn't", "Miko does not": "I", "my" or her `name` within a few words
+    before it) is followed, within a few words and before any "but"/"only"/comma, by one
+    of the fact's topic words: "I don't like tea" against "I love tea". "This is not a
+    game" is not about her. Facts that are negative themselves are not checked (a
+    double negative is beyond this check)."""
     low = reply.lower().replace("’", "'")
     tokens = re.findall(r"[a-z0-9']+|[,;]", low)
+    me = _SELF | ({name.lower()} if name.strip() else set())
     for fact in facts:
         if fact.about != "her" or _negated(fact.text.lower()):
             continue
@@ -186,6 +209,13 @@ def contradicts(reply: str, facts: list[Fact]) -> Fact | None:
             continue
         for i, tok in enumerate(tokens):
             if not _NEG.fullmatch(tok):
+                continue
+            before = []
+            for prev in reversed(tokens[max(0, i - BACK) : i]):
+                if _TURN.fullmatch(prev):
+                    break
+                before.append(prev)
+            if not me & set(before):
                 continue
             for nxt in tokens[i + 1 : i + 1 + WINDOW]:
                 if _TURN.fullmatch(nxt):
@@ -214,7 +244,7 @@ class StreamFacts:
     def facts(self) -> list[Fact]:
         out = []
         if self.game:
-            out.append(Fact(f"{self.streamer} is playing {self.game} on stream today.", about="stream", name="game we're playing"))
+            out.append(Fact(f"{self.streamer} is playing {self.game} on stream today.", about="stream", name="what game this is, what we are watching"))
         if self.schedule:
             line = f"{self.streamer} streams {self.schedule}."
             out.append(Fact(line, answer=line, about="stream", name="stream schedule, when is the next stream"))

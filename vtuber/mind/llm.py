@@ -101,6 +101,7 @@ class LlamaCppBackend(OwnThread):
         self.lock = threading.Lock()
         self.thinking: list[float] = []  # seconds of thinking per reply that thought
         self.bans: ShapeBans | None = None  # what she may not write (set_shape)
+        self.favour: list[str] = []  # words the next reply leans toward (the facts it was given)
 
     def set_shape(self, own_name: str) -> None:
         """Ban at sampling what a reply must never hold: a role tag ("Sam:", "User:": no colon
@@ -139,7 +140,8 @@ class LlamaCppBackend(OwnThread):
             if self.bans is not None:
                 from llama_cpp import LogitsProcessorList
 
-                extra["logits_processor"] = LogitsProcessorList([self.bans.fresh()])
+                bans = self.bans.fresh(self._boosts(self.favour))
+                extra["logits_processor"] = LogitsProcessorList([bans])
             chunks = self.llm.create_chat_completion(
                 messages=messages,
                 stream=True,
@@ -159,6 +161,16 @@ class LlamaCppBackend(OwnThread):
                         yield piece
             finally:
                 chunks.close()
+
+    def _boosts(self, words: list[str]) -> list[int]:
+        """The first token of each word (as it starts a word mid-sentence and a sentence)."""
+        ids = set()
+        for w in words:
+            for form in (" " + w, " " + w.capitalize(), w.capitalize()):
+                toks = self.llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
+                if toks and len(self.llm.detokenize(toks[:1]).strip()) >= 2:
+                    ids.add(toks[0])
+        return sorted(ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -180,14 +192,17 @@ class LlamaCppBackend(OwnThread):
 
 
 class ShapeBans:
-    """A llama.cpp logits processor: no colon tokens (role tags) unless after a digit, and
-    not her own name where a sentence starts (a name of several tokens, "M" + "iko", is
-    stopped at its last token). One instance per generation (`fresh`)."""
+    """A llama.cpp logits processor: no colon tokens (role tags) unless after a digit, not
+    her own name (when it is one token) where a sentence starts, and a lean toward the
+    words of the facts the reply was given. One instance per generation (`fresh`)."""
 
-    def __init__(self, llm, colon_ids: list[int], name_seqs: list[tuple[str, list[int], list[str]]]):
+    BOOST = 3.0  # logit added to the first token of a word of the facts given (measured on `vtuber quality`)
+
+    def __init__(self, llm, colon_ids: list[int], name_seqs: list[tuple[str, list[int], list[str]]], boost: list[int] | None = None):
         self.llm = llm
         self.colon_ids = colon_ids
         self.name_seqs = name_seqs  # (form, token ids, the text of each prefix)
+        self.boost = boost or []  # tokens of the facts' topic words: the reply leans toward them
         self.start: int | None = None
 
     @classmethod
@@ -202,8 +217,8 @@ class ShapeBans:
             seqs.append((form.strip(), ids, prefixes))
         return cls(llm, colon_ids, seqs)
 
-    def fresh(self) -> ShapeBans:
-        return ShapeBans(self.llm, self.colon_ids, self.name_seqs)
+    def fresh(self, boost: list[int] | None = None) -> ShapeBans:
+        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost)
 
     def __call__(self, input_ids, scores):
         import numpy as np
@@ -212,14 +227,17 @@ class ShapeBans:
             self.start = len(input_ids)  # the first call sees the prompt alone
         made = list(input_ids[self.start :])
         text = self.llm.detokenize(made).decode("utf-8", "ignore") if made else ""
+        if self.boost:
+            scores[self.boost] += self.BOOST
         if self.colon_ids and not text[-1:].isdigit():
             scores[self.colon_ids] = -np.inf
         sentence = re.split(r"[.!?\n]", text)[-1].strip()
         for _form, ids, prefixes in self.name_seqs:
-            for k, prefix in enumerate(prefixes):
-                # a one-token name start ("Pix") is banned outright; "M" alone is too common
-                if prefix == sentence and (k > 0 or len(self.llm.detokenize(ids[:1]).strip()) >= 3):
-                    scores[ids[k]] = -np.inf
+            # A name of one token is banned where a sentence starts. One of several ("M" +
+            # "iko") is left to the checks: banning its last token made the model write
+            # "Mikki" instead (measured on `vtuber quality`).
+            if len(ids) == 1 and sentence == "":
+                scores[ids[0]] = -np.inf
         return scores
 
 
