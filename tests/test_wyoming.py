@@ -154,10 +154,10 @@ def test_models_check_runs_each_part_once_and_says_what_failed(engine, servers, 
     from rich.console import Console
     from servers import DONE, ReplayServer, delta
 
-    from vtuber import cli
     from vtuber.cli import main
+    from vtuber.commands import common
 
-    monkeypatch.setattr(cli, "console", Console(width=400, highlight=False))  # one table row a line
+    monkeypatch.setattr(common, "console", Console(width=400, highlight=False))  # one table row a line
 
     with ReplayServer(models=("replay",)) as srv:
         srv.script = [delta("Hi alice,"), delta(" doing great!"), DONE]

@@ -21,7 +21,7 @@ from vtuber.mind.prompt import PromptBuilder
 from vtuber.memory import ViewerMemory, prompt_note
 from vtuber.mind.quality import clause_problem, echoes, reply_flags, third_person
 from vtuber.mind.splitter import ClauseSplitter, split_stream
-from vtuber.safety import OutputGate
+from vtuber.safety.gate import OutputGate
 from vtuber.voice.tts import speakable
 
 _DONE = object()

@@ -33,6 +33,7 @@ import numpy as np
 
 from vtuber.errors import UserError
 from vtuber.events import AudioChunk, ClausePlaying, PlaybackFinished, TurnCancelled
+from vtuber.text import words as text_words
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.vtube_studio")
@@ -56,9 +57,7 @@ MOOD_WORDS = {
 
 def mood_of(text: str) -> str | None:
     """The mood a clause shows most ("Wow, really?" -> surprised), or None."""
-    import re
-
-    words = re.findall(r"[a-z']+", text.lower())
+    words = text_words(text, apostrophes=True, digits=False, lower=True)
     counts = {mood: sum(w in lexicon for w in words) for mood, lexicon in MOOD_WORDS.items()}
     best = max(counts, key=counts.get)
     return best if counts[best] else None

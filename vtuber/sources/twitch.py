@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Moderation, StreamEvent
+from vtuber.sources.platforms import ChatPlatform, register
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.twitch")
@@ -598,3 +599,43 @@ def settings_from(c) -> TwitchSettings:
         reply_limit_moderator=c.reply_limit_moderator,
         scopes=tuple(c.scopes) or SCOPES,
     )
+
+
+def open_platform(channel: str, cfg) -> TwitchSource:
+    """`vtuber run --twitch [CHANNEL]`: the channel given, or the config's."""
+    from vtuber.errors import UserError
+
+    channel = channel or cfg.twitch.channel
+    if not channel:
+        raise UserError("--twitch needs a channel name (or set [twitch] channel in the config)")
+    return TwitchSource(channel, settings_from(cfg.twitch))
+
+
+def login(cfg, store: TokenStore, args, say: Callable[[str], None]) -> str:
+    """`vtuber auth twitch`: the device code flow; returns who is logged in."""
+    import dataclasses
+
+    from vtuber.tokens import token_file
+
+    settings = settings_from(cfg.twitch)
+    if getattr(args, "client_id", None):
+        settings = dataclasses.replace(settings, client_id=args.client_id)
+    entry = asyncio.run(device_login(settings, store, say))
+    return f"logged in to Twitch as {entry['login']}; token saved in {token_file()}"
+
+
+register(
+    ChatPlatform(
+        name="twitch",
+        flag="--twitch",
+        metavar="CHANNEL",
+        hint="--twitch CHANNEL",
+        help="read chat, events and moderation from this Twitch channel (EventSub; log in first: `vtuber auth twitch`)",
+        open=open_platform,
+        optional_value=True,
+        can_reply=True,
+        reply_max_wait_s=lambda cfg: cfg.twitch.reply_max_wait_s,
+        login=login,
+        order=20,
+    )
+)
