@@ -4,7 +4,6 @@ CLI with a scripted LLM (unit), and the bundled persona against the real models 
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ from vtuber.cli import main
 from vtuber.config import load_config
 from vtuber.mind.persona import load_persona
 from vtuber.safety import SAFE_LINE, BannedWords, OutputGate, default_banned_words, word_forms
+
+from scripted_llm import ScriptedLLM
 
 CANARY = "CANARY-0123456789ab"
 
@@ -195,31 +196,10 @@ def test_tally_report_and_exit_code():
 # --- the command, with a scripted LLM and a fake voice -----------------------------------
 
 
-class EchoLLM:
+def echo_llm():
     """Does what chat says: "Okay! I will say it:", then the last message (the text after the
     author's name). Not a bare echo, so the mind's echo checks let it through."""
-
-    name = "echo"
-
-    def __init__(self):
-        self.cancel = threading.Event()
-
-    def warm(self, prefix):
-        pass
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def stream(self, messages, max_tokens):
-        said = messages[-1]["content"]
-        said = said.split(": ", 1)[-1].strip('"')
-        for word in ["Okay!", "I", "will", "say", "it:", *said.split()]:
-            if self.cancel.is_set():
-                return
-            yield word + " "
-
-    def close(self):
-        pass
+    return ScriptedLLM(lambda messages: "Okay! I will say it: " + messages[-1]["content"].split(": ", 1)[-1].strip('"'))
 
 
 class TextTTS:
@@ -254,7 +234,7 @@ def scripted_engine(monkeypatch):
     from vtuber.pipeline import Engine
 
     def load(cfg, persona, quiet):
-        return Engine(cfg, persona, None, EchoLLM(), TextASR(), TextTTS(), NoVAD(), CANARY)
+        return Engine(cfg, persona, None, echo_llm(), TextASR(), TextTTS(), NoVAD(), CANARY)
 
     monkeypatch.setattr(common, "load_engine", load)
 

@@ -40,24 +40,25 @@ from vtuber.events import (
     Utterance,
     UtteranceRetracted,
 )
-from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
+from vtuber.hearing import Endpointer, Hearing, SileroVAD
 from vtuber.hearing.echo import EchoGuard
 from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
 from vtuber.mind.facts import FactBook, StreamFacts
-from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
-from vtuber.models import ModelPaths, persona_voice, resolve
+from vtuber.models import ModelPaths, resolve
 from vtuber.outputs.hub import OutputHub
 from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
 from vtuber.plugins import Plugin, PluginHost, load_plugins
+from vtuber.ports import LanguageModel, SpeechToText, TextToSpeech
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
+from vtuber.services import make_asr, make_llm, make_tts
 from vtuber.turns import TurnRunner
-from vtuber.voice import PiperTTS, VoiceStage
+from vtuber.voice import VoiceStage
 
 log = logging.getLogger("vtuber")
 
@@ -71,9 +72,9 @@ class Engine:
     cfg: Config
     persona: Persona
     paths: ModelPaths
-    llm: LLMBackend
-    asr: WhisperASR
-    tts: PiperTTS
+    llm: LanguageModel
+    asr: SpeechToText
+    tts: TextToSpeech
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
@@ -85,31 +86,11 @@ class Engine:
 
         cfg = with_persona_model(cfg, persona)
         paths = resolve(cfg)
-        step(f"loading LLM {paths.llm.name}" + (f" (fallback for {paths.llm_url})" if paths.llm_url else ""))
-        llm = make_backend(paths.llm, cfg)
+        # Each service from the registry: a model file, or a server with the local model as fallback.
+        llm = make_llm(cfg, paths, step)
         check_context(persona, llm, cfg)
-        step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name}")
-        asr = WhisperASR(
-            paths.asr,
-            threads=cfg.threads.asr,
-            language=cfg.hearing.language,
-            beam_size=cfg.hearing.beam_size,
-            prompt=persona.asr_prompt,
-            names=(persona.name, persona.streamer_name),
-        )
-        voice, voice_config = persona_voice(cfg, paths, persona)
-        step(f"loading Piper voice {voice.name}")
-        tts = PiperTTS(
-            voice,
-            voice_config,
-            threads=cfg.threads.tts,
-            length_scale=persona.voice.length_scale or cfg.voice.length_scale,
-            speaker_id=persona.voice.speaker_id if persona.voice.speaker_id >= 0 else cfg.voice.speaker_id,
-        )
-        # Wyoming servers named in the config; the local models are their fallback
-        from vtuber.wyoming_client import with_speech_servers
-
-        asr, tts = with_speech_servers(paths, cfg, asr, tts)
+        asr = make_asr(cfg, paths, persona, step)
+        tts = make_tts(cfg, paths, persona, step)
         vad = SileroVAD()
         return cls(cfg, persona, paths, llm, asr, tts, vad, embedder=load_embedder(cfg))
 
@@ -154,7 +135,7 @@ def open_memory(cfg: Config) -> ViewerMemory:
     return ViewerMemory((m.path or default_memory_path()) if m.persist else None)
 
 
-def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
+def check_context(persona: Persona, llm: LanguageModel, cfg: Config) -> None:
     """A persona whose prompt cannot fit the model's context is a one-line error, not a crash mid-stream."""
     problem = context_problem(persona, llm.count_tokens, cfg.llm.context, cfg.llm.history_turns)
     if problem:

@@ -15,7 +15,7 @@ from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
 from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, fact_words, persona_facts
-from vtuber.mind.llm import LLMBackend
+from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.memory import ViewerMemory, prompt_note
@@ -98,7 +98,7 @@ class Mind:
 
     def __init__(
         self,
-        backend: LLMBackend,
+        backend: LanguageModel,
         persona: Persona,
         history_turns: int,
         voice_cfg: VoiceConfig,

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Moderation, StreamEvent
+from vtuber.resilience import Backoff
 from vtuber.sources.platforms import ChatPlatform, register
 from vtuber.tokens import TokenStore
 
@@ -115,12 +115,12 @@ class _Backoff:
 
     def __init__(self, source: TwitchSource):
         self.source = source
-        self.tries = 0
+        s = source.settings
+        # Jittered down to 75%: many co-hosts dropped by one outage do not come back in step.
+        self.backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s, jitter=(0.75, 1.0))
 
     def calculate(self) -> float:
-        s = self.source.settings
-        delay = min(s.reconnect_max_s, s.reconnect_initial_s * 2**self.tries) * random.uniform(0.75, 1.0)
-        self.tries = min(self.tries + 1, 30)
+        delay = self.backoff.next()
         self.source._reconnecting(delay)
         return delay
 
@@ -232,7 +232,7 @@ class TwitchSource:
         self._say_once("reconnect", logging.WARNING, "twitch: connection lost, reconnecting with backoff (said once)")
 
     async def _retry(self, what: str, attempt: int) -> None:
-        delay = min(self.settings.reconnect_max_s, self.settings.reconnect_initial_s * 2**attempt)
+        delay = Backoff(self.settings.reconnect_initial_s, self.settings.reconnect_max_s).delay(attempt)
         self.state = f"reconnecting in {delay:.0f} s"
         self._say_once("net", logging.WARNING, "twitch: cannot reach Twitch (%s); retrying with backoff (said once)", what)
         await asyncio.sleep(delay)
@@ -494,7 +494,7 @@ class TwitchSource:
         self._patch_backoff()
         for w in self._sockets():
             if isinstance(w._backoff, _Backoff):
-                w._backoff.tries = 0
+                w._backoff.backoff.reset()
         if self.ready.is_set():
             self.state = "live"
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Moderation, StreamEvent
+from vtuber.resilience import Backoff
 from vtuber.sources.platforms import ChatPlatform, register
 from vtuber.tokens import TokenStore
 
@@ -208,7 +209,7 @@ class YouTubeSource:
 
     def _backoff(self, failures: int) -> float:
         s = self.settings
-        return min(s.backoff_max_s, s.backoff_initial_s * 2**failures)
+        return Backoff(s.backoff_initial_s, s.backoff_max_s).delay(failures)
 
     def _on_error(self, e: _ApiError, failures: int) -> float | None:
         """What an API error means: seconds to wait, or None to stop (said once, in one line)."""
