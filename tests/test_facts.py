@@ -19,7 +19,8 @@ from vtuber.mind.persona import load_persona, persona_from_dict
 from vtuber.mind.prompt import FACT_HEAD
 from vtuber.mind.quality import third_person
 from vtuber.safety import SAFE_LINE, OutputGate
-from tests.test_mind import ScriptedLLM, tokens
+from scripted_llm import ScriptedLLM
+from test_mind import tokens
 
 TEA = "I love tea, jasmine green tea most of all."
 
@@ -44,7 +45,7 @@ async def ask(pieces, said="hello", persona=None, banned=(), facts=True):
     async def send(ev):
         sent.append(ev)
 
-    llm = ScriptedLLM(pieces)
+    llm = ScriptedLLM(pieces if callable(pieces) else [pieces])  # one reply, as these pieces
     book = FactBook([]) if facts else None  # keywords (BM25): no model in a unit test
     mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(banned, persona_name=persona.name), Clock(), lambda e: None, send, facts=book, stream=stream())
     await mind.answer(Turn(1, "chat", "alice", said, 0.0, 0.0, 0.0))
