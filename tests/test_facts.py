@@ -278,3 +278,17 @@ def test_embeddings_choose_by_meaning(minilm):
     assert "Stardew" in book.pick("what's this we're watching?")[0][0].text
     v = minilm.encode(["A man is eating food.", "A man is eating a piece of bread.", "The sky is blue."])
     assert abs(float(np.linalg.norm(v[0])) - 1) < 1e-4 and v[0] @ v[1] > v[0] @ v[2] + 0.3
+
+
+def test_a_category_change_from_the_platform_updates_the_game_fact():
+    from stream_helpers import scripted_session
+
+    from vtuber.events import Announcement, StreamEvent
+
+    session = scripted_session(["unused"])
+    seen = []
+    session.add_observer(seen.append)
+    session.emit(StreamEvent("category", "sam", 0.0, text="Celeste", source="twitch"))
+    assert session.stream_facts.game == "Celeste"
+    assert any("Celeste" in f.text for f in session.mind.facts.facts)
+    assert not any(isinstance(e, Announcement) for e in seen)  # no thank-you for it
