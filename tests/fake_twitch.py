@@ -417,6 +417,12 @@ def ban(user: str = "troll", user_id: str = "6666", reason: str = "spam", perman
     }
 
 
+def channel_update(category: str, title: str = "Cozy stream", category_id: str = "509658") -> dict:
+    """channel.update (v2): the channel's title and category changed."""
+    return {**_broadcaster(), "title": title, "language": "en", "category_id": category_id, "category_name": category,
+            "content_classification_labels": []}
+
+
 def follow(user: str = "newfan", user_id: str = "4004") -> dict:
     return {"user_id": user_id, "user_login": user.lower(), "user_name": user, **_broadcaster(), "followed_at": _now()}
 

@@ -142,6 +142,16 @@ async def test_subs_gifts_raids_follows_and_other_notices_become_stream_events(f
         assert r.of(StreamEvent)[-1].text == "Hydrate!"  # the reward's title, not what the viewer typed
 
 
+async def test_a_new_category_becomes_a_category_event(fake):
+    async with Running(fake) as r:
+        await r.live()
+        assert "channel.update" in {t for t, _ in fake.sub_history}
+        await fake.notify("channel.update", ft.channel_update("Celeste"))
+        await r.until(lambda: r.of(StreamEvent), what="category")
+        (ev,) = r.of(StreamEvent)
+        assert (ev.kind, ev.text, ev.source) == ("category", "Celeste", "twitch")
+
+
 async def test_moderation_events_become_moderation(fake):
     async with Running(fake) as r:
         await r.live()

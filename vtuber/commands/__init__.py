@@ -14,6 +14,7 @@ COMMANDS = (
     "bench",
     "soak",
     "redteam",
+    "quality",
     "memory",
     "models",
     "persona",

@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, ServiceState, Turn
+from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, fact_words, persona_facts
 from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.memory import ViewerMemory, prompt_note
-from vtuber.mind.quality import clause_problem, echoes, reply_flags
+from vtuber.mind.quality import clause_problem, echoes, reply_flags, third_person
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety.gate import OutputGate
 from vtuber.voice.tts import speakable
@@ -72,6 +73,10 @@ class _Reply:
     failed: str = ""  # the model stalled, crashed or ran past the deadline (the watchdog ended the reply)
     first_token_sent: bool = False
     echoes_dropped: int = 0  # later clauses that only read the message back
+    contradicted: Fact | None = None  # the fact the last rejected first clause negated
+    ended: str = ""  # why the reply ended before the model did (blocked, contradiction, third_person)
+    sentences: int = 0  # whole sentences said (of 4+ words)
+    sentence_words: int = 0  # words said since the last sentence end
     raws: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -113,6 +118,8 @@ class Mind:
         llm_may_run: threading.Event | None = None,
         context: int = 0,
         memory: ViewerMemory | None = None,
+        facts: FactBook | None = None,
+        stream: StreamFacts | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
@@ -142,6 +149,12 @@ class Mind:
         self._retry_at = 0.0
         self._stuck: asyncio.Future | None = None  # a worker that missed its deadline and has not ended yet
         self.errors: list[str] = []  # each failed turn, for the report
+        self.facts = facts  # chooses the facts that fit a message (her own and the stream's)
+        self.stream = stream
+        self.last_facts: list[tuple[Fact, float]] = []  # what the last turn was given (bench, trace)
+        self.fixed_answers = 0  # questions answered with a fact's fixed answer, as written
+        if stream is not None:
+            stream.listeners.append(lambda _facts: self._refresh_facts())
         self.set_persona(persona, gate)
 
     def watch(
@@ -159,6 +172,17 @@ class Mind:
         count = getattr(self.backend, "count_tokens", None)
         self.prompts = PromptBuilder(persona, self.history_turns, self.canary, count, self.context)
         self.prompts.history.extend(history)  # a persona switch keeps what was said
+        shape = getattr(self.backend, "set_shape", None)
+        if shape is not None:  # role tags and her name as a sentence's subject, banned at sampling
+            shape(persona.name)
+        self.own_facts = persona_facts(persona.facts)
+        self._refresh_facts()
+
+    def _refresh_facts(self) -> None:
+        if self.stream is not None:
+            self.stream.streamer = self.persona.streamer_name
+        if self.facts is not None:
+            self.facts.replace([*self.own_facts, *(self.stream.facts() if self.stream is not None else [])])
 
     def warm(self) -> None:
         self.backend.warm(self.prompts.prefix())
@@ -183,13 +207,25 @@ class Mind:
         note = ""
         if self.memory is not None and isinstance(turn.source, ChatMessage):
             note = prompt_note(self.memory.note(turn.source), turn.user)
-        messages = self.prompts.messages(turn, note)
+        picked: list[tuple[Fact, float]] = []
+        fixed = ""
+        if self.facts is not None and turn.kind in ("chat", "speech"):
+            picked = self.facts.pick(turn.text)
+            fixed = self.facts.fixed_answer(turn.text, picked)
+        self.last_facts = picked
+        if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
+            self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
+        messages = self.prompts.messages(turn, note, [f.text for f, _ in picked])
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
         # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
         quoted = [ex.user.split(": ", 1)[-1] for ex in self.prompts.history] + ([note] if note else [])
         reply = _Reply(turn, self.persona, [*self.recent, *quoted])
-        if self.degraded and time.monotonic() < self._retry_at:
+        if fixed:  # a command, a link, the schedule: said as the streamer wrote it
+            self.fixed_answers += 1
+            self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
+            await self._send_fixed(reply, speakable(fixed))
+        elif self.degraded and time.monotonic() < self._retry_at:
             reply.failed = self.degraded  # the model is not trusted now: a short line (below)
         else:
             await self._generate_watched(reply, messages)
@@ -197,11 +233,17 @@ class Mind:
             if not reply.spoken:
                 await self._send_fixed(reply, self._fallback_line())
         elif reply.suppressed and not reply.spoken:
-            # The first clause echoed the message, parroted an earlier reply, or spoke as
-            # someone else: not said. One more try with a nudge, then a short fixed line.
-            await self._generate(reply, self.prompts.nudged(messages, reply.suppressed))
+            # The first clause echoed the message, parroted an earlier reply, spoke as
+            # someone else or of herself by name, or negated one of her facts: not said.
+            # One more try with a nudge, then a short fixed line (the fact itself, if one
+            # was negated).
+            fact = reply.contradicted.text if reply.contradicted else ""
+            await self._generate_watched(reply, self.prompts.nudged(messages, reply.rejected or reply.suppressed, fact))
             if not reply.spoken:
-                await self._send_fixed(reply, self._fallback_line())
+                if reply.contradicted is not None:
+                    await self._send_fixed(reply, speakable(reply.contradicted.text))
+                else:
+                    await self._send_fixed(reply, self._fallback_line())
         if not reply.spoken:
             await self._send_fixed(reply, speakable(self.persona.greeting))
         text = " ".join(reply.spoken)
@@ -322,23 +364,38 @@ class Mind:
             )
             first = not reply.first_token_sent
             words_target = self.persona.reply_seconds * WORDS_PER_SECOND
+            name = self.persona.name
 
             async def say(clause: str) -> bool:
                 """Check, gate, cap and send one clause; False once the reply is over."""
                 if reply.index == 0:
-                    problem = clause_problem(clause, turn.text, reply.earlier, self.persona.name, reply.others)
+                    problem = clause_problem(clause, turn.text, reply.earlier, name, reply.others)
                     if problem == "echo":  # the message read back: skip it, the next clause starts the reply
                         reply.suppressed = reply.suppressed or problem
                         splitter.restart()
                         return True
+                    clause = _strip_speaker_tag(clause, name)
+                    fact = None
+                    if not problem:
+                        fact = contradicts(clause, self.own_facts, name)
+                        problem = "contradiction" if fact else ("third_person" if third_person(clause, name) else "")
                     if problem:  # not spoken: answer() tries once more, then says a fixed line
                         reply.suppressed = reply.suppressed or problem
                         reply.rejected = problem
+                        reply.contradicted = fact
                         return False
-                    clause = _strip_speaker_tag(clause, self.persona.name)
                 elif echoes(clause, turn.text):  # the message read back mid-reply: not said
                     reply.echoes_dropped += 1
                     return True
+                else:
+                    # Mid-reply, a negated fact or herself by name ends the reply where it stands.
+                    before = reply.spoken[-1] if reply.spoken else ""
+                    if contradicts(f"{before} {clause}", self.own_facts, name) and not contradicts(before, self.own_facts, name):
+                        reply.ended = "contradiction"
+                        return False
+                    if third_person(clause, name):
+                        reply.ended = "third_person"
+                        return False
                 clause = clause.strip()
                 if not clause:
                     if reply.index == 0:
@@ -350,20 +407,34 @@ class Mind:
                     return False
                 if len(clause) > room:
                     clause, reply.truncated = _cap(clause, room), True
+                blocks = len(self.gate.blocked)
                 safe = await self._gated(clause, turn)
                 if safe is None:
                     if reply.index == 0:
                         splitter.restart()
                     return True
+                if len(self.gate.blocked) > blocks:
+                    # The gate stopped this clause: the reply ends where it stands. The safe
+                    # line is said only when nothing was said yet (then it is the whole reply).
+                    reply.ended = "blocked"
+                    if reply.spoken:
+                        return False
                 reply.spoken.append(safe)
                 reply.used += len(safe) + 1
                 await self.send(ReplyClause(turn_id=turn.id, index=reply.index, text=safe, t=self.clock.now()))
                 reply.index += 1
-                if reply.truncated:
+                if reply.truncated or reply.ended:
                     return False
-                # Long enough: end at this sentence's end (one or two short sentences).
+                # One breath: end at the end of the persona's last sentence (a sentence counts
+                # from 4 words: "Oh!" is a reaction, not the answer), or past `reply_seconds`.
+                reply.sentence_words += len(safe.split())
+                if not safe.rstrip().endswith(SENTENCE_ENDS):
+                    return True
+                if reply.sentence_words >= 4:
+                    reply.sentences += 1
+                    reply.sentence_words = 0
                 said = len(" ".join(reply.spoken).split())
-                return not (said >= words_target and safe.rstrip().endswith(SENTENCE_ENDS))
+                return not (reply.sentences >= self.persona.sentences or said >= words_target)
 
             full = False
             deadline = None  # set at the first token: writing time, not prefill
@@ -473,11 +544,17 @@ class Mind:
         clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
         spoken = []
         for clause in clauses:
+            blocks = len(self.gate.blocked)
             safe = await self._gated(clause, turn)
             if safe is None:
                 continue
+            blocked = len(self.gate.blocked) > blocks
+            if blocked and spoken:
+                break  # ends where it stands: the safe line is never spliced in
             if not spoken:
                 self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
             await self.send(ReplyClause(turn_id=turn.id, index=len(spoken), text=safe, t=self.clock.now()))
             spoken.append(safe)
+            if blocked:
+                break
         await self.send(ReplyFinished(turn_id=turn.id, text=" ".join(spoken), t=self.clock.now()))

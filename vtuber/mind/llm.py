@@ -21,6 +21,7 @@ The mind streams on `executor`; anything else goes through `call`.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,15 @@ class LlamaCppBackend(OwnThread):
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.thinking: list[float] = []  # seconds of thinking per reply that thought
+        self.bans: ShapeBans | None = None  # what she may not write (set_shape)
+        self.favour: list[str] = []  # words the next reply leans toward (the facts it was given)
+
+    def set_shape(self, own_name: str) -> None:
+        """Ban at sampling what a reply must never hold: a role tag ("Sam:", "User:": no colon
+        except in a time like 8:30) and her own name opening a sentence (herself in the third
+        person). The quality checks catch what slips through other backends."""
+        colons = self.bans.colon_ids if self.bans is not None else None  # the same for every persona
+        self.bans = self.call(ShapeBans.build, self.llm, own_name, colons)
 
     def warm(self, prefix: list[dict]) -> None:
         # One real chat completion: loads the pages, builds the template and leaves
@@ -112,9 +122,16 @@ class LlamaCppBackend(OwnThread):
 
     def _raw(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         with self.lock:
+            extra = {}
+            if self.bans is not None:
+                from llama_cpp import LogitsProcessorList
+
+                bans = self.bans.fresh(self._boosts(self.favour))
+                extra["logits_processor"] = LogitsProcessorList([bans])
             chunks = self.llm.create_chat_completion(
                 messages=messages,
                 stream=True,
+                **extra,
                 max_tokens=max_tokens,
                 temperature=self.cfg.llm.temperature,
                 top_p=self.cfg.llm.top_p,
@@ -130,6 +147,16 @@ class LlamaCppBackend(OwnThread):
                         yield piece
             finally:
                 chunks.close()
+
+    def _boosts(self, words: list[str]) -> list[int]:
+        """The first token of each word (as it starts a word mid-sentence and a sentence)."""
+        ids = set()
+        for w in words:
+            for form in (" " + w, " " + w.capitalize(), w.capitalize()):
+                toks = self.llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
+                if toks and len(self.llm.detokenize(toks[:1]).strip()) >= 2:
+                    ids.add(toks[0])
+        return sorted(ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -148,6 +175,56 @@ class LlamaCppBackend(OwnThread):
         if hasattr(self.llm, "close"):
             self.call(self.llm.close)
         self.close_thread()
+
+
+class ShapeBans:
+    """A llama.cpp logits processor: no colon tokens (role tags) unless after a digit, not
+    her own name (when it is one token) where a sentence starts, and a lean toward the
+    words of the facts the reply was given. One instance per generation (`fresh`)."""
+
+    BOOST = 3.0  # logit added to the first token of a word of the facts given (measured on `vtuber quality`)
+
+    def __init__(self, llm, colon_ids: list[int], name_seqs: list[tuple[str, list[int], list[str]]], boost: list[int] | None = None):
+        self.llm = llm
+        self.colon_ids = colon_ids
+        self.name_seqs = name_seqs  # (form, token ids, the text of each prefix)
+        self.boost = boost or []  # tokens of the facts' topic words: the reply leans toward them
+        self.start: int | None = None
+
+    @classmethod
+    def build(cls, llm, own_name: str, colon_ids: list[int] | None = None) -> ShapeBans:
+        if colon_ids is None:
+            colon_ids = [i for i in range(llm.n_vocab()) if b":" in llm.detokenize([i])]
+        seqs = []
+        name = own_name.strip()
+        for form in {name, " " + name, name.upper(), " " + name.upper()} if name else ():
+            ids = llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
+            prefixes = [llm.detokenize(ids[:k]).decode("utf-8", "ignore").strip() for k in range(len(ids))]
+            seqs.append((form.strip(), ids, prefixes))
+        return cls(llm, colon_ids, seqs)
+
+    def fresh(self, boost: list[int] | None = None) -> ShapeBans:
+        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost)
+
+    def __call__(self, input_ids, scores):
+        import numpy as np
+
+        if self.start is None:
+            self.start = len(input_ids)  # the first call sees the prompt alone
+        made = list(input_ids[self.start :])
+        text = self.llm.detokenize(made).decode("utf-8", "ignore") if made else ""
+        if self.boost:
+            scores[self.boost] += self.BOOST
+        if self.colon_ids and not text[-1:].isdigit():
+            scores[self.colon_ids] = -np.inf
+        sentence = re.split(r"[.!?\n]", text)[-1].strip()
+        for _form, ids, prefixes in self.name_seqs:
+            # A name of one token is banned where a sentence starts. One of several ("M" +
+            # "iko") is left to the checks: banning its last token made the model write
+            # "Mikki" instead (measured on `vtuber quality`).
+            if len(ids) == 1 and sentence == "":
+                scores[ids[0]] = -np.inf
+        return scores
 
 
 def plain_prompt(messages: list[dict]) -> str:

@@ -49,6 +49,7 @@ OPTIONAL = (
     "creator",
     "extensions",
     "model",
+    "facts",
 )
 TRIAGE_KEYS = ("paid", "mention", "subscriber", "moderator", "vip", "question", "first_time")
 
@@ -101,6 +102,8 @@ class Persona:
     max_tokens: int = 60
     max_chars: int = 240
     reply_seconds: float = 6.0  # a reply ends at the first sentence end past about this much speech
+    sentences: int = 1  # one breath: the reply ends at its first sentence end (more when the persona asks)
+    facts: tuple[str, ...] = ()  # about her, in her own first person ("I love tea.")
     idle_topics: tuple[str, ...] = ()  # what she talks about on a quiet stream (director.idle_after_s)
     fallback_lines: tuple[str, ...] = ()  # said when a reply only echoes or parrots (built-in ones if empty)
     language: str = "en"
@@ -191,10 +194,12 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         pr.add(f"missing persona field(s): {', '.join(missing)}")
 
     length = data.get("reply_length", {}) or {}
-    max_tokens, max_chars, seconds = 60, 240, 6.0
-    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars", "seconds"}:
-        pr.add("'reply_length' takes max_tokens, max_chars and seconds")
+    max_tokens, max_chars, seconds, sentences = 60, 240, 6.0, 1
+    if not isinstance(length, dict) or set(length) - {"max_tokens", "max_chars", "seconds", "sentences"}:
+        pr.add("'reply_length' takes max_tokens, max_chars, seconds and sentences")
     else:
+        if pr.number("reply_length.sentences", length.get("sentences", 1), 1, 10, whole=True):
+            sentences = length.get("sentences", 1)
         if pr.number("reply_length.seconds", length.get("seconds", 6.0), 1, 60):
             seconds = float(length.get("seconds", 6.0))
         if pr.number("reply_length.max_tokens", length.get("max_tokens", 60), 8, 512, whole=True):
@@ -300,6 +305,8 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         max_tokens=max_tokens,
         max_chars=max_chars,
         reply_seconds=seconds,
+        sentences=sentences,
+        facts=pr.str_list("facts", data),
         idle_topics=pr.str_list("idle_topics", data),
         fallback_lines=pr.str_list("fallback_lines", data),
         language=language,
@@ -403,7 +410,9 @@ def persona_to_dict(p: Persona) -> dict:
         "topics": list(p.topics),
         "idle_topics": list(p.idle_topics),
         "fallback_lines": list(p.fallback_lines),
-        "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars, "seconds": p.reply_seconds},
+        "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars, "seconds": p.reply_seconds}
+        | ({"sentences": p.sentences} if p.sentences != 1 else {}),
+        "facts": list(p.facts),
         "language": p.language,
         "banned_words": list(p.banned_words),
         "allow_words": list(p.allow_words),

@@ -4,6 +4,8 @@
   answered with "Miko do you like tea?").
 - `parrot`: the reply repeats an earlier reply (small models copy their history).
 - `roleplay`: the reply speaks as someone else ("User:", "alice:", the streamer).
+- `third_person`: she speaks of herself by name ("Miko does not like tea"); "I'm Miko"
+  and "Miko here!" are fine.
 - `boilerplate`: off-persona assistant talk ("As an AI language model...").
 - `empty` / `cut`: nothing usable came out, or the reply hit its length cap mid-thought.
 
@@ -21,7 +23,7 @@ from difflib import SequenceMatcher
 
 from vtuber.text import words as text_words
 
-FLAGS = ("echo", "parrot", "roleplay", "boilerplate", "empty", "cut")
+FLAGS = ("echo", "parrot", "roleplay", "third_person", "boilerplate", "empty", "cut")
 
 _BOILERPLATE = re.compile(
     r"\b(as an ai\b|an ai (language )?model|a language model|i'?m (just |only )?an ai\b|i am (just |only )?an ai\b"
@@ -76,6 +78,21 @@ def roleplay_name(text: str, persona_name: str, others: tuple[str, ...] = ()) ->
     return ""
 
 
+_SELF_INTRO = re.compile(r"(?:\bi\s*['’]?\s*m|\bi am|\bname is|\bname['’]s|\bcall me|\bit['’]s|\bthis is|\bit is)\s*$", re.I)
+
+
+def third_person(text: str, name: str) -> bool:
+    """She speaks of herself by name: "Miko loves tea", "Miko's favourite" (not "I'm Miko",
+    "call me Miko", "Miko here!")."""
+    if not name.strip():
+        return False
+    for m in re.finditer(rf"(?<![\w'’]){re.escape(name.strip())}(?![\w])", text, re.I):
+        if _SELF_INTRO.search(text[: m.start()]) or re.match(r"\s+here\b", text[m.end() :], re.I):
+            continue
+        return True
+    return False
+
+
 def is_boilerplate(text: str) -> bool:
     return bool(_BOILERPLATE.search(text))
 
@@ -118,6 +135,8 @@ def reply_flags(
         flags.append("parrot")
     if roleplay_name(raw or reply, persona_name, others):
         flags.append("roleplay")
+    if third_person(reply, persona_name):
+        flags.append("third_person")
     if is_boilerplate(raw or reply):
         flags.append("boilerplate")
     if truncated:

@@ -13,7 +13,8 @@ What comes in (one EventSub WebSocket, subscriptions made with the bot's user to
 - `channel.chat.notification` -> `StreamEvent`: sub, resub (amount: months), gift
   (amount: subs gifted; a community gift is thanked once, not once a recipient), raid
   (amount: viewers), and the other notice types under their own names;
-  `channel.follow` -> "follow", channel-point redemptions -> "redeem" (text: the reward).
+  `channel.follow` -> "follow", channel-point redemptions -> "redeem" (text: the reward);
+  `channel.update` -> "category" (text: the new category; the session's game fact follows it).
 - Moderation wins: `channel.chat.message_delete`, `channel.chat.clear_user_messages`,
   `channel.chat.clear` and `channel.ban` -> `Moderation` (delete, clear_user, clear,
   ban): the session drops those messages from the queue and cuts a reply to one.
@@ -51,6 +52,7 @@ TOKEN_NAME = "twitch"
 API_BASE = "https://api.twitch.tv/helix/"
 ID_BASE = "https://id.twitch.tv/"
 EVENTSUB_URL = "wss://eventsub.wss.twitch.tv/ws"
+CATEGORY = "category"  # a StreamEvent kind: the channel's category changed (text: its name)
 # What `vtuber auth twitch` asks for: read and send chat as the bot, and the events.
 SCOPES = (
     "user:read:chat",
@@ -305,6 +307,7 @@ class TwitchSource:
             "event_chat_notification": self._on_notification,
             "event_follow": self._on_follow,
             "event_custom_redemption_add": self._on_redeem,
+            "event_channel_update": self._on_channel_update,
             "event_message_delete": self._on_delete,
             "event_chat_clear_user": self._on_clear_user,
             "event_chat_clear": self._on_clear,
@@ -329,6 +332,7 @@ class TwitchSource:
             (eventsub.ChannelBanSubscription(broadcaster_user_id=b), False),
             (eventsub.ChannelFollowSubscription(broadcaster_user_id=b, moderator_user_id=me), False),
             (eventsub.ChannelPointsRedeemAddSubscription(broadcaster_user_id=b), False),
+            (eventsub.ChannelUpdateSubscription(broadcaster_user_id=b), False),
         ]
         attempt = 0
         i = 0
@@ -463,6 +467,11 @@ class TwitchSource:
 
     async def _on_redeem(self, r) -> None:
         self._event(REDEEM, r.user.display_name or r.user.name, r.reward.cost, r.id, r.user.id, r.reward.title)
+
+    async def _on_channel_update(self, u) -> None:
+        # The stream's category: the session keeps its "game" fact current (stream.live_category).
+        if u.category_name:
+            self._emit(StreamEvent(CATEGORY, self.channel, self._now(), text=u.category_name, source="twitch"))
 
     def _moderate(self, action: str, **kw) -> None:
         self.counters["moderation"] += 1
