@@ -1,4 +1,9 @@
-"""`vtuber quality`: what she says, measured on the bundled probe set (vtuber/quality.py)."""
+"""what she says: facts right, contradictions, role tags, splices, length, on the bundled probe set
+
+Put the bundled probe set (questions her facts, the stream's facts or common sense answer, in several wordings; lines
+handing her another name; open lines) to each persona through the real mind, and write every input and reply to
+quality.md and the numbers to quality.json.
+"""
 
 from __future__ import annotations
 
@@ -56,16 +61,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def add(sub) -> None:
-    """The `quality` command and its arguments."""
-    q = sub.add_parser(
-        "quality",
-        help="what she says: facts right, contradictions, role tags, splices, length, on the bundled probe set",
-        description=(
-            "Put the bundled probe set (questions her facts, the stream's facts or common sense answer, in several "
-            "wordings; lines handing her another name; open lines) to each persona through the real mind, and write "
-            "every input and reply to quality.md and the numbers to quality.json."
-        ),
-    )
+    """Its parser, under `vtuber`."""
+    q = common.command_parser(sub, "quality", __doc__)
     q.add_argument("--persona", action="append", metavar="NAME|FILE", help="a persona to ask (repeat; default: every persona in the probe set)")
     q.add_argument("--probes", metavar="YAML", help="another probe set (the format of vtuber/data/probes.yaml)")
     q.add_argument("--retrieval", action="store_true", help="measure how the facts are chosen instead (keywords, MiniLM, the chat model's embeddings)")
