@@ -39,6 +39,7 @@ from vtuber.events import (
 )
 from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
 from vtuber.hearing.echo import EchoGuard
+from vtuber.hearing.turn import SmartTurn, load_turn_detector
 from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
@@ -73,6 +74,7 @@ class Engine:
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
+    turn: SmartTurn | None = None  # end of turn by meaning (None: by the transcript's punctuation)
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
@@ -106,7 +108,10 @@ class Engine:
 
         asr, tts = with_speech_servers(paths, cfg, asr, tts)
         vad = SileroVAD()
-        return cls(cfg, persona, paths, llm, asr, tts, vad)
+        turn = load_turn_detector(cfg.hearing.turn_detector, cfg.hearing.turn_threads)
+        if turn is not None:
+            step("loaded Smart Turn v3.2 (end of turn by meaning)")
+        return cls(cfg, persona, paths, llm, asr, tts, vad, turn=turn)
 
     def warm(self, step: Callable[[str], None] = lambda s: None) -> None:
         """Run each model once so the first real turn pays no first-call costs."""
@@ -116,6 +121,8 @@ class Engine:
         self.asr.warm()
         step("warming Piper")
         self.tts.warm()
+        if self.turn is not None:
+            self.turn.warm()
 
     def close(self) -> None:
         self.llm.close()
@@ -180,6 +187,9 @@ class Session:
             speculative_ms=h.speculative_ms,
             onset_ms=h.barge_in_ms,
             early_answer=h.early_answer,
+            turn=engine.turn,
+            turn_wait_ms=h.turn_wait_ms,
+            push_to_talk=h.push_to_talk,
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
@@ -226,6 +236,7 @@ class Session:
             muted=lambda: self.controls.muted,
             errors=self.errors,
         )
+        self.director.wrap_up = self.turns.wrap_up
         self.echo = EchoGuard(h.echo_guard, h.echo_loss_db)
         self.barge_in = h.barge_in
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches

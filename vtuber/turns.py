@@ -157,6 +157,23 @@ class TurnRunner:
             self.director.poke()  # the speaker is free: pick now
         return stopped
 
+    def wrap_up(self, why: str) -> bool:
+        """Urgent input waits (`why`: paid, mention): every reply playing ends after the clause
+        being heard, its later clauses are never made or played, and the director looks
+        again at once. True if a reply was shortened."""
+        reason = f"wrapped up: {why} waiting"
+        shortened = False
+        for turn_id in self.playback.playing():
+            if self.playback.trim(turn_id, reason) is not None:
+                self.voice.trim(turn_id)  # its later clauses: never synthesized
+                turn = self._recent.get(turn_id)
+                if turn is not None:
+                    self.mind.remember_heard(turn, self.playback.heard_text(turn_id))
+                shortened = True
+        if shortened:
+            self.director.poke()
+        return shortened
+
     def _cut(self, turn: Turn, heard: str, reason: str) -> None:
         self.mind.remember_cut(turn, heard)
         self.observe(TurnCancelled(turn.id, reason, self.clock.now()))

@@ -126,6 +126,7 @@ class Mind:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm") if self._own_executor else backend.executor
         self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
         self.recent: deque[str] = deque(maxlen=8)  # the last replies said (parrot checks)
+        self._heard: dict[int, str] = {}  # turn id -> what was heard of a reply ended early
         self._fallbacks = 0
         self.set_persona(persona, gate)
 
@@ -154,6 +155,15 @@ class Mind:
         if heard.strip():
             self.prompts.remember(turn, heard.strip() + " …")
 
+    def remember_heard(self, turn: Turn, heard: str) -> None:
+        """A reply ended early at a clause (urgent input was waiting): the history keeps what
+        was heard, now or when the reply is done being written."""
+        heard = heard.strip() + " …" if heard.strip() else ""
+        self._heard[turn.id] = heard
+        if len(self._heard) > 16:
+            self._heard.pop(next(iter(self._heard)))
+        self.prompts.revise_last(turn, heard)
+
     async def answer(self, turn: Turn) -> None:
         if turn.kind == "line":
             await self._say_line(turn)
@@ -180,7 +190,7 @@ class Mind:
         truncated = reply.truncated or reply.tokens >= self.persona.max_tokens
         flags = reply_flags(text, turn.text, reply.earlier, self.persona.name, reply.raw_text(), truncated, reply.others)
         self.recent.append(text)
-        self.prompts.remember(turn, text)
+        self.prompts.remember(turn, self._heard.pop(turn.id, text))
         await self.send(
             ReplyFinished(
                 turn_id=turn.id,

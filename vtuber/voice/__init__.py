@@ -45,10 +45,11 @@ class VoiceStage:
         self.first_audio_priority = threading.Event()
         self.first_audio_priority.set()
         self._cancelled: set[int] = set()
+        self._trimmed: set[int] = set()  # turns whose later clauses are not spoken (the reply ends early)
         self._finished: dict[int, asyncio.Future] = {}
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
-        if event.turn_id in self._cancelled:
+        if event.turn_id in self._cancelled or (isinstance(event, ReplyClause) and event.turn_id in self._trimmed):
             return
         await self.queue.put(event)
 
@@ -81,6 +82,13 @@ class VoiceStage:
         self._resolve(turn_id)
         return dropped
 
+    def trim(self, turn_id: int) -> None:
+        """The turn's reply ends with what is already made: its later clauses are skipped,
+        its `ReplyFinished` still passes (the reply is answered, only shorter)."""
+        self._trimmed.add(turn_id)
+        if len(self._trimmed) > 256:
+            self._trimmed = set(sorted(self._trimmed)[-128:])
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -88,6 +96,8 @@ class VoiceStage:
             if event is None:
                 return
             if event.turn_id in self._cancelled:
+                continue
+            if isinstance(event, ReplyClause) and event.turn_id in self._trimmed:
                 continue
             if isinstance(event, ReplyClause):
                 first = event.index == 0
