@@ -108,6 +108,12 @@ def test_the_detector_is_asked_once_at_the_short_pause_not_again_at_the_endpoint
     assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited: not over
 
 
+def test_a_word_or_two_is_never_a_finished_turn_whatever_the_detector_says():
+    turn = ScriptedTurn(0.99)
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.6), silence(3.0)]), text="Miko.", turn=turn, turn_wait_ms=1500)
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited for the rest of the sentence
+
+
 def test_without_a_detector_the_punctuation_decides_as_before():
     (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(2.0)]))
     assert u.t_endpoint - u.t_end < 0.25

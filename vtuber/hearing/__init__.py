@@ -57,6 +57,7 @@ log = logging.getLogger("vtuber.hearing")
 _VAD_HISTORY = 4096
 ONSET_GRACE_S = 1.0  # after a speech onset, the streamer counts as talking this long
 _SENTENCE_END = (".", "!", "?", "…")
+_MIN_WORDS = 3  # a turn that ends early has at least this many words
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Hearing:
         transcript = spec.task.result()
         if not self.endpointer.in_speech or self.endpointer.silent_frames == 0:
             return
-        if not (spec.verdict.result() >= self.turn_done if spec.verdict is not None else _complete(transcript.text)):
+        if not self._finished(transcript.text, spec.verdict.result() if spec.verdict is not None else None):
             return
         spec.decided = True
         spec.sent = self._send(spec.segment, transcript, self.clock.now(), t_endpoint=self.clock.now())
@@ -252,6 +253,14 @@ class Hearing:
         finally:
             self.clock.end_work()
 
+    def _finished(self, text: str, p_over: float | None) -> bool:
+        """Is the turn over? By the detector's probability when there is one, else by the
+        punctuation; never on a word or two ("Miko." is the streamer calling the co-host,
+        and the detector hears a lone name as a whole turn)."""
+        if p_over is None:
+            return _complete(text)
+        return p_over >= self.turn_done and len(text.split()) >= _MIN_WORDS
+
     def _judge(self, seg: Segment) -> asyncio.Task:
         """The turn detector's verdict on the utterance so far, in its own worker."""
         self.clock.begin_work()
@@ -275,10 +284,8 @@ class Hearing:
         (an unfinished sentence; with the turn detector, a turn it hears more coming in)."""
         try:
             transcript = await asr
-            if verdict is not None and not finished:
-                finished = await verdict >= self.turn_done
-            elif not finished:
-                finished = _complete(transcript.text)
+            if not finished:
+                finished = self._finished(transcript.text, await verdict if verdict is not None else None)
             t_done = self.clock.now()
             if self._prefix is not None or self.endpointer.in_speech:
                 # Speech resumed while we were transcribing: this text is superseded
@@ -348,7 +355,7 @@ def _complete(text: str) -> bool:
     word or two ("Miko." is the streamer calling the co-host, not a whole request)."""
     t = text.rstrip()
     trailing_off = t.endswith(("...", "…"))  # Whisper's mark for speech that trails off
-    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= 3
+    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= _MIN_WORDS
 
 
 def _join(a: Segment, b: Segment) -> Segment:
