@@ -253,7 +253,7 @@ def rich_chat(text, t, user="viewer", bits=0, badges=()):
 
 async def test_paid_and_mentioned_chat_first_then_the_newest():
     clock = ManualClock(10.0)
-    d = Director(DirectorConfig(), clock, [].append, persona_name="Miko")
+    d = Director(DirectorConfig(busy_max_age_s=0.0), clock, [].append, persona_name="Miko")  # the order alone
     d.submit(rich_chat("nice run", 1.0, "a"))
     d.submit(rich_chat("Miko, hi", 2.0, "b"))
     d.submit(rich_chat("cheer100 gg", 3.0, "c", bits=100))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from test_cancel import HeldLLM, NoVAD
+from scripted_llm import ScriptedLLM
+from test_cancel import NoVAD
 
 from vtuber.clock import FastClock
 from vtuber.config import load_config
@@ -36,7 +37,7 @@ class SlowTTS:
 
 def session(overrides=None):
     cfg = load_config(overrides={"plugins": {"enabled": []}, "llm": {"history_turns": 4}, **(overrides or {})})
-    engine = Engine(cfg, load_persona("miko"), None, HeldLLM([LONG, SHORT]), None, SlowTTS(), NoVAD(), "CANARY-0000000000")
+    engine = Engine(cfg, load_persona("miko"), None, ScriptedLLM([LONG, SHORT]), None, SlowTTS(), NoVAD(), "CANARY-0000000000")
     return Session(engine, FastClock())
 
 
