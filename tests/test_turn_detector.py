@@ -178,3 +178,27 @@ def test_a_missing_model_is_one_clear_line(tmp_path):
 
     with pytest.raises(UserError, match="Smart Turn model not found"):
         SmartTurn(tmp_path / "nope.onnx")
+
+
+@needs_model
+def test_the_pause_set_through_the_real_hearing_counts_cut_ins_and_commits(engine):
+    """Two finished sentences and two mid-sentence pauses from Piper, through Silero, Whisper
+    and Smart Turn: what must hold whatever the models hear."""
+    from vtuber.turn_bench import make_pause_set, run_turn_bench
+
+    if engine.turn is None:
+        pytest.skip("the session engine has no turn detector")
+    clips = make_pause_set(engine.tts)
+    finished = [c for c in clips if c.resume is None][:2]
+    paused = [c for c in clips if c.resume is not None][:2]
+    for c in paused:  # the pause is real silence, longer than the endpoint's hangover
+        gap = c.audio[int((c.resume - 0.5) * RATE) : int(c.resume * RATE)]
+        assert np.abs(gap).max() == 0.0
+    r = run_turn_bench(engine, finished + paused)
+    assert r["clips"] == {"finished": 2, "paused": 2}
+    # silence alone ends every pause longer than the hangover: each is a cut-in
+    assert r["silence"]["cut_ins"] == 2
+    for mode in ("silence", "punctuation", "smart_turn"):
+        assert 0 <= r[mode]["cut_ins"] <= 2 and r[mode]["missed"] == 0
+        assert r[mode]["commit"]["n"] == 2 and r[mode]["commit"]["p50"] > 0
+    assert r["model_s"]["turn"]["n"] == 2
