@@ -523,6 +523,10 @@ class Session:
             await asyncio.shield(self.outputs.close())
         return self.recorder
 
+    def talk(self, pressed: bool) -> None:
+        """Push-to-talk (`hearing.push_to_talk`): the streamer's button went down or up."""
+        self.hearing.talk(pressed)
+
     def stop(self, reason: str = "shutdown") -> None:
         """End the session now (Ctrl-C, SIGTERM, a time limit): sources stop, the reply
         being spoken is cut (fading out), queued inputs are dropped; `run` returns normally."""
