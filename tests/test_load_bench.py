@@ -49,3 +49,52 @@ def test_the_bench_lines_for_a_log_read_in_80_columns():
     row = next(line for line in lines if line.startswith("chat -> first audio"))
     assert "150 ms" in row and "250 ms" in row and "450 ms" in row and "3.00x" in row
     assert any("false cut-ins  4/10" in line for line in lines)
+
+
+# --- the scenario through a session: scripted model, a voice that speaks slowly -------------
+
+
+def _run_scripted(overrides: dict) -> dict:
+    import asyncio
+
+    import numpy as np
+    from scripted_llm import ScriptedLLM
+    from test_cancel import NoVAD
+
+    from vtuber.clock import FastClock
+    from vtuber.config import load_config
+    from vtuber.load_bench import load_result
+    from vtuber.mind.persona import load_persona
+    from vtuber.pipeline import Engine, Session
+    from vtuber.sources import ChatScriptSource
+
+    class SlowTTS:
+        sample_rate = 16000
+
+        def synthesize(self, text):  # 0.3 s a word: a reply plays for seconds
+            return (np.sin(np.arange(int(0.3 * 16000) * max(len(text.split()), 1)) * 0.1) * 8000).astype(np.int16)
+
+        def warm(self):
+            pass
+
+    reply = "Oh that is such a fun question, I think the answer is tea and cozy games tonight!"
+    cfg = load_config(overrides={"plugins": {"enabled": []}, **overrides})
+    engine = Engine(cfg, load_persona("miko"), None, ScriptedLLM([reply] * 1000), None, SlowTTS(), NoVAD(), "CANARY-0000000000")
+    session = Session(engine, FastClock())
+    asyncio.run(asyncio.wait_for(session.run([ChatScriptSource(load_chat(60.0))]), 300))
+    return load_result(session, 60.0)
+
+
+def test_in_a_busy_chat_fresh_answers_and_urgent_ones_are_heard_sooner_than_without_the_rules():
+    fresh = _run_scripted({})
+    old = _run_scripted({"director": {"busy_max_age_s": 0.0, "wrap_up_after_s": 0.0}})
+    for r in (fresh, old):
+        assert r["kinds"]["paid"]["answered"] == 3 and r["kinds"]["mention"]["answered"] == 6
+        assert r["counters"]["adds_up"]
+    # Passing over stale chat: what is answered is heard sooner, at the median and the tail.
+    assert fresh["chat"]["input_to_first_heard"]["p95"] < old["chat"]["input_to_first_heard"]["p95"]
+    assert fresh["chat"]["input_to_first_heard"]["p50"] <= old["chat"]["input_to_first_heard"]["p50"]
+    assert sum(k["not_answered"].get("passed over", 0) for k in fresh["kinds"].values()) > 0
+    # Wrapping a long reply up at its clause: payments and mentions are heard sooner.
+    assert fresh["counters"]["wrapped_up"] > 0 and old["counters"]["wrapped_up"] == 0
+    assert fresh["urgent"]["input_to_first_heard"]["max"] < old["urgent"]["input_to_first_heard"]["max"]
