@@ -73,3 +73,11 @@ def test_with_wrap_up_off_the_whole_reply_is_heard_first():
     assert first.heard_text == LONG
     assert paid.t_first_heard >= first.play_end
     assert s.director.counters["wrapped_up"] == 0
+
+
+def test_a_paid_messages_own_answer_is_never_wrapped_up():
+    s = session()
+    script = [ChatMessage("rich", "cheer500 tell me about tea?", 0.5, bits=500, id="p"), ChatMessage("fan", "Miko hi!", 3.0, id="m")]
+    paid, mention = run(s, script)
+    assert paid.heard_text == LONG and mention.user == "fan"
+    assert s.director.counters["wrapped_up"] == 0

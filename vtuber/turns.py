@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from vtuber.clock import Clock
 from vtuber.director import Director
-from vtuber.events import Turn, TurnCancelled, TurnDropped
+from vtuber.events import ChatMessage, Turn, TurnCancelled, TurnDropped
 from vtuber.mind import Mind
 from vtuber.outputs.playback import Playback
 from vtuber.voice import VoiceStage
@@ -164,6 +164,9 @@ class TurnRunner:
         reason = f"wrapped up: {why} waiting"
         shortened = False
         for turn_id in self.playback.playing():
+            playing = self._recent.get(turn_id)
+            if playing is not None and isinstance(playing.source, ChatMessage) and self.director.paid_value(playing.source) > 0:
+                continue  # a paid message's own answer is heard whole
             if self.playback.trim(turn_id, reason) is not None:
                 self.voice.trim(turn_id)  # its later clauses: never synthesized
                 turn = self._recent.get(turn_id)
