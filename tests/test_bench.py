@@ -32,7 +32,7 @@ def _consistent(d: dict, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def result(engine):
-    return bench.run_bench(engine, turns=2, load_s=12.0)
+    return bench.run_bench(engine, turns=2, load_s=12.0, pauses=False)  # the pauses: test_turn_detector
 
 
 def test_bench_answers_every_turn_of_both_kinds(result):

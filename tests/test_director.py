@@ -33,10 +33,12 @@ def speech(text: str, t_end: float) -> Utterance:
     return Utterance(text=text, t_start=t_end - 1.0, t_end=t_end, t_endpoint=t_end + 0.3, t_asr_done=t_end + 0.5, t=t_end + 0.5)
 
 
-def make(queue_size: int = 16, max_age_s: float = 30.0, clock: Clock | None = None):
+def make(queue_size: int = 16, max_age_s: float = 30.0, clock: Clock | None = None, busy_max_age_s: float = 0.0):
+    """A director; by default without the busy-chat age limit (its own tests turn it on)."""
     clock = clock or ManualClock()
     emitted: list[object] = []
-    return Director(DirectorConfig(queue_size=queue_size, max_age_s=max_age_s), clock, emitted.append), clock, emitted
+    cfg = DirectorConfig(queue_size=queue_size, max_age_s=max_age_s, busy_max_age_s=busy_max_age_s)
+    return Director(cfg, clock, emitted.append), clock, emitted
 
 
 async def drain(d: Director) -> list[Turn]:
@@ -251,7 +253,7 @@ def rich_chat(text, t, user="viewer", bits=0, badges=()):
 
 async def test_paid_and_mentioned_chat_first_then_the_newest():
     clock = ManualClock(10.0)
-    d = Director(DirectorConfig(), clock, [].append, persona_name="Miko")
+    d = Director(DirectorConfig(busy_max_age_s=0.0), clock, [].append, persona_name="Miko")  # the order alone
     d.submit(rich_chat("nice run", 1.0, "a"))
     d.submit(rich_chat("Miko, hi", 2.0, "b"))
     d.submit(rich_chat("cheer100 gg", 3.0, "c", bits=100))
@@ -439,7 +441,7 @@ async def test_thank_yous_waiting_together_become_one_line():
         d.submit(Announcement(f"thanks {user}!", 99.0, user, "thanks", event=StreamEvent("sub", user, 99.0)))
     d.submit(Announcement("welcome raiders!", 99.0, "big", "thanks", event=StreamEvent("raid", "big", 99.0, amount=9)))
     assert [t.text for t in await drain(d)] == ["thanks ann, bo, cy for the subs!", "welcome raiders!"]
-    assert d.counters["merged"] == 2 and d.balance()["adds_up"]
+    assert d.counters["batched"] == 2 and d.balance()["adds_up"]
 
 
 async def test_a_10000_message_burst_keeps_the_queue_bounded_and_the_counters_add_up():
@@ -469,3 +471,43 @@ def test_join_names():
         "a, b and c",
         "a, b and 3 others",
     ]
+
+
+# --- a busy chat: fresh answers, and urgent input cuts a long reply short -------------------
+
+
+async def test_in_a_busy_chat_ordinary_chat_older_than_busy_max_age_is_passed_over():
+    clock = ManualClock(20.0)
+    emitted: list[object] = []
+    d = Director(DirectorConfig(busy_max_age_s=5.0), clock, emitted.append, persona_name="Miko")
+    d.submit(rich_chat("what game is this?", 10.0, "old-question"))  # 10 s old: a fresher one waits
+    d.submit(rich_chat("Miko are you there", 11.0, "old-mention"))  # a mention: never passed over
+    d.submit(rich_chat("hello", 18.0, "fresh"))
+    d.submit(rich_chat("gg", 19.0, "freshest"))
+    order = [t.user for t in await drain(d)]
+    assert order == ["old-mention", "freshest", "fresh"]
+    assert [(e.user, e.reason) for e in emitted if isinstance(e, TurnDropped)] == [("old-question", "passed over")]
+    assert d.counters["dropped_passed over"] == 1 and d.balance()["adds_up"]
+
+
+async def test_the_last_message_waiting_is_answered_however_old_it_is():
+    clock = ManualClock(20.0)
+    d = Director(DirectorConfig(busy_max_age_s=5.0), clock, [].append)
+    d.submit(rich_chat("anyone?", 10.0, "lonely"))
+    assert [t.user for t in await drain(d)] == ["lonely"]  # not busy: nothing fresher to answer
+
+
+async def test_a_paid_message_or_a_mention_during_a_long_reply_asks_to_wrap_up():
+    clock = ManualClock(10.0)
+    d = Director(DirectorConfig(wrap_up_after_s=2.0), clock, [].append, persona_name="Miko")
+    asked: list[str] = []
+    d.wrap_up = lambda why: asked.append(why) or True
+    busy = {"until": 16.0}  # 6 s of reply still to play
+    d.speaker_busy_until = lambda: busy["until"]
+    d.submit(rich_chat("nice", 10.0, "plain"))
+    d.submit(rich_chat("cheer100 hi", 10.0, "payer", bits=100))
+    d.submit(rich_chat("Miko look!", 10.0, "fan"))
+    busy["until"] = 11.5  # under 2 s left: it ends soon enough by itself
+    d.submit(rich_chat("Miko again", 10.0, "fan2"))
+    assert asked == ["paid", "mention"]
+    assert d.counters["wrapped_up"] == 2 and d.balance()["wrapped_up"] == 2

@@ -42,7 +42,7 @@ async def test_subs_that_arrive_while_she_talks_are_thanked_in_one_line():
     others = sum(int(w) for w in named.replace("others", "").split() if w.isdigit())
     assert sum(name in named for name in ["Ann", "Bo", "Cy", "Di", "Ed"]) + others == 5
     assert lines[-1] == "Welcome, raiders! Thank you for the raid, bigfriend!"  # another kind: its own line
-    assert s.director.counters["merged"] == 5 - len(subs)
+    assert s.director.counters["batched"] == 5 - len(subs)
     assert s.director.balance()["adds_up"]
 
 

@@ -33,7 +33,9 @@ from vtuber.outputs.recorder import TurnRecord
 from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
 from vtuber.rehearsal import summary
-from vtuber.sources import ChatScriptSource, WavReplaySource
+from vtuber.load_bench import load_result, plot_load, run_load
+from vtuber.sources import WavReplaySource
+from vtuber.turn_bench import make_pause_set, run_turn_bench
 from vtuber.text import count_words
 
 CHAT_LINES = [
@@ -114,49 +116,6 @@ async def _streaming(engine: Engine, plan: BenchPlan) -> Session:
     session = Session(engine, FastClock())
     await session.run([TurnTakingSource(session, plan)])
     return session
-
-
-# The live-load scenario: a busy chat (one message a second) while the streamer talks.
-LOAD_CHAT_EVERY_S = 1.0
-LOAD_SPEECH_EVERY_S = 15.0
-
-
-async def _live_load(engine: Engine, seconds: float) -> Session:
-    chat = []
-    for i in range(int(seconds / LOAD_CHAT_EVERY_S)):
-        user, text = CHAT_LINES[i % len(CHAT_LINES)]
-        chat.append(ChatMessage(user=f"{user}{i}", text=text, t=0.5 + i * LOAD_CHAT_EVERY_S, source="bench"))
-    track = np.zeros(int((seconds + 2) * HEARING_RATE), np.float32)
-    for k, t in enumerate(np.arange(3.0, seconds - 3.0, LOAD_SPEECH_EVERY_S)):
-        pcm = engine.tts.synthesize(SPEECH_LINES[k % len(SPEECH_LINES)])
-        clip = resample(pcm.astype(np.float32) / 32768, engine.tts.sample_rate, HEARING_RATE) * 0.8
-        i = int(t * HEARING_RATE)
-        track[i : i + len(clip)] = clip[: len(track) - i]
-    session = Session(engine, FastClock())
-    await session.run([ChatScriptSource(chat), WavReplaySource(track)])
-    return session
-
-
-def live_load_result(session: Session, seconds: float) -> dict:
-    records = session.recorder.finished()
-    dropped: dict[str, int] = {}
-    for d in session.recorder.dropped:
-        if d.kind == "chat":
-            dropped[d.reason] = dropped.get(d.reason, 0) + 1
-    out: dict = {"seconds": seconds, "chat_every_s": LOAD_CHAT_EVERY_S, "dropped": dropped}  # chat dropped, by reason
-    out["counters"] = session.balance()  # received = answered + cut short + merged + dropped + waiting
-    for kind in ("chat", "speech"):
-        rs = [r for r in records if r.kind == kind]
-        heard = [v for r in rs if (v := r.stages()["input_to_first_heard"]) is not None]
-        ready = [v for r in rs if (v := r.stages()["input_to_first_audio"]) is not None]
-        out[kind] = {
-            "received": session.counters.get(f"received_{kind}", 0),
-            "answered": len(rs),
-            "cut_short": sum(r.cut_short for r in rs),
-            "input_to_first_heard": _dist(heard),
-            "input_to_first_audio": _dist(ready),
-        }
-    return out
 
 
 def naive_turn(engine: Engine, builder: PromptBuilder, turn: Turn) -> dict:
@@ -263,7 +222,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: float = 60.0) -> dict:
+def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: float = 60.0, pauses: bool = True) -> dict:
     progress("synthesizing the streamer's lines")
     plan = make_plan(engine, turns)
     progress(f"streaming pipeline: {turns} chat + {turns} spoken turns, one at a time (speech replayed in real time)")
@@ -283,7 +242,10 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
     load = None
     if load_s > 0:
         progress(f"live load: a chat message a second for {load_s:.0f} s while the streamer talks")
-        load = live_load_result(asyncio.run(_live_load(engine, load_s)), load_s)
+        load = load_result(asyncio.run(run_load(engine, load_s, SPEECH_LINES)), load_s)
+    turn_taking = None
+    if pauses:  # false cut-ins and speech end -> sent, with and without the turn detector
+        turn_taking = run_turn_bench(engine, make_pause_set(engine.tts), progress)
     stats = summary(records)
     result = {
         "machine": machine(),
@@ -307,6 +269,7 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
         "heard": [u.text for u in session.recorder.heard],
         "records": [r.to_json() for r in records],
         "live_load": load,
+        "turn_taking": turn_taking,
         "quality": quality_counts(records),  # echo, parrot, role play, cut...: reply checks over the bench turns
         # each part named (a file or a server, with its fallback counts), and the
         # reasoning models' thinking time apart (in the LLM time above, never spoken)
@@ -386,7 +349,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-FILES = ("bench.json", "bench.png")
+FILES = ("bench.json", "bench.png", "bench_load.png")
 
 
 def write(result: dict, out: OutFolder | Path) -> dict[str, Path]:
@@ -396,6 +359,8 @@ def write(result: dict, out: OutFolder | Path) -> dict[str, Path]:
     def files(stage: Path) -> None:
         (stage / "bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
         plot(result, stage / "bench.png")
+        if result.get("live_load"):
+            plot_load(result["live_load"], stage / "bench_load.png")
 
     try:
         written = folder.publish(files)

@@ -119,6 +119,14 @@ class HearingConfig:
     # Answer at the short pause (speculative_ms) when the transcript is a whole sentence,
     # instead of waiting out hangover_ms; the turn is cancelled silently if they go on.
     early_answer: bool = True
+    # End of turn by meaning: "smart_turn" (Smart Turn v3.2, inside the pipecat-ai wheel), "text"
+    # (the transcript's punctuation), or "auto" (smart_turn when installed). An unfinished turn
+    # waits up to turn_wait_ms of silence for more.
+    turn_detector: str = "auto"
+    turn_wait_ms: int = 1500
+    turn_threads: int = 1
+    # Only audio while the push-to-talk button (dock, or a hotkey) is held is heard; letting go ends the turn.
+    push_to_talk: bool = False
     # Her own voice coming back through the mic: "gate" checks onsets and transcripts against
     # what is playing; "off" for headphones. echo_loss_db: how much quieter the room makes her.
     echo_guard: str = "gate"
@@ -146,6 +154,12 @@ class DirectorConfig:
     min_gap_s: float = 0.0  # quiet seconds between one chat reply's end and the next
     max_replies_per_min: int = 0  # chat replies a minute at most (0 = no limit)
     idle_after_s: float = 0.0  # opt-in idle talk: after this many quiet seconds, talk about a persona idle topic (0 = off)
+    # A busy chat: ordinary chat (not paid, not a mention) older than this is passed over when a
+    # fresher message waits; the audience hears answers within seconds, not to stale lines (0 = off).
+    busy_max_age_s: float = 5.0
+    # A paid message or a mention arrives while a reply has more than this many seconds left to
+    # play: the reply ends after the clause being heard, and the waiting one is answered (0 = never).
+    wrap_up_after_s: float = 2.0
 
 
 # US dollars per unit; bits are a cent each (what Twitch pays out).
@@ -358,6 +372,9 @@ def validate(cfg: Config) -> Config:
         (cfg.hearing.hangover_ms >= 32, "hearing.hangover_ms must be >= 32"),
         (cfg.hearing.speculative_ms >= 0, "hearing.speculative_ms must be >= 0"),
         (0 <= cfg.hearing.continuation_ms <= 5000, "hearing.continuation_ms must be in [0, 5000]"),
+        (cfg.hearing.turn_detector in ("auto", "smart_turn", "text"), "hearing.turn_detector must be auto, smart_turn or text"),
+        (0 <= cfg.hearing.turn_wait_ms <= 10000, "hearing.turn_wait_ms must be in [0, 10000]"),
+        (1 <= cfg.hearing.turn_threads <= 64, "hearing.turn_threads must be in [1, 64]"),
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),
         (0.0 <= cfg.director.pick_ahead_s <= 10.0, "director.pick_ahead_s must be in [0, 10]"),
@@ -370,6 +387,8 @@ def validate(cfg: Config) -> Config:
         (cfg.director.merge_window_s >= 0, "director.merge_window_s must be >= 0"),
         (0.0 <= cfg.director.min_gap_s <= 60.0, "director.min_gap_s must be in [0, 60]"),
         (cfg.director.max_replies_per_min >= 0, "director.max_replies_per_min must be >= 0"),
+        (0.0 <= cfg.director.busy_max_age_s <= 600.0, "director.busy_max_age_s must be in [0, 600]"),
+        (0.0 <= cfg.director.wrap_up_after_s <= 600.0, "director.wrap_up_after_s must be in [0, 600]"),
         (cfg.director.idle_after_s == 0 or cfg.director.idle_after_s >= 5, "director.idle_after_s must be 0 (off) or >= 5"),
         (0.2 <= cfg.voice.length_scale <= 5.0, "voice.length_scale must be in [0.2, 5]"),
         (cfg.voice.max_clause_chars >= 20, "voice.max_clause_chars must be >= 20"),

@@ -40,6 +40,8 @@ class Steerable(Protocol):
 
     def check_persona(self, persona: Persona) -> None: ...
 
+    def talk(self, pressed: bool) -> None: ...
+
     def switch_persona(self, persona: Persona) -> None: ...
 
 
@@ -77,6 +79,10 @@ class SessionControls(Controls):
     def answer_next(self, message_id: str) -> None:
         """Answer this queued chat message next (the dock's "answer this one next")."""
         self._soon(self.session.promote, message_id)
+
+    def talk(self, pressed: bool) -> None:
+        """Push-to-talk (`hearing.push_to_talk`): the button went down or up."""
+        self._soon(lambda: self.session.talk(pressed))
 
     def skip(self) -> None:
         s = self.session

@@ -22,9 +22,16 @@ What a busy chat cannot do, each named and counted:
   up to `PAID_QUEUE_FACTOR` times that: each is owed an answer); a new input evicts the lowest chat
   message (never a paid one for free chat; speech is never evicted by chat).
 - `stale`: chat older than `max_age_s` (paid: `paid_max_age_s`) when a turn is picked.
+- `passed over`: in a busy chat, ordinary chat older than `busy_max_age_s` when a fresher
+  message waits (the audience hears answers within seconds, not to lines long scrolled by).
 - `moderated: ...`: a moderator deleted it, or timed out or banned its author.
-Counters add up: received = answered + cut_short + merged + commands + dropped (by reason)
-+ waiting (`balance()`).
+- `batched`: thank-yous for the same kind of event waiting together, said as one line.
+Counters add up: received = answered + cut_short + merged + batched + commands + dropped
+(by reason) + waiting (`balance()`).
+
+Urgent input (a paid message, a mention of the persona) arriving while a long reply
+plays calls `wrap_up(reason)` (set by the session): the reply ends after the clause being
+heard, so the payment is heard within seconds, not after the whole reply.
 
 Pacing: while the streamer is talking nothing else is picked (their utterance is
 answered next). While the speaker is still playing earlier replies, the next input is picked
@@ -130,6 +137,8 @@ class Director:
         self.streamer_talking: Callable[[], bool] = lambda: False  # their utterance is on its way
         # Several thank-you lines of one kind waiting together -> one line (set by the session).
         self.merge_lines: Callable[[list[Announcement]], Announcement | None] | None = None
+        # A paid message or a mention is waiting: end the reply playing at its clause (set by the session).
+        self.wrap_up: Callable[[str], bool] | None = None
         self.pick_ahead_s = cfg.pick_ahead_s
         self._promoted = ""  # a chat message id the streamer wants answered next
         self._answered_keys: deque[tuple[float, str, str]] = deque()  # (picked at, text key, user) for merging
@@ -165,6 +174,10 @@ class Director:
 
     def mentions(self, msg: ChatMessage) -> bool:
         return bool(self.persona_name) and self.persona_name in msg.text.lower()
+
+    def urgent(self, msg: ChatMessage) -> bool:
+        """Paid or mentioning the persona: heard within seconds, never passed over for fresher chat."""
+        return self.paid_value(msg) > 0 or self.mentions(msg)
 
     def score(self, msg: ChatMessage) -> float:
         """How much a chat message deserves an answer (1 = an ordinary message)."""
@@ -237,6 +250,10 @@ class Director:
             (self._speech if kind == "speech" else self._lines).append((event, now))
         self._update_hold()
         self._ready.set()
+        if kind == "chat" and self.wrap_up is not None and self.urgent(event) and self.cfg.wrap_up_after_s > 0:
+            busy = self.speaker_busy_until() if self.speaker_busy_until is not None else now
+            if busy - now > self.cfg.wrap_up_after_s and self.wrap_up("paid" if self.paid_value(event) > 0 else "mention"):
+                self.counters["wrapped_up"] += 1
 
     def _wait(self, msg: ChatMessage, now: float) -> _Waiting:
         return _Waiting(msg, now, normal_text(msg.text))
@@ -355,6 +372,13 @@ class Director:
                 if now - w.msg.t > limit:
                     self._chat.remove(w)
                     self._drop(w.msg, "stale")
+            busy_age = self.cfg.busy_max_age_s
+            if busy_age > 0 and len(self._chat) > 1:
+                newest = max(w.msg.t for w in self._chat)
+                for w in list(self._chat):
+                    if now - w.msg.t > busy_age and w.msg.t < newest and not self.urgent(w.msg) and not (self._promoted and w.msg.id == self._promoted):
+                        self._chat.remove(w)
+                        self._drop(w.msg, "passed over")
             while self._chat:
                 best = max(self._chat, key=self._rank)
                 self._chat.remove(best)
@@ -388,7 +412,7 @@ class Director:
             return line
         for item in same:
             self._lines.remove(item)
-            self.counters["merged"] += 1
+            self.counters["batched"] += 1
         return merged
 
     def _idle_turn(self) -> Turn | None:
@@ -514,11 +538,15 @@ class Director:
         self._update_hold()
 
     def balance(self) -> dict:
-        """The counters, summed: received = answered + cut_short + merged + commands + dropped + waiting."""
+        """The counters, summed: received = answered + cut_short + merged + batched + commands
+        + dropped + waiting (`wrapped_up`: answered replies ended early at a clause for urgent input)."""
         c = self.counters
         received = sum(v for k, v in c.items() if k.startswith("received_"))
         dropped = {k[len("dropped_"):]: v for k, v in c.items() if k.startswith("dropped_") and v}
-        parts = {k: c.get(k, 0) for k in ("answered", "cut_short", "merged", "commands", "skipped")}
+        parts = {k: c.get(k, 0) for k in ("answered", "cut_short", "merged", "batched", "commands", "skipped")}
         waiting = len(self)
         accounted = sum(parts.values()) + sum(dropped.values()) + waiting
-        return {"received": received, **parts, "dropped": dropped, "waiting": waiting, "adds_up": accounted == received}
+        return {
+            "received": received, **parts, "dropped": dropped, "waiting": waiting,
+            "wrapped_up": c.get("wrapped_up", 0), "adds_up": accounted == received,
+        }

@@ -44,6 +44,7 @@ from vtuber.events import (
 )
 from vtuber.hearing import Endpointer, Hearing, SileroVAD
 from vtuber.hearing.echo import EchoGuard
+from vtuber.hearing.turn import SmartTurn, load_turn_detector
 from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
@@ -81,6 +82,7 @@ class Engine:
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
     embedder: object = None  # sentence embeddings for choosing facts (None: keywords)
+    turn: SmartTurn | None = None  # end of turn by meaning (None: by the transcript's punctuation)
 
     @classmethod
     def load(cls, cfg: Config, persona: Persona, step: Callable[[str], None] = lambda s: None) -> Engine:
@@ -94,7 +96,10 @@ class Engine:
         asr = make_asr(cfg, paths, persona, step)
         tts = make_tts(cfg, paths, persona, step)
         vad = SileroVAD()
-        return cls(cfg, persona, paths, llm, asr, tts, vad, embedder=load_embedder(cfg))
+        turn = load_turn_detector(cfg.hearing.turn_detector, cfg.hearing.turn_threads)
+        if turn is not None:
+            step("loaded Smart Turn v3.2 (end of turn by meaning)")
+        return cls(cfg, persona, paths, llm, asr, tts, vad, embedder=load_embedder(cfg), turn=turn)
 
     def warm(self, step: Callable[[str], None] = lambda s: None) -> None:
         """Run each model once so the first real turn pays no first-call costs."""
@@ -106,6 +111,8 @@ class Engine:
         self.tts.warm()
         if self.embedder is not None:
             self.embedder.encode(["warming the fact finder"])
+        if self.turn is not None:
+            self.turn.warm()
 
     def close(self) -> None:
         self.llm.close()
@@ -191,6 +198,9 @@ class Session:
             speculative_ms=h.speculative_ms,
             onset_ms=h.barge_in_ms,
             early_answer=h.early_answer,
+            turn=engine.turn,
+            turn_wait_ms=h.turn_wait_ms,
+            push_to_talk=h.push_to_talk,
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking
         self.errors: list[str] = []  # what went wrong in a turn, for the report (the stream went on)
@@ -247,6 +257,7 @@ class Session:
             muted=lambda: self.controls.muted,
             errors=self.errors,
         )
+        self.director.wrap_up = self.turns.wrap_up
         self.echo = EchoGuard(h.echo_guard, h.echo_loss_db)
         self.barge_in = h.barge_in
         self.blocked: list[tuple[int, str, str]] = []  # every gate's blocks, across persona switches
@@ -569,6 +580,10 @@ class Session:
             await asyncio.shield(asyncio.to_thread(self.playback.close, not (stopping or self.stopped)))
             await asyncio.shield(self.outputs.close())
         return self.recorder
+
+    def talk(self, pressed: bool) -> None:
+        """Push-to-talk (`hearing.push_to_talk`): the streamer's button went down or up."""
+        self.hearing.talk(pressed)
 
     def stop(self, reason: str = "shutdown") -> None:
         """End the session now (Ctrl-C, SIGTERM, a time limit): sources stop, the reply

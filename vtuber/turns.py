@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from vtuber.clock import Clock
 from vtuber.director import Director
-from vtuber.events import Turn, TurnCancelled, TurnDropped
+from vtuber.events import ChatMessage, Turn, TurnCancelled, TurnDropped
 from vtuber.mind import Mind
 from vtuber.outputs.playback import Playback
 from vtuber.voice import VoiceStage
@@ -156,6 +156,26 @@ class TurnRunner:
             self.cancelled += 1
             self.director.poke()  # the speaker is free: pick now
         return stopped
+
+    def wrap_up(self, why: str) -> bool:
+        """Urgent input waits (`why`: paid, mention): every reply playing ends after the clause
+        being heard, its later clauses are never made or played, and the director looks
+        again at once. True if a reply was shortened."""
+        reason = f"wrapped up: {why} waiting"
+        shortened = False
+        for turn_id in self.playback.playing():
+            playing = self._recent.get(turn_id)
+            if playing is not None and isinstance(playing.source, ChatMessage) and self.director.paid_value(playing.source) > 0:
+                continue  # a paid message's own answer is heard whole
+            if self.playback.trim(turn_id, reason) is not None:
+                self.voice.trim(turn_id)  # its later clauses: never synthesized
+                turn = self._recent.get(turn_id)
+                if turn is not None:
+                    self.mind.remember_heard(turn, self.playback.heard_text(turn_id))
+                shortened = True
+        if shortened:
+            self.director.poke()
+        return shortened
 
     def _cut(self, turn: Turn, heard: str, reason: str) -> None:
         self.mind.remember_cut(turn, heard)

@@ -32,15 +32,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
         engine = common.load_engine(cfg, persona, quiet=True)
         with common.console.status("benchmarking", spinner="dots") as status:
             result = bench.run_bench(
-            engine, args.turns, progress=lambda m: (status.update(m), common.console.print(f"[dim]{m}[/]")), load_s=args.load_s
-        )
+            engine, args.turns, progress=lambda m: (status.update(m), common.console.print(f"[dim]{m}[/]")), load_s=args.load_s,
+                pauses=not args.no_pauses,
+            )
         files = bench.write(result, out)
-    common.console.print(bench_table(result))
+    if common.console.is_terminal:
+        common.console.print(bench_table(result))
+    else:  # a log or a pipe: plain lines that read in 80 columns, not a squeezed table
+        for line in bench_lines(result):
+            common.console.print(escape(line), soft_wrap=True)
+    from vtuber.load_bench import load_lines
+
+    if result.get("live_load"):
+        for line in load_lines(result["live_load"]):
+            common.console.print(escape(line), soft_wrap=True)
+    for line in turn_taking_lines(result.get("turn_taking")):
+        common.console.print(escape(line), soft_wrap=True)
     for line in bench.parts_lines(result):  # name each part
         common.console.print(f"[dim]{escape(line)}[/]")
-    for line in bench_verdict(result):
+    for line in bench_verdict(result) + load_verdict(result):
         common.console.print(line)
-    common.console.print(f"wrote {files['json']} and {files['plot']}")
+    common.console.print(f"wrote {files['json']}, {files['plot']} and the live-load plot beside them")
     return 0
 
 
@@ -92,6 +104,74 @@ def bench_table(result: dict):
     return table
 
 
+def bench_lines(result: dict) -> list[str]:
+    """The main table as plain text, at most 80 columns: metric, p50, p95, max, plain p50."""
+    m = result["machine"]
+    out = [f"vtuber bench: {m['cpu'][:40]}, {m['cores']} cores, {result['turns']}+{result['turns']} turns"]
+    out.append(f"{'metric':<30}{'p50':>8}{'p95':>8}{'max':>8}{'plain':>8}{'vs':>7}")
+    s, plain = result["streaming"], result.get("plain", {})
+
+    def row(label, d, base=None):
+        if d:
+            cells = "".join(f"{d[k] * 1000:>5.0f} ms" for k in ("p50", "p95", "max"))
+            vs = f"{base['p50'] * 1000:>5.0f} ms{base['p50'] / d['p50']:>6.2f}x" if base and d["p50"] else ""
+            out.append(f"{label[:30]:<30}{cells}{vs}")
+
+    for kind, label in (("chat", "chat -> first audio"), ("speech", "speech end -> first audio")):
+        row(label, s.get(kind, {}).get("input_to_first_audio"), plain.get(kind))
+        for stage in ("endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"):
+            row(f"  {stage.replace('_', ' ')}", s.get(kind, {}).get(stage))
+    out.append(f"peak RSS {result['peak_rss_mib']:.0f} MiB, gaps between clauses {result['gaps']}")
+    return out
+
+
+def turn_taking_lines(tt: dict | None) -> list[str]:
+    """False cut-ins on the recorded pauses and speech end -> sent, per way of ending a turn."""
+    if not tt:
+        return []
+    c = tt["clips"]
+    out = [f"end of turn: {c['paused']} mid-sentence pauses, {c['finished']} finished sentences (Piper)"]
+    for mode in ("silence", "punctuation", "smart_turn"):
+        r = tt.get(mode)
+        if r:
+            commit = r["commit"]
+            with_models = r.get("commit_with_models_p50")
+            extra = f" (+models {with_models * 1000:.0f})" if with_models is not None else ""
+            out.append(
+                f"  {mode:<12} false cut-ins {r['cut_ins']:>2}/{c['paused']}, "
+                f"end -> sent p50 {commit.get('p50', 0) * 1000:.0f} ms{extra}"
+            )
+    return out
+
+
+def _load_check(result: dict, key: str, stat: str, limit: float) -> bool:
+    return result["live_load"][key]["input_to_first_heard"][stat] <= limit
+
+
+LOAD_TARGETS = (
+    ("live load: answered chat heard p50 <= 3 s", lambda r: _load_check(r, "chat", "p50", 3.0)),
+    ("live load: answered chat heard p95 <= 6 s", lambda r: _load_check(r, "chat", "p95", 6.0)),
+    ("live load: paid and mentions heard p95 <= 5 s", lambda r: _load_check(r, "urgent", "p95", 5.0)),
+    ("chat -> first audio p50 15% under plain streaming's", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p50"] <= 0.85 * r["plain"]["chat"]["p50"]),
+    ("chat -> first audio p95 15% under plain streaming's", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p95"] <= 0.85 * r["plain"]["chat"]["p95"]),
+    ("speech end -> first audio p50 <= 400 ms", lambda r: r["streaming"]["speech"]["input_to_first_audio"]["p50"] <= 0.400),
+    ("fewer false cut-ins with the turn detector than silence alone", lambda r: r["turn_taking"]["smart_turn"]["cut_ins"] < r["turn_taking"]["silence"]["cut_ins"]),
+    ("peak RSS <= 600 MiB", lambda r: r["peak_rss_mib"] <= 600),
+)
+
+
+def load_verdict(result: dict) -> list[str]:
+    """The live-load and end-of-turn targets (a target without its measurement is missed)."""
+    lines = []
+    for label, check in LOAD_TARGETS:
+        try:
+            ok = check(result)
+        except (KeyError, TypeError):
+            ok = False
+        lines.append(f"{'[green]met[/]' if ok else '[red]missed[/]'}  {label}")
+    return lines
+
+
 TARGETS = (
     ("chat -> first audio p50 <= 200 ms", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p50"] <= 0.200),
     ("chat -> first audio p95 <= 300 ms", lambda r: r["streaming"]["chat"]["input_to_first_audio"]["p95"] <= 0.300),
@@ -120,6 +200,7 @@ def add(sub) -> None:
     b = common.command_parser(sub, "bench", __doc__)
     b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
     b.add_argument("--load-s", type=float, default=60.0, metavar="S", help="live-load scenario: a chat message a second for S seconds while the streamer talks (0: skip; default 60)")
+    b.add_argument("--no-pauses", action="store_true", help="skip the end-of-turn part (false cut-ins on recorded pauses)")
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
     b.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     common.add_common(b)

@@ -12,6 +12,15 @@ Endpointing is speculative twice over:
   not a sentence ("Okay chat," or just "Miko."), the streamer is probably
   mid-sentence: the transcript is held for up to `continuation_ms` more; if speech
   resumes, both parts are heard again as one utterance, otherwise it goes out as is.
+- With a turn detector (`vtuber.hearing.turn.SmartTurn`), whether the streamer is done
+  is judged by meaning (words and intonation of their last seconds), not by the
+  transcript's punctuation. It is asked once, at the short pause, beside the speculative
+  ASR: over (`turn_done`) -> the turn goes out at once; not over -> it waits through the
+  pause, up to `turn_wait_ms` of silence, and is heard whole if they go on. (Asked again
+  after the whole 448 ms pause, the model calls most mid-sentence pauses over: a long
+  silence is what it learned an ended turn sounds like.)
+- Push-to-talk (`push_to_talk`): only audio while the button is held is heard, and
+  letting go ends the turn at once (`talk(pressed)`, from the dock or a hotkey).
 - `SpeechStarted` comes after `onset_ms` of voice (barge-in acts on it), sooner than
   an utterance is accepted; `streamer_talking` tells the director to wait for them.
 
@@ -49,6 +58,7 @@ log = logging.getLogger("vtuber.hearing")
 _VAD_HISTORY = 4096
 ONSET_GRACE_S = 1.0  # after a speech onset, the streamer counts as talking this long
 _SENTENCE_END = (".", "!", "?", "…")
+_MIN_WORDS = 3  # a turn that ends early has at least this many words
 
 
 class AsrFailed(Exception):
@@ -69,6 +79,7 @@ class _Held:
 class _Speculation:
     segment: Segment
     task: asyncio.Task
+    verdict: asyncio.Task | None = None  # the turn detector's: how sure that the turn is over
     sent: Utterance | None = None  # sent early: a complete sentence at a short pause
     decided: bool = False  # judged early (sent, or dropped as a hallucination): not again
 
@@ -92,6 +103,10 @@ class Hearing:
         speculative_ms: int = 128,
         onset_ms: int = 96,
         early_answer: bool = True,
+        turn=None,
+        turn_wait_ms: int = 1500,
+        push_to_talk: bool = False,
+        turn_done: float = 0.5,
     ):
         self.vad = vad
         self.endpointer = endpointer
@@ -108,13 +123,24 @@ class Hearing:
         # (the turn is cancelled silently if the streamer goes on), not at the endpoint.
         self.early_answer = early_answer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        # The turn detector (SmartTurn, or anything with `probability(audio)` that the turn is
+        # over) runs on its own worker beside ASR, so its verdict is ready with the transcript.
+        self.turn = turn
+        self.turn_done = turn_done
+        self.turn_wait = turn_wait_ms / 1000
+        self._turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn") if turn else None
+        self.push_to_talk = push_to_talk
+        self._talk_pressed = False
+        self._release = False  # the button was let go: the next frame ends the utterance
         self._tasks: set[asyncio.Task] = set()
         self._held: _Held | None = None
         self._prefix: Segment | None = None  # held audio the next segment continues
         self._spec: _Speculation | None = None
         # (frame start, voiced seconds) of recent frames, for the hallucination filter.
         self._voiced: deque[tuple[float, float]] = deque(maxlen=_VAD_HISTORY)
-        self.counters: Counter[str] = Counter()  # "hallucination", "empty", "asr_failed": transcripts dropped
+        # "hallucination", "empty", "asr_failed": transcripts dropped; "turn_complete" / "turn_incomplete":
+        # the detector's verdicts; "turn_waited": utterances held because it heard more to come
+        self.counters: Counter[str] = Counter()
         # An utterance's transcript later than this (plus half its length) is given up on.
         self.asr_deadline_s = 6.0
 
@@ -126,11 +152,34 @@ class Hearing:
         recent_onset = self.clock.now() - self._last_onset < ONSET_GRACE_S  # a pause inside a start
         return ep.in_speech or ep.onset_pending or recent_onset or self._held is not None or bool(self._tasks)
 
+    def talk(self, pressed: bool) -> None:
+        """Push-to-talk: the button went down (the streamer is talking until it comes up,
+        pauses included) or up (their turn ends now, no waiting out a silence)."""
+        if not pressed and self._talk_pressed:
+            self._release = True
+        self._talk_pressed = pressed
+
     def feed(self, frame: AudioFrame) -> None:
-        prob = self.vad(frame.samples)
+        samples = frame.samples
+        held = self.push_to_talk and self._talk_pressed
+        if self.push_to_talk and not held and not self._release:
+            samples = np.zeros_like(samples)  # the button is up: the room is not heard
+        prob = self.vad(samples)
         ep = self.endpointer
-        started, segment = ep.feed(frame.samples, frame.t, prob)
         now = frame.t + frame.duration
+        if self._release:
+            self._release = False
+            started, segment = False, ep.close(now) if ep.in_speech else None
+            if segment is not None:
+                self._spec = None
+                if self._prefix is not None:
+                    segment = _join(self._prefix, segment)
+                    self._prefix = None
+                self._conclude(segment, self._asr(segment), finished=True)
+            return
+        # While the button is held the streamer is talking, pauses included (the VAD's own
+        # verdict still counts what was voiced, for the hallucination filter).
+        started, segment = ep.feed(samples, frame.t, 1.0 if held else prob)
         self._voiced.append((frame.t, frame.duration if prob >= ep.off else 0.0))
         if ep.voiced_run == self.onset_frames or (started and self.onset_frames >= ep.min_speech):
             self._last_onset = self.clock.now()
@@ -148,9 +197,11 @@ class Hearing:
                 seg = ep.snapshot(now)
                 if self._prefix is not None:
                     seg = _join(self._prefix, seg)
-                self._spec = _Speculation(seg, self._asr(seg))
+                spec = self._spec = _Speculation(seg, self._asr(seg), self._judge(seg) if self.turn else None)
                 if self.early_answer:
-                    self._spec.task.add_done_callback(lambda task, spec=self._spec: self._early(spec))
+                    for task in (spec.task, spec.verdict):
+                        if task is not None:
+                            task.add_done_callback(lambda task, spec=spec: self._early(spec))
         if segment is not None:
             if self._prefix is not None:
                 segment = _join(self._prefix, segment)
@@ -160,11 +211,12 @@ class Hearing:
             if same and spec.decided:
                 pass  # already answered (or dropped) at the short pause
             elif same:
-                # Nothing was said since the speculation started: its transcript is this one.
+                # Nothing was said since the speculation started: its transcript (and the
+                # detector's verdict) are this one's.
                 segment = Segment(spec.segment.audio, segment.t_start, segment.t_end, segment.t_endpoint)
-                self._conclude(segment, spec.task)
+                self._conclude(segment, spec.task, spec.verdict)
             else:
-                self._conclude(segment, self._asr(segment))
+                self._conclude(segment, self._asr(segment), self._judge(segment) if self.turn else None)
         held = self._held
         if held is not None and not ep.in_speech and not ep.onset_pending and now >= held.deadline:
             self._held = None
@@ -173,10 +225,15 @@ class Hearing:
     def _early(self, spec: _Speculation) -> None:
         """The speculative transcript is ready: if the streamer is still silent and it is a
         whole sentence, send it now instead of at the endpoint."""
-        if spec is not self._spec or spec.task.cancelled() or spec.task.exception() is not None:
+        tasks = [t for t in (spec.task, spec.verdict) if t is not None]
+        if spec is not self._spec or spec.decided or not all(t.done() for t in tasks):
+            return
+        if any(t.cancelled() or t.exception() is not None for t in tasks):
             return
         transcript = spec.task.result()
-        if not self.endpointer.in_speech or self.endpointer.silent_frames == 0 or not _complete(transcript.text):
+        if not self.endpointer.in_speech or self.endpointer.silent_frames == 0:
+            return
+        if not self._finished(transcript.text, spec.verdict.result() if spec.verdict is not None else None):
             return
         spec.decided = True
         spec.sent = self._send(spec.segment, transcript, self.clock.now(), t_endpoint=self.clock.now())
@@ -221,12 +278,35 @@ class Hearing:
         finally:
             self.clock.end_work()
 
-    def _conclude(self, seg: Segment, asr: asyncio.Task) -> None:
-        self.clock.begin_work()
-        self._track(self._decide(seg, asr))
+    def _finished(self, text: str, p_over: float | None) -> bool:
+        """Is the turn over? By the detector's probability when there is one, else by the
+        punctuation; never on a word or two ("Miko." is the streamer calling the co-host,
+        and the detector hears a lone name as a whole turn)."""
+        if p_over is None:
+            return _complete(text)
+        return p_over >= self.turn_done and len(text.split()) >= _MIN_WORDS
 
-    async def _decide(self, seg: Segment, asr: asyncio.Task) -> None:
-        """Once the endpoint's transcript is ready: send it, or hold it for a continuation."""
+    def _judge(self, seg: Segment) -> asyncio.Task:
+        """The turn detector's verdict on the utterance so far, in its own worker."""
+        self.clock.begin_work()
+        return self._track(self._run_judge(seg))
+
+    async def _run_judge(self, seg: Segment) -> float:
+        try:
+            loop = asyncio.get_running_loop()
+            p = float(await loop.run_in_executor(self._turn_executor, self.turn.probability, seg.audio))
+            self.counters["turn_complete" if p >= self.turn_done else "turn_incomplete"] += 1
+            return p
+        finally:
+            self.clock.end_work()
+
+    def _conclude(self, seg: Segment, asr: asyncio.Task, verdict: asyncio.Task | None = None, finished: bool = False) -> None:
+        self.clock.begin_work()
+        self._track(self._decide(seg, asr, verdict, finished))
+
+    async def _decide(self, seg: Segment, asr: asyncio.Task, verdict: asyncio.Task | None, finished: bool) -> None:
+        """Once the endpoint's transcript is ready: send it, or hold it for a continuation
+        (an unfinished sentence; with the turn detector, a turn it hears more coming in)."""
         try:
             try:
                 transcript = await asr
@@ -235,6 +315,8 @@ class Hearing:
                 log.warning("hearing: the streamer's words at %.1f-%.1f s were not heard: %s", seg.t_start, seg.t_end, e)
                 self.emit(TurnDropped("speech", "streamer", "", f"not heard: {e}", self.clock.now()))
                 return
+            if not finished:
+                finished = self._finished(transcript.text, await verdict if verdict is not None else None)
             t_done = self.clock.now()
             if self._prefix is not None or self.endpointer.in_speech:
                 # Speech resumed while we were transcribing: this text is superseded
@@ -243,10 +325,12 @@ class Hearing:
                     self._prefix = seg
                     self._spec = None  # it was taken without this prefix
                 return
-            if _complete(transcript.text):
+            if finished:
                 self._send(seg, transcript, t_done, t_endpoint=seg.t_endpoint)
             else:
-                self._held = _Held(seg, transcript, t_done, deadline=seg.t_end + self.continuation)
+                wait = self.turn_wait if verdict is not None else self.continuation
+                self.counters["turn_waited"] += verdict is not None
+                self._held = _Held(seg, transcript, t_done, deadline=max(seg.t_end + wait, seg.t_endpoint))
         finally:
             self.clock.end_work()
 
@@ -309,6 +393,8 @@ class Hearing:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._turn_executor is not None:
+            self._turn_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _complete(text: str) -> bool:
@@ -316,7 +402,7 @@ def _complete(text: str) -> bool:
     word or two ("Miko." is the streamer calling the co-host, not a whole request)."""
     t = text.rstrip()
     trailing_off = t.endswith(("...", "…"))  # Whisper's mark for speech that trails off
-    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= 3
+    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= _MIN_WORDS
 
 
 def _join(a: Segment, b: Segment) -> Segment:

@@ -111,6 +111,15 @@ class Endpointer:
         """The utterance so far, as if it ended now (for speculative ASR at a short pause)."""
         return Segment(np.concatenate(self._frames), self._t_start, self._t_last_voiced, t_now)
 
+    def close(self, t_now: float) -> Segment | None:
+        """End the utterance now (push-to-talk released), whatever the VAD says."""
+        if not self.in_speech or not self._frames:
+            self.reset()
+            return None
+        seg = Segment(np.concatenate(self._frames), self._t_start, self._t_last_voiced, t_now)
+        self.reset()
+        return seg
+
     def feed(self, frame: np.ndarray, t: float, prob: float) -> tuple[bool, Segment | None]:
         """Returns (speech_started_now, finished_segment_or_None)."""
         dur = len(frame) / RATE

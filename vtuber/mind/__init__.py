@@ -140,6 +140,7 @@ class Mind:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm") if self._own_executor else backend.executor
         self.threads_first, self.threads_after = 1, 1  # decoding threads for the first clause, then after
         self.recent: deque[str] = deque(maxlen=8)  # the last replies said (parrot checks)
+        self._heard: dict[int, str] = {}  # turn id -> what was heard of a reply ended early
         self._fallbacks = 0
         # The watchdog on the LLM (see `LLMConfig`): deadlines, failures in a row, fallback.
         self.first_token_s, self.stall_s, self.turn_deadline_s = 8.0, 4.0, 8.0
@@ -200,6 +201,15 @@ class Mind:
         if heard.strip():
             self.prompts.remember(turn, heard.strip() + " …")
 
+    def remember_heard(self, turn: Turn, heard: str) -> None:
+        """A reply ended early at a clause (urgent input was waiting): the history keeps what
+        was heard, now or when the reply is done being written."""
+        heard = heard.strip() + " …" if heard.strip() else ""
+        self._heard[turn.id] = heard
+        if len(self._heard) > 16:
+            self._heard.pop(next(iter(self._heard)))
+        self.prompts.revise_last(turn, heard)
+
     async def answer(self, turn: Turn) -> None:
         if turn.kind == "line":
             await self._say_line(turn)
@@ -252,7 +262,7 @@ class Mind:
         if reply.failed:  # the watchdog ended it, or the model is on its fallback: not the model's reply
             flags = (*flags, "model_failed")
         self.recent.append(text)
-        self.prompts.remember(turn, text)
+        self.prompts.remember(turn, self._heard.pop(turn.id, text))
         await self.send(
             ReplyFinished(
                 turn_id=turn.id,

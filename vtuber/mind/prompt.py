@@ -227,6 +227,16 @@ class PromptBuilder:
                     self.history.popleft()
 
 
+    def revise_last(self, turn: Turn, reply: str) -> None:
+        """The last exchange, if it answers `turn`, now says `reply` (what was really heard);
+        an empty reply forgets it."""
+        if self.history and self.history[-1].user == quote_input(turn, self.persona):
+            if reply.strip():
+                self.history[-1] = Exchange(self.history[-1].user, reply.strip())
+            else:
+                self.history.pop()
+
+
 def context_needed(persona: Persona, count_tokens, history_turns: int = 0, canary: str = "x" * 21) -> int:
     """Tokens the largest prompt for this persona can take, plus its reply.
 

@@ -17,6 +17,8 @@ Two kinds, one set of events:
 
 `flush(turn_id)` is the cancellation hook: the turn's queued audio is dropped, the
 turn ends at once with what was heard so far (`PlaybackFinished(cut_short=True)`).
+`trim(turn_id)` ends a reply early but gently: after the clause being heard (a paid
+message or a mention is waiting); its later audio is dropped and none is taken any more.
 `busy_until()` tells the director when the speaker will be free.
 """
 
@@ -45,6 +47,7 @@ class _Reply:
     texts: dict[int, str] = field(default_factory=dict)  # clause index -> text
     started: list[int] = field(default_factory=list)  # clause indexes heard (at least in part)
     done: bool = False
+    trimmed: str = ""  # why it ends after the clause being heard (no more audio is taken)
 
     def heard_text(self) -> str:
         return " ".join(self.texts.get(i, "") for i in self.started).strip()
@@ -69,11 +72,11 @@ class Playback:
             self._reply(ev.turn_id).texts[ev.index] = ev.text
         elif isinstance(ev, AudioChunk):
             r = self._reply(ev.turn_id)
-            if not r.done and len(ev.samples):
+            if not r.done and not r.trimmed and len(ev.samples):
                 self._queue_audio(ev)
         elif isinstance(ev, ReplyFinished):  # the voice passed it: no more audio will come
             r = self._reply(ev.turn_id)
-            if not r.done:
+            if not r.done and not r.trimmed:
                 self._all_queued(r)
 
     def _reply(self, turn_id: int) -> _Reply:
@@ -89,6 +92,21 @@ class Playback:
         self._drop_audio(turn_id)
         self._finish(r, self.clock.now(), cut_short=True, reason=reason)
         return r.heard_text()
+
+    def trim(self, turn_id: int, reason: str) -> float | None:
+        """End the reply after the clause now being heard; the session time it ends, or
+        None when nothing of it is heard yet (or it is over, or already trimmed)."""
+        r = self._replies.get(turn_id)
+        if r is None or r.done or r.trimmed or not r.started:
+            return None
+        end = self._trim_audio(turn_id)
+        if end is not None:
+            r.trimmed = reason
+        return end
+
+    def heard_text(self, turn_id: int) -> str:
+        r = self._replies.get(turn_id)
+        return r.heard_text() if r is not None else ""
 
     # --- called by subclasses as audio plays --------------------------------------------
 
@@ -130,6 +148,10 @@ class Playback:
         """The reply's last audio is queued (or it had none)."""
         raise NotImplementedError
 
+    def _trim_audio(self, turn_id: int) -> float | None:
+        """Drop the turn's audio after the clause playing, end the reply there; when (None: cannot)."""
+        return None
+
     def busy_until(self) -> float:
         """Session time the queued audio ends (<= now when the speaker is free)."""
         raise NotImplementedError
@@ -156,6 +178,7 @@ class SimulatedPlayback(Playback):
         self._cursor = 0.0  # when the simulated speaker is free again
         self._timers: dict[int, list[Timer]] = {}
         self._end: dict[int, float] = {}  # turn -> end of its audio so far
+        self._spans: dict[int, list[tuple[float, float]]] = {}  # turn -> (start, end) of each clause
 
     def _at(self, turn_id: int, t: float, callback) -> None:
         self._timers.setdefault(turn_id, []).append(self.clock.call_at(t, callback))
@@ -169,6 +192,7 @@ class SimulatedPlayback(Playback):
         dur = ev.duration
         self._cursor = start + dur
         self._end[ev.turn_id] = self._cursor
+        self._spans.setdefault(ev.turn_id, []).append((start, start + dur))
         self._at(ev.turn_id, start, lambda: self._clause_started(ev.turn_id, ev.clause_index, start, dur))
 
     def _all_queued(self, r: _Reply) -> None:
@@ -178,9 +202,26 @@ class SimulatedPlayback(Playback):
     def _ended(self, turn_id: int, t: float) -> None:
         self._timers.pop(turn_id, None)
         self._end.pop(turn_id, None)
+        self._spans.pop(turn_id, None)
         self._reply_ended(turn_id, t)
 
+    def _trim_audio(self, turn_id: int) -> float | None:
+        now = self.clock.now()
+        spans = [sp for sp in self._spans.get(turn_id, []) if sp[0] <= now + 1e-9]
+        if not spans or turn_id not in self._end:
+            return None
+        end = max(spans[-1][1], now)
+        # Every pending wake-up of this turn is for a later clause (or its old end): gone.
+        for timer in self._timers.pop(turn_id, []):
+            timer.cancel()
+        self._end[turn_id] = end
+        self._spans[turn_id] = spans
+        self._cursor = max([now, *self._end.values()])
+        self._at(turn_id, end, lambda: self._ended(turn_id, end))
+        return end
+
     def _drop_audio(self, turn_id: int) -> None:
+        self._spans.pop(turn_id, None)
         for timer in self._timers.pop(turn_id, []):
             timer.cancel()
         if self._end.pop(turn_id, None) is not None:

@@ -277,6 +277,18 @@ class Speaker:
             if self._in_reply == turn_id:
                 self._in_reply = None
 
+    def trim(self, turn_id: int) -> float | None:
+        """Keep only the clause of the turn now playing, then its end marker: seconds
+        until that clause is over (None when none of the turn's audio is playing)."""
+        with self._lock:
+            head = self._buf[0] if self._buf else None
+            if head is None or head.turn_id != turn_id or head.samples is None or head.pos == 0:
+                return None
+            rest = deque(i for i in list(self._buf)[1:] if i.turn_id != turn_id)
+            self._buf = deque([head, _Item(turn_id, -1, _END), *rest])
+            self._pending = sum(len(i.samples) - i.pos for i in self._buf if i.samples is not None)
+            return (len(head.samples) - head.pos) / self.rate + float(self.stream.latency or 0.0)
+
     @property
     def pending_s(self) -> float:
         return max(self._pending, 0) / self.rate
@@ -348,6 +360,10 @@ class SpeakerPlayback(Playback):
 
     def _drop_audio(self, turn_id: int) -> None:
         self.speaker.drop(turn_id)
+
+    def _trim_audio(self, turn_id: int) -> float | None:
+        left = self.speaker.trim(turn_id)
+        return None if left is None else self.clock.now() + left
 
     def busy_until(self) -> float:
         pending = self.speaker.pending_s

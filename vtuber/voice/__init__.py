@@ -55,6 +55,7 @@ class VoiceStage:
         self.first_audio_priority = threading.Event()
         self.first_audio_priority.set()
         self._cancelled: set[int] = set()
+        self._trimmed: set[int] = set()  # turns whose later clauses are not spoken (the reply ends early)
         self._finished: dict[int, asyncio.Future] = {}
         # A clause's audio later than this (or half its spoken length) is given up on: it is
         # shown as captions. Piper takes ~40 ms for a clause; a busy machine can take ten times that.
@@ -63,7 +64,7 @@ class VoiceStage:
         self.failing = ""  # why clauses are captions only now ("" while she speaks)
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
-        if event.turn_id in self._cancelled:
+        if event.turn_id in self._cancelled or (isinstance(event, ReplyClause) and event.turn_id in self._trimmed):
             return
         await self.queue.put(event)
 
@@ -96,6 +97,13 @@ class VoiceStage:
         self._resolve(turn_id)
         return dropped
 
+    def trim(self, turn_id: int) -> None:
+        """The turn's reply ends with what is already made: its later clauses are skipped,
+        its `ReplyFinished` still passes (the reply is answered, only shorter)."""
+        self._trimmed.add(turn_id)
+        if len(self._trimmed) > 256:
+            self._trimmed = set(sorted(self._trimmed)[-128:])
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -103,6 +111,8 @@ class VoiceStage:
             if event is None:
                 return
             if event.turn_id in self._cancelled:
+                continue
+            if isinstance(event, ReplyClause) and event.turn_id in self._trimmed:
                 continue
             if isinstance(event, ReplyClause):
                 first = event.index == 0

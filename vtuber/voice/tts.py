@@ -15,6 +15,30 @@ _UNSPEAKABLE = re.compile(r"[*_`#~<>\[\]{}|^]|[\U0001F000-\U0001FAFF\u2600-\u27B
 _ACTION = re.compile(r"\*[^*]{1,60}\*|\([a-z][a-z ]{0,24}\)|\[[a-z][a-z ]{0,24}\]")  # *waves*, (laughs), [sighs]
 
 
+# Piper makes a clause's audio in one pass and holds about 35 MiB for each second of it at
+# the peak (a 25-word clause: +270 MiB): longer clauses are spoken in pieces of at most
+# this many words, split before a joining word where there is one.
+MAX_PIECE_WORDS = 10
+_JOINERS = {"and", "but", "or", "so", "because", "which", "that", "when", "while", "with", "then", "if", "to"}
+
+
+def pieces(text: str, most: int = MAX_PIECE_WORDS) -> list[str]:
+    """The text in pieces of at most `most` words, each a natural place to breathe."""
+    words = text.split()
+    out: list[str] = []
+    while len(words) > most:
+        cut = most
+        for i in range(most, most // 2, -1):  # the last joining word in the second half starts the next piece
+            if words[i].lower().strip(",;:") in _JOINERS:
+                cut = i
+                break
+        out.append(" ".join(words[:cut]))
+        words = words[cut:]
+    if words:
+        out.append(" ".join(words))
+    return out
+
+
 def speakable(text: str) -> str:
     """The text as it should be spoken: no markdown, emoji or stage directions (*waves*, (laughs))."""
     text = _ACTION.sub(" ", text)
@@ -59,7 +83,9 @@ class PiperTTS:
         text = speakable(text)
         if not text:
             return np.zeros(0, dtype=np.int16)
-        parts = [chunk.audio_int16_array for chunk in self.voice.synthesize(text, self.syn_config)]
+        parts = [
+            chunk.audio_int16_array for piece in pieces(text) for chunk in self.voice.synthesize(piece, self.syn_config)
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def warm(self) -> None:

@@ -379,6 +379,8 @@ class OverlayServer:
                 controls.set_persona(str(body.get("name", "")))
             elif action == "answer_next":
                 controls.answer_next(str(body.get("id", "")))
+            elif action == "talk":  # push-to-talk: held while the button is down
+                controls.talk(bool(body.get("pressed", False)))
             else:
                 return self._refuse("unknown action", 404)
         except UserError as e:

@@ -45,6 +45,18 @@
   $("skip").onclick = () => call("skip");
   $("mute").onclick = () => call("mute", { muted: !muted });
   $("persona").onchange = (e) => call("persona", { name: e.target.value });
+  // Push-to-talk: the streamer is heard while the button is held; letting go ends the turn.
+  const talk = $("talk");
+  let talking = false;
+  const press = (down) => (e) => {
+    e.preventDefault();
+    if (down === talking) return;
+    talking = down;
+    talk.classList.toggle("on", down);
+    call("talk", { pressed: down });
+  };
+  talk.addEventListener("pointerdown", press(true));
+  for (const ev of ["pointerup", "pointercancel", "pointerleave"]) talk.addEventListener(ev, press(false));
 
   function renderReply(reply) {
     current = reply && reply.turn_id !== null && reply.turn_id !== undefined ? reply : null;

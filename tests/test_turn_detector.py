@@ -1,0 +1,204 @@
+"""End of turn by meaning, and push-to-talk.
+
+Unit tests script the detector (complete or not) with an energy VAD and a scripted
+recogniser, so the mechanism is proven the same everywhere; the model tests run the
+real Smart Turn v3.2 on speech Piper makes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from vtuber.clock import FastClock
+from vtuber.events import Utterance, UtteranceRetracted
+from vtuber.hearing import Endpointer, Hearing
+from vtuber.hearing.turn import RATE, log_mel, mel_filterbank, smart_turn_model_path
+from vtuber.sources import WavReplaySource
+
+
+class EnergyVAD:
+    def __call__(self, frame):
+        return 1.0 if np.sqrt(np.mean(frame**2)) > 0.01 else 0.0
+
+    def reset(self):
+        pass
+
+
+class ScriptedASR:
+    def __init__(self, text):
+        self.text = text
+
+    def transcribe(self, audio):
+        return self.text
+
+
+class ScriptedTurn:
+    """The detector's probabilities in order (the last one repeats); records what it was asked."""
+
+    def __init__(self, *verdicts):
+        self.verdicts = list(verdicts)
+        self.asked: list[float] = []
+
+    def probability(self, audio):
+        self.asked.append(len(audio) / RATE)
+        return self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
+
+
+def tone(s):
+    return (0.2 * np.sin(np.arange(int(s * RATE)) * 0.2)).astype(np.float32)
+
+
+def silence(s):
+    return np.zeros(int(s * RATE), np.float32)
+
+
+def hear(audio, text="Miko, what is the plan for tonight?", presses=(), **kw):
+    """Utterances and retractions heard in `audio`; `presses`: (t, pressed) push-to-talk changes."""
+    events = []
+
+    async def run():
+        clock = FastClock()
+        hearing = Hearing(EnergyVAD(), Endpointer(), ScriptedASR(text), clock, events.append, **kw)
+        clock.start()
+        pending = sorted(presses)
+
+        def feed(ev):
+            while pending and pending[0][0] <= ev.t:
+                hearing.talk(pending.pop(0)[1])
+            hearing.feed(ev)
+
+        await WavReplaySource(audio).run(clock, feed)
+        await hearing.drain()
+        hearing.close()
+
+    asyncio.run(run())
+    return [e for e in events if isinstance(e, (Utterance, UtteranceRetracted))]
+
+
+def test_a_finished_turn_goes_out_at_the_short_pause_even_without_a_full_stop():
+    turn = ScriptedTurn(0.95)
+    (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(2.0)]), text="okay chat so", turn=turn)
+    assert u.text == "okay chat so"
+    assert u.t_endpoint - u.t_end < 0.25  # at the short pause (128 ms), not the 448 ms hangover
+    assert turn.asked  # the detector decided, not the punctuation
+
+
+def test_an_unfinished_turn_waits_through_the_pause_and_is_heard_whole():
+    # A whole sentence by its text, but the detector hears more coming: no early answer,
+    # and the streamer going on 1 s later is heard as one utterance.
+    turn = ScriptedTurn(0.2, 0.95)  # at the pause: not over; after the rest: over
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(1.0), tone(1.0), silence(2.5)])
+    events = hear(audio, turn=turn, turn_wait_ms=1500)
+    assert [type(e).__name__ for e in events] == ["Utterance"]
+    assert events[0].t_start < 0.6 and events[0].t_end > 3.4  # both parts, one turn
+
+
+def test_an_unfinished_turn_goes_out_after_turn_wait_ms_of_silence():
+    turn = ScriptedTurn(0.1)
+    (u,) = hear(np.concatenate([silence(0.5), tone(1.0), silence(3.0)]), turn=turn, turn_wait_ms=1500)
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6
+
+
+def test_the_detector_is_asked_once_at_the_short_pause_not_again_at_the_endpoint():
+    turn = ScriptedTurn(0.3, 0.99)  # a second verdict would say "over": it must not be asked
+    (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(3.0)]), turn=turn, turn_wait_ms=1500)
+    assert len(turn.asked) == 1 and turn.asked[0] < 1.9  # the utterance up to the short pause
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited: not over
+
+
+def test_a_word_or_two_is_never_a_finished_turn_whatever_the_detector_says():
+    turn = ScriptedTurn(0.99)
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.6), silence(3.0)]), text="Miko.", turn=turn, turn_wait_ms=1500)
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited for the rest of the sentence
+
+
+def test_without_a_detector_the_punctuation_decides_as_before():
+    (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(2.0)]))
+    assert u.t_endpoint - u.t_end < 0.25
+    (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(2.0)]), text="okay chat so")
+    assert u.t_endpoint - u.t_end >= 0.6  # held for a continuation (700 ms from the last voice)
+
+
+def test_push_to_talk_hears_only_while_held_and_letting_go_ends_the_turn():
+    # Voice before the press is not heard; a 1 s pause while held does not end the turn;
+    # letting go ends it at once, with no hangover.
+    audio = np.concatenate([tone(1.0), silence(1.0), tone(1.0), silence(1.0), tone(1.0), silence(2.0)])
+    events = hear(audio, text="okay chat so", presses=[(1.5, True), (5.05, False)], push_to_talk=True)
+    assert [type(e).__name__ for e in events] == ["Utterance"]
+    (u,) = events
+    assert 1.3 <= u.t_start < 1.6  # from the press (the voice at 0-1 s, button up, was not heard)
+    assert 5.05 <= u.t_endpoint < 5.15  # at the release, not after a silence
+
+
+def test_push_to_talk_with_the_button_never_pressed_hears_nothing():
+    audio = np.concatenate([tone(1.0), silence(1.0)])
+    assert hear(audio, push_to_talk=True) == []
+
+
+# --- features and the real model --------------------------------------------------------
+
+
+def test_features_are_80_mel_bands_of_8_seconds_with_the_end_right_aligned():
+    f = log_mel(tone(1.0))
+    assert f.shape == (80, 800) and f.dtype == np.float32
+    # 7 s of padding in front: the first 700 frames are all the floor value, the last 100 are not
+    assert np.ptp(f[:, :690]) == 0.0 and np.ptp(f[:, -90:]) > 0.5
+    # longer audio: only its last 8 s count
+    long = np.concatenate([tone(5.0), silence(1.0), tone(8.0)])
+    assert np.allclose(log_mel(long), log_mel(tone(8.0)))
+
+
+def test_mel_filters_cover_the_spectrum_once():
+    fb = mel_filterbank()
+    assert fb.shape == (80, 201) and (fb >= 0).all()
+    # every band is a triangle with one peak, and the bands' peaks rise with frequency
+    peaks = fb.argmax(axis=1)
+    assert (np.diff(peaks) >= 0).all() and peaks[-1] > 190
+
+
+needs_model = pytest.mark.skipif(smart_turn_model_path() is None, reason="Smart Turn not installed (make install)")
+
+
+@needs_model
+def test_smart_turn_loads_with_one_thread_and_gives_a_probability():
+    from vtuber.hearing.turn import SmartTurn
+
+    st = SmartTurn(threads=1)
+    p = st.probability(np.concatenate([silence(0.3), tone(1.0), silence(0.2)]))
+    assert 0.0 <= p <= 1.0
+    opts = st.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+
+
+def test_a_missing_model_is_one_clear_line(tmp_path):
+    from vtuber.errors import UserError
+    from vtuber.hearing.turn import SmartTurn
+
+    with pytest.raises(UserError, match="Smart Turn model not found"):
+        SmartTurn(tmp_path / "nope.onnx")
+
+
+@needs_model
+def test_the_pause_set_through_the_real_hearing_counts_cut_ins_and_commits(engine):
+    """Two finished sentences and two mid-sentence pauses from Piper, through Silero, Whisper
+    and Smart Turn: what must hold whatever the models hear."""
+    from vtuber.turn_bench import make_pause_set, run_turn_bench
+
+    if engine.turn is None:
+        pytest.skip("the session engine has no turn detector")
+    clips = make_pause_set(engine.tts)
+    finished = [c for c in clips if c.resume is None][:2]
+    paused = [c for c in clips if c.resume is not None][:2]
+    for c in paused:  # the pause is real silence, longer than the endpoint's hangover
+        gap = c.audio[int((c.resume - 0.5) * RATE) : int(c.resume * RATE)]
+        assert np.abs(gap).max() == 0.0
+    r = run_turn_bench(engine, finished + paused)
+    assert r["clips"] == {"finished": 2, "paused": 2}
+    # silence alone ends every pause longer than the hangover: each is a cut-in
+    assert r["silence"]["cut_ins"] == 2
+    for mode in ("silence", "punctuation", "smart_turn"):
+        assert 0 <= r[mode]["cut_ins"] <= 2 and r[mode]["missed"] == 0
+        assert r[mode]["commit"]["n"] == 2 and r[mode]["commit"]["p50"] > 0
+    assert r["model_s"]["turn"]["n"] == 2
