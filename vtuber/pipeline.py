@@ -46,7 +46,10 @@ from vtuber.mind import Mind
 from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
-from vtuber.models import ModelPaths, persona_voice, resolve
+from vtuber.language import name_of, safe_line_for
+from vtuber.mind.languages import LanguagePolicy, check_languages, model_languages
+from vtuber.models import ModelPaths, asr_for, persona_voice, resolve
+from vtuber.voices import language_voices
 from vtuber.outputs.hub import OutputHub
 from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
@@ -54,6 +57,7 @@ from vtuber.plugins import Plugin, PluginHost, load_plugins
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
 from vtuber.turns import TurnRunner
 from vtuber.voice import PiperTTS, VoiceStage
+from vtuber.voice.languages import VoiceByLanguage
 
 log = logging.getLogger("vtuber")
 
@@ -69,7 +73,7 @@ class Engine:
     paths: ModelPaths
     llm: LLMBackend
     asr: WhisperASR
-    tts: PiperTTS
+    tts: VoiceByLanguage  # a voice per language she speaks (vtuber.voice.languages)
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
@@ -81,13 +85,16 @@ class Engine:
         cfg = with_persona_model(cfg, persona)
         paths = resolve(cfg)
         step(f"loading LLM {paths.llm.name}" + (f" (fallback for {paths.llm_url})" if paths.llm_url else ""))
+        check_languages(persona, model_languages(cfg, persona))
         llm = make_backend(paths.llm, cfg)
         check_context(persona, llm, cfg)
-        step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name}")
+        hears = cfg.hearing.language or persona.language  # fixed: detection on short speech guesses wrong
+        paths = dataclasses.replace(paths, asr=asr_for(cfg, paths, hears, step))
+        step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name} ({name_of(hears)})")
         asr = WhisperASR(
             paths.asr,
             threads=cfg.threads.asr,
-            language=cfg.hearing.language,
+            language=hears,
             beam_size=cfg.hearing.beam_size,
             prompt=persona.asr_prompt,
             names=(persona.name, persona.streamer_name),
@@ -105,6 +112,8 @@ class Engine:
         from vtuber.wyoming_client import with_speech_servers
 
         asr, tts = with_speech_servers(paths, cfg, asr, tts)
+        speaks = LanguagePolicy(persona, model_languages(cfg, persona), detector=False).answers
+        tts = language_voices(cfg, tts, voice_config, persona.language, speaks, step)
         vad = SileroVAD()
         return cls(cfg, persona, paths, llm, asr, tts, vad)
 
@@ -211,6 +220,8 @@ class Session:
             llm_may_run=self.voice.first_audio_priority,
             context=cfg.llm.context,
             memory=self.memory,
+            languages=LanguagePolicy(self.persona, model_languages(cfg, self.persona)),
+            can_speak=getattr(engine.tts, "can_speak", None),
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.intake = ChatIntake(self)
@@ -245,7 +256,7 @@ class Session:
         )
         gate = OutputGate(
             banned,
-            safe_line=s.safe_line,
+            safe_line=safe_line_for(s.safe_line, persona.language),
             canary=self.engine.canary,
             system_prompt=system_prompt(persona, self.engine.canary),
             leak_words=s.leak_words,

@@ -146,7 +146,7 @@ def with_speech_servers(paths, cfg, asr, tts):
     if paths.asr_url:
         from vtuber.hearing.wyoming_asr import WyomingASR
 
-        asr = WyomingASR(paths.asr_url, asr, cfg.hearing.language, ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
+        asr = WyomingASR(paths.asr_url, asr, asr.language, ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
     if paths.voice_url:
         from vtuber.voice.wyoming_tts import WyomingTTS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
+from vtuber.mind.languages import LanguagePolicy
 from vtuber.mind.llm import LLMBackend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
@@ -22,6 +24,8 @@ from vtuber.mind.quality import clause_problem, echoes, reply_flags
 from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety import OutputGate
 from vtuber.voice.tts import speakable
+
+log = logging.getLogger("vtuber.mind")
 
 _DONE = object()
 CANCEL_WAIT_S = 2.0  # a cancelled turn waits this long at most for the LLM thread to stop
@@ -106,11 +110,16 @@ class Mind:
         llm_may_run: threading.Event | None = None,
         context: int = 0,
         memory: ViewerMemory | None = None,
+        languages: LanguagePolicy | None = None,
+        can_speak: Callable[[str], bool] | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
         self.context = context  # the model's context in tokens: history is kept only as far as it fits
         self.memory = memory  # notes about viewers (regulars are greeted by name)
+        self.languages = languages  # which language each turn is answered in (or her line)
+        self.can_speak = can_speak  # whether a voice can read a clause (none: any clause)
+        self.unspeakable = 0  # clauses dropped because no voice of hers could read them
         self.canary = canary
         self.voice_cfg = voice_cfg
         self.clock = clock
@@ -158,10 +167,15 @@ class Mind:
         if turn.kind == "line":
             await self._say_line(turn)
             return
+        plan = self.languages.plan(turn) if self.languages is not None else None
+        if plan is not None and plan.line:  # a language she does not answer in: her own line
+            await self._say_line(turn, plan.line, language=plan.heard)
+            return
         note = ""
         if self.memory is not None and isinstance(turn.source, ChatMessage):
             note = prompt_note(self.memory.note(turn.source), turn.user)
-        messages = self.prompts.messages(turn, note)
+        reply_language = plan.reply if plan is not None and plan.reply != self.persona.language else ""
+        messages = self.prompts.messages(turn, note, reply_language)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
         # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
@@ -361,13 +375,19 @@ class Mind:
         clause = speakable(clause)
         if not clause:
             return None
+        if self.can_speak is not None and not self.can_speak(clause):
+            # Words no voice of hers can read (Hangul with only an English voice, kana in
+            # a Korean clause): neither shown nor spoken, never read by the wrong voice.
+            self.unspeakable += 1
+            return None
         return self.gate.check(clause, turn)
 
-    async def _say_line(self, turn: Turn) -> None:
-        """A fixed line (thank-you, command answer): no LLM, same clause path and gate."""
+    async def _say_line(self, turn: Turn, line: str = "", language: str = "") -> None:
+        """A fixed line (thank-you, command answer, her line for a language she does not
+        answer in): no LLM, same clause path and gate."""
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
-        clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
+        clauses = split_stream([line or turn.text], max_chars=self.voice_cfg.max_clause_chars)
         spoken = []
         for clause in clauses:
             safe = await self._gated(clause, turn)
@@ -377,4 +397,6 @@ class Mind:
                 self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
             await self.send(ReplyClause(turn_id=turn.id, index=len(spoken), text=safe, t=self.clock.now()))
             spoken.append(safe)
+        if language:
+            log.info("a %s message was answered with her line", language)
         await self.send(ReplyFinished(turn_id=turn.id, text=" ".join(spoken), t=self.clock.now()))
