@@ -106,6 +106,7 @@ from pathlib import Path
 
 from vtuber.errors import UserError
 from vtuber.events import Turn
+from vtuber.safety_hangul import HangulWords, has_hangul
 
 log = logging.getLogger("vtuber.safety")
 
@@ -556,6 +557,7 @@ class BannedWords:
         for k in self._word_entries:
             self._sounds.setdefault(_metaphone(k), []).append(k)
         self._word_cache: dict[str, str | None] = {}
+        self._hangul = HangulWords(self.words)  # Hangul entries: jamo, spacing and particle forms
 
     def __bool__(self) -> bool:
         return bool(self.words)
@@ -610,7 +612,7 @@ class BannedWords:
         """The first banned entry (as listed) found in `text`, or None."""
         if not self._regexes or not text:
             return None
-        if not self.allow and not self._word_entries:
+        if not self.allow and not self._word_entries and not (self._hangul and has_hangul(text)):
             first = self._search(_normalise_mapped(text, invisible=" ")[0])
             return self._entry(first) if first else None
         found = self.hits(text)
@@ -644,6 +646,11 @@ class BannedWords:
             while end < len(text) and _fold_char(text[end], "") == "":
                 end += 1
             out.append(Hit(entry, start, end))
+        if self._hangul:  # Hangul read as jamo letters (vtuber.safety_hangul), on the original text
+            for a, b, entry in self._hangul.hits(text):
+                if not any(a < h.end and h.start < b for h in out):
+                    out.append(Hit(entry, a, b))
+            out.sort(key=lambda h: h.start)
         return out
 
     def _allowed(self, norm: str, a: int, b: int) -> bool:
