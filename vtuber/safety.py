@@ -88,6 +88,9 @@ each other with only spacing between them, spell an entry ("he ll" for "hell",
 "a ss" for "ass"), and single letters spelling an entry ("c h e c k" contains
 "h e c k"). Someone who spaces out letters is treated as evading the filter.
 
+Hangul entries are also read as jamo letters, with Korean spacing and particle forms
+(decomposed and compatibility jamo, "시 발", "시발아", "바본"): see `vtuber.safety_hangul`.
+
 `OutputGate` also reads each clause together with the end of what was said just
 before it, so a word spelled over several clauses is caught (see its docstring).
 """
@@ -648,6 +651,8 @@ class BannedWords:
             out.append(Hit(entry, start, end))
         if self._hangul:  # Hangul read as jamo letters (vtuber.safety_hangul), on the original text
             for a, b, entry in self._hangul.hits(text):
+                if self.allow and _word_letters(normalise(text[a:b])) in self.allow:
+                    continue
                 if not any(a < h.end and h.start < b for h in out):
                     out.append(Hit(entry, a, b))
             out.sort(key=lambda h: h.start)
@@ -718,7 +723,7 @@ class BannedWords:
         letters, and a run-together name is read as a compound. None if clean."""
         if not name or not name.strip():
             return None
-        return self.find(split_name(name)) or self.find(name)
+        return self.find(split_name(name)) or self.find(name) or self._hangul.inside(name)
 
 
 def default_banned_words(path: str | Path | None = None) -> list[str]:

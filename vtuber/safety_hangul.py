@@ -151,6 +151,18 @@ class HangulWords:
                 found.append(hit)
         return found
 
+    def inside(self, name: str) -> str | None:
+        """The entry whose letters appear anywhere in a user name, or None. Names are read
+        strictly ("시발맨" is not a word of its own, but as a name it says the entry): a
+        blocked name only costs a neutral name instead."""
+        if not self.entries or not has_hangul(name):
+            return None
+        letters = "".join(letters_of(c) for c in name)
+        for key, entry in self.entries.items():
+            if key in letters:
+                return entry
+        return None
+
     def _match(self, stream, pos: int, key: str) -> int | None:
         """The stream position after `key` (read from `pos`, separators allowed between its
         letters) and a particle ending its word; None when it does not match there."""
