@@ -32,7 +32,7 @@ def language_voices(
     main_lang = piper_language(main_config) or "en"
     service = getattr(main_tts, "service", None)
     voices: dict[str, object] = {main_lang: main_tts}
-    labels = {main_lang: f"Wyoming TTS {service.url}" if service is not None else f"Piper {Path(main_config).stem}"}
+    labels = {main_lang: f"Wyoming TTS {service.url}" if service is not None else f"Piper {Path(main_config).name.removesuffix('.onnx.json')}"}
     for i, value in enumerate(cfg.voice.voices):
         onnx = Path(value).expanduser()
         json_path = onnx.with_name(onnx.name + ".json")

@@ -142,6 +142,8 @@ class Mind:
         """Switch persona between turns (the next turn builds its prompt from the new one)."""
         self.persona = persona
         self.gate = gate
+        if getattr(self, "languages", None) is not None and self.languages.persona is not persona:
+            self.languages = LanguagePolicy(persona, self.languages.model)
         history = list(getattr(self, "prompts", None).history) if getattr(self, "prompts", None) else []
         count = getattr(self.backend, "count_tokens", None)
         self.prompts = PromptBuilder(persona, self.history_turns, self.canary, count, self.context)

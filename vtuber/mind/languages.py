@@ -37,10 +37,10 @@ def answers_in(persona: Persona) -> tuple[str, ...]:
 
 def model_languages(cfg, persona: Persona) -> tuple[str, ...]:
     """The languages the model writes well: the config's llm.languages; else the persona's
-    model.languages when the persona's own model is the one used (model.llm, and no
-    models.llm in the config); else English (the bundled model)."""
+    model.languages when the persona's own model is the one used (its model.llm, not
+    another models.llm in the config); else English (the bundled model)."""
     declared = list(getattr(cfg.llm, "languages", []) or [])
-    if not declared and persona.model.llm and not cfg.models.llm:
+    if not declared and persona.model.llm and cfg.models.llm in ("", persona.model.llm):
         declared = list(persona.model.languages)
     return tuple(dict.fromkeys(declared or ["en"]))
 
