@@ -126,7 +126,8 @@ def test_a_korean_line_gets_a_korean_reply_spoken_by_the_korean_voice(hana, tmp_
     assert "Answer in Korean." in system
     assert "안녕 하나! 오늘 무슨 게임 해요?" in requests[0]["messages"][-1]["content"]
     assert any(m["content"] == "Answer this message in English." for m in requests[1]["messages"])
-    assert japanese.reply_text == hana.persona.language_line and said[-1] == hana.persona.language_line
+    assert japanese.reply_text == hana.persona.language_line
+    assert said[-len(japanese.clauses) :] == [c["text"] for c in japanese.clauses]  # her line, by the Korean voice
     assert len(hana.tts.refused) == refused and session.errors == []
     # Heard back by the multilingual Whisper: the reply is Korean speech.
     pcm = session.recorder.timeline()
