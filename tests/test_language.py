@@ -247,3 +247,27 @@ def test_a_piper_voice_config_names_its_language(tmp_path):
     assert piper_language(cfg) == "en"
     cfg.write_text("not json")
     assert piper_language(cfg) == ""
+
+
+# --- hearing in other languages -------------------------------------------------------------
+
+
+def test_korean_speech_is_heard_and_whispers_korean_inventions_are_dropped():
+    from vtuber.hearing.asr import Transcript
+    from vtuber.hearing.hallucination import judge
+
+    clear = Transcript("안녕하세요 여러분, 오늘 게임 재미있어요.", no_speech_prob=0.05, avg_logprob=-0.4, duration_s=2.0)
+    assert not judge(clear, voiced_s=1.8).drop  # Hangul is words, not "no words"
+    invented = Transcript("시청해주셔서 감사합니다.", no_speech_prob=0.5, avg_logprob=-0.9, duration_s=1.0)
+    assert judge(invented, voiced_s=0.2).rule == "listed"
+    said = Transcript("감사합니다!", no_speech_prob=0.02, avg_logprob=-0.3, duration_s=0.8)
+    assert not judge(said, voiced_s=0.7).drop  # really said: heard
+    assert judge(Transcript("MBC 뉴스 이덕영입니다.", no_speech_prob=0.4, avg_logprob=-0.5, duration_s=1.0), voiced_s=0.3).drop
+
+
+def test_a_korean_reply_has_words_and_a_korean_echo_is_caught():
+    from vtuber.mind.quality import clause_problem, reply_flags
+
+    assert reply_flags("와, 안녕하세요! 오늘은 레트로 게임을 해요.", "오늘 뭐 해요?", [], "하나") == ()
+    message = "오늘 무슨 게임 해요 하나야"
+    assert clause_problem("오늘 무슨 게임 해요 하나야", message, [], "하나") == "echo"

@@ -77,6 +77,13 @@ KNOWN = frozenset(
         "i'll see you in the next video",
         "bye",
         "bye bye",
+        # The multilingual model's Korean inventions (the ends of Korean videos and news)
+        "시청해주셔서 감사합니다",
+        "시청해 주셔서 감사합니다",
+        "감사합니다",
+        "구독과 좋아요 부탁드립니다",
+        "구독과 좋아요 부탁드려요",
+        "다음 영상에서 만나요",
     }
 )
 KNOWN_PREFIXES = (
@@ -88,12 +95,13 @@ KNOWN_PREFIXES = (
     "transcription by",
     "translated by",
     "amara org",
+    "mbc 뉴스",
 )
 
 # "[Music]", "(upbeat music)", "*sigh*", "♪ ♪": Whisper's notes on sounds, not words.
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫♬♩]")
 _PHRASE_SPLIT = re.compile(r"[,!?;:…]+|\.+(?!\w)")  # "Amara.org" is one phrase
-_WORD = re.compile(r"[a-z0-9']+")
+_WORD = re.compile(r"(?:[^\W_]|')+")  # letters of any script (Hangul too), digits, apostrophes
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from difflib import SequenceMatcher
 
 FLAGS = ("echo", "parrot", "roleplay", "boilerplate", "empty", "cut")
 
-_WORD = re.compile(r"[a-z0-9']+")
+_WORD = re.compile(r"(?:[^\W_]|')+")  # letters of any script (a Korean reply has words too), digits, apostrophes
 _BOILERPLATE = re.compile(
     r"\b(as an ai\b|an ai (language )?model|a language model|i'?m (just |only )?an ai\b|i am (just |only )?an ai\b"
     r"|i (cannot|can't|can not) (assist|help) with|openai|chatgpt|as a virtual assistant|i do not have personal)",
