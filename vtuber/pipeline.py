@@ -49,7 +49,6 @@ from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
 from vtuber.language import name_of, safe_line_for
 from vtuber.mind.languages import LanguagePolicy, check_languages, model_languages
 from vtuber.models import ModelPaths, asr_for, persona_voice, resolve
-from vtuber.voices import language_voices
 from vtuber.outputs.hub import OutputHub
 from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
@@ -57,7 +56,7 @@ from vtuber.plugins import Plugin, PluginHost, load_plugins
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
 from vtuber.turns import TurnRunner
 from vtuber.voice import PiperTTS, VoiceStage
-from vtuber.voice.languages import VoiceByLanguage
+from vtuber.voice.languages import VoiceByLanguage, language_voices
 
 log = logging.getLogger("vtuber")
 
