@@ -157,12 +157,12 @@ def test_hangul_written_by_the_model_is_never_read_by_the_english_voice(engine, 
     """A reply to an English line that slips into Korean: the Korean clause is neither shown
     nor spoken (the English voice cannot read it), the rest of the reply is."""
     with ReplayServer() as srv:
-        srv.script = [delta("Oh hi there!"), delta(" 안녕하세요 여러분,"), delta(" welcome to the stream!"), DONE]
+        srv.script = [delta("Oh hi there!"), delta(" 안녕하세요 여러분!"), delta(" Welcome to the stream!"), DONE]
         cfg = load_config(overrides={"models": {"llm": srv.url}, "hearing": {"barge_in": False}})
         backend = FallbackBackend(RemoteBackend(srv.url, cfg, None), None, cfg.llm_server.retry_after_s)
         eng = Engine(cfg, engine.persona, engine.paths, backend, engine.asr, engine.tts, engine.vad, engine.canary)
         session, _ = run_rehearsal(eng, chat_inputs("hi Miko!"), tmp_path / "out", fast=True)
     (record,) = session.recorder.finished()
-    assert "Oh hi there!" in record.reply_text and "welcome to the stream" in record.reply_text
+    assert "Oh hi there!" in record.reply_text and "Welcome to the stream!" in record.reply_text
     assert not hangul(record.reply_text)
     assert session.mind.unspeakable == 1
