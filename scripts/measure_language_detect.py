@@ -71,6 +71,9 @@ def detectors() -> dict:
     ours = ChatLanguage(("ko", "en", "ja", "es"))
     load_ours = time.perf_counter() - t0
     found["vtuber.language: script first, then lingua (en/es)"] = (lambda text: ours.detect(text).language, load_ours)
+    t0 = time.perf_counter()
+    korean = ChatLanguage(("ko", "en"))  # one Latin-script language: the script alone decides
+    found["vtuber.language, a ko/en persona (script only)"] = (lambda text: korean.detect(text).language, time.perf_counter() - t0)
     return found
 
 

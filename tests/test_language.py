@@ -229,7 +229,7 @@ def test_each_clause_goes_to_the_voice_of_its_script_and_nothing_to_a_wrong_one(
     assert len(voices.synthesize("안녕 こんにちは")) == 0
     assert en.said == ["Hello there!"] and ko.said == ["안녕하세요 여러분!"]
     assert [why for _, why in voices.refused] == ["no voice for ja", "mixed scripts for the ko voice"]
-    assert voices.report() == {"voices": {"en": "RecordingVoice", "ko": "RecordingVoice"}, "refused": 2}
+    assert voices.report() == {"voice": "RecordingVoice", "voices": {"en": "RecordingVoice", "ko": "RecordingVoice"}, "refused": 2}
 
 
 def test_english_only_voices_never_read_hangul():

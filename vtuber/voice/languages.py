@@ -70,10 +70,12 @@ class VoiceByLanguage:
         self.latin = main if main in latin else (latin[0] if latin else main)
         self.refused: list[tuple[str, str]] = []  # (clause, why) for each clause not spoken
 
-    @property
-    def voice(self):
-        """The main voice's model (what code written for one Piper voice looks for)."""
-        return getattr(self.voices[self.main], "voice", None)
+    def __getattr__(self, name: str):
+        # Anything else (a Piper voice's `syn_config`, a Wyoming voice's `service`) is the
+        # main voice's: code written for one voice keeps working.
+        if name.startswith("__") or "voices" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.voices[self.main], name)
 
     def language_of(self, text: str) -> str:
         """The language a clause would be spoken in."""
@@ -113,8 +115,11 @@ class VoiceByLanguage:
             tts.warm()
 
     def report(self) -> dict:
-        """Which voice speaks each language, and the clauses refused."""
+        """The main voice's own report (a server's counts), which voice speaks each language,
+        and the clauses refused."""
+        main = getattr(self.voices[self.main], "report", None)
         return {
+            **(main() if callable(main) else {"voice": self.labels.get(self.main, type(self.voices[self.main]).__name__)}),
             "voices": {lang: self.labels.get(lang, type(tts).__name__) for lang, tts in self.voices.items()},
             "refused": len(self.refused),
         }
