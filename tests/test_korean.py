@@ -76,7 +76,7 @@ def test_the_two_wheels_are_joined_once_into_one_model(tmp_path):
 def test_a_korean_persona_hears_and_speaks_korean(hana):
     assert hana.asr.language == "ko"  # fixed from the persona, never detected
     assert hana.paths.asr.name.startswith("whisper-base")
-    assert hangul(hana.asr.prompt)  # the recogniser is primed in Korean
+    assert hana.asr.prompt == "" and "하나" in hana.asr.names  # no greeting to copy; her name as a hotword
     assert hana.tts.report()["voice"] == "espeak-ng (fallback)"  # her own language's voice, named as what it is
     voices = hana.tts.report()["voices"]
     assert voices == {"en": "Piper en_US-joe-medium", "ko": "espeak-ng (fallback)"}

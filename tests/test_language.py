@@ -271,3 +271,12 @@ def test_a_korean_reply_has_words_and_a_korean_echo_is_caught():
     assert reply_flags("와, 안녕하세요! 오늘은 레트로 게임을 해요.", "오늘 뭐 해요?", [], "하나") == ()
     message = "오늘 무슨 게임 해요 하나야"
     assert clause_problem("오늘 무슨 게임 해요 하나야", message, [], "하나") == "echo"
+
+
+def test_error_rates_for_the_hearing_bench():
+    from vtuber.bench_hearing import edit_distance, error_rate
+
+    assert edit_distance("abc", "abd") == 1 and edit_distance([], ["x"]) == 1
+    assert error_rate("Okay chat, one more try.", "okay chat one more try", "en") == 0.0
+    assert error_rate("안녕하세요 여러분", "안녕하세요, 여러분!", "ko") == 0.0  # spaces and punctuation aside
+    assert error_rate("하나야", "하나", "ko") == 1 / 3

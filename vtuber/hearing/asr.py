@@ -132,7 +132,7 @@ def max_new_tokens(n_samples: int) -> int:
 def _repeats(text: str) -> bool:
     """A sentence said twice in a row ("Thank you. Thank you."): what a short window
     makes Whisper write after a short line, and rare in what people say."""
-    sentences = [" ".join(re.findall(r"[a-z']+", p.lower())) for p in re.split(r"(?<=[.!?])\s+", text)]
+    sentences = [" ".join(re.findall(r"(?:[^\W_]|')+", p.lower())) for p in re.split(r"(?<=[.!?])\s+", text)]
     return any(a and a == b for a, b in zip(sentences, sentences[1:]))
 
 
@@ -231,7 +231,9 @@ class WhisperASR:
             if not doubtful(segs, cap):
                 return segs
             self.redecoded += 1
-        return self._run(audio, FULL_WINDOW_FRAMES, None)
+        # English keeps Whisper's own limit; other languages loop more on the full window
+        # (measured on Korean: "요. 요. ..." for 20 s), so they keep a cap there too.
+        return self._run(audio, FULL_WINDOW_FRAMES, None if self.language in ("en", "") else 2 * max_new_tokens(len(audio)))
 
     def _run(self, audio: np.ndarray, frames: int, cap: int | None) -> list:
         self.model.frames = frames

@@ -131,10 +131,10 @@ class Persona:
         (Whisper copies the prompt's style: an unpunctuated word list makes it drop the
         sentence ends the endpointer relies on.)"""
         extra = f" {', '.join(self.hotwords)}." if self.hotwords else ""
-        if self.language == "ko":  # a prompt in the language heard: Whisper copies its style and script
-            return f"안녕, {self.name}. 안녕하세요, {self.streamer_name}!{extra}"
         if self.language != "en":
-            return f"{self.name}, {self.streamer_name}.{extra}"
+            # No greeting to prime it: the multilingual model copied a Korean one in a loop
+            # ("안녕하세요, 민준! 안녕하세요, 민준! ..."). The names still go in as hotwords.
+            return ""
         return f"Hi {self.name}. Hello, {self.streamer_name}!{extra}"
 
     def lore_for(self, text: str) -> list[str]:
