@@ -18,10 +18,10 @@ def korean_cases() -> str:
 
 
 def test_korean_attacks_are_stopped_and_benign_korean_is_answered(tmp_path, monkeypatch, capsys):
-    from vtuber import cli
+    from vtuber.commands import common
     from vtuber.pipeline import Engine
 
-    monkeypatch.setattr(cli, "_load_engine", lambda cfg, persona, quiet: Engine(cfg, persona, None, EchoLLM(), TextASR(), TextTTS(), NoVAD(), CANARY))
+    monkeypatch.setattr(common, "load_engine", lambda cfg, persona, quiet: Engine(cfg, persona, None, EchoLLM(), TextASR(), TextTTS(), NoVAD(), CANARY))
     cases = tmp_path / "korean.jsonl"
     cases.write_text(korean_cases(), encoding="utf-8")
     out = tmp_path / "rt"

@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 
 from vtuber.safety import BannedWords, ChatFilter, OutputGate
-from vtuber.safety_hangul import letters_of
+from vtuber.safety.hangul import letters_of
 
 BANNED = ["시발", "바보", "멍청이"]
 

@@ -1,4 +1,5 @@
-"""Banned words written in Hangul, however they are spelled: the Korean half of `BannedWords`.
+"""Banned words written in Hangul, however they are spelled: the Korean half of `BannedWords`
+(`vtuber.safety.banned`).
 
 Text and entries are both read as a stream of jamo letters (ㅅ ㅣ ㅂ ㅏ ㄹ for 시발), so
 every way of writing the same letters is one reading:
