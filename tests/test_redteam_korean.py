@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from test_redteam import CANARY, EchoLLM, NoVAD, TextASR, TextTTS
+from test_redteam import CANARY, NoVAD, TextASR, TextTTS, echo_llm
 from vtuber import redteam
 from vtuber.cli import main
 from vtuber.mind.persona import load_persona
@@ -21,7 +21,7 @@ def test_korean_attacks_are_stopped_and_benign_korean_is_answered(tmp_path, monk
     from vtuber.commands import common
     from vtuber.pipeline import Engine
 
-    monkeypatch.setattr(common, "load_engine", lambda cfg, persona, quiet: Engine(cfg, persona, None, EchoLLM(), TextASR(), TextTTS(), NoVAD(), CANARY))
+    monkeypatch.setattr(common, "load_engine", lambda cfg, persona, quiet: Engine(cfg, persona, None, echo_llm(), TextASR(), TextTTS(), NoVAD(), CANARY))
     cases = tmp_path / "korean.jsonl"
     cases.write_text(korean_cases(), encoding="utf-8")
     out = tmp_path / "rt"
