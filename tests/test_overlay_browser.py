@@ -333,3 +333,56 @@ async def test_the_settings_page_makes_the_overlay_address_and_previews_the_look
         await pw.stop()
         await overlay.aclose()
     assert "pos-top" in look["body"] and look["size"] == "60px" and look["card"] and not look["connected"]  # a demo: no server events
+
+
+def hangul_font_installed() -> bool:
+    import subprocess
+
+    try:
+        listed = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(listed.strip())
+
+
+async def test_korean_and_japanese_captions_render_as_glyphs_not_boxes(tmp_path):
+    """Hangul and kana captions, in the page's font stack: each clause is marked with its
+    language and drawn with real glyphs (two different characters draw differently: a
+    missing font would draw the same empty box for both). Screenshot saved as an artifact."""
+    from conftest import require_system
+
+    require_system("a Hangul font (fc-list :lang=ko finds none)", hangul_font_installed(), "apt install fonts-noto-cjk turns this test on")
+    overlay = OverlayServer(port=0)
+    await overlay.serve()
+    session = scripted_session(["오늘은 레트로 게임을 같이 해요! 今日もよろしくね。"], [overlay], per_word=0.3)
+    session.mind.languages = None  # the page is tested here (the reply policy: tests/test_language.py)
+    pw, browser = await launch_chromium()
+    try:
+        page = await browser.new_page(bypass_csp=True, viewport={"width": 1920, "height": 1080})
+        await page.goto(overlay.overlay_url + "?fade=30&size=54&bg=00000088")
+        await wait_for(page, "window.vtuberOverlay && window.vtuberOverlay.connected")
+        run = asyncio.create_task(session.run([ChatScriptSource([chat(0.3, "안녕 하나! 오늘 뭐 해요?", user="지우")])]))
+        await wait_for(page, "window.vtuberOverlay.shown.length >= 2", 20000)
+        langs = await page.evaluate("[...document.querySelectorAll('#lines .clause')].map(c => c.lang)")
+        msg_lang = await page.evaluate("document.getElementById('msg').lang")
+        drawn = await page.evaluate(
+            """() => {
+              const font = getComputedStyle(document.querySelector('#lines .clause')).fontFamily;
+              const pixels = (ch) => {
+                const c = document.createElement('canvas'); c.width = 64; c.height = 64;
+                const g = c.getContext('2d'); g.font = '48px ' + font; g.fillStyle = '#000'; g.fillText(ch, 4, 52);
+                return Array.from(g.getImageData(0, 0, 64, 64).data.filter((_, i) => i % 4 === 3)).join(',');
+              };
+              return {font, ko: pixels('가') !== pixels('한'), ja: pixels('の') !== pixels('ね'), ink: pixels('가') !== pixels(' ')};
+            }"""
+        )
+        png = await page.screenshot(omit_background=True)
+        (tmp_path / "overlay-korean.png").write_bytes(png)
+        keep(tmp_path / "overlay-korean.png")
+        await asyncio.wait_for(run, 60)
+    finally:
+        await browser.close()
+        await pw.stop()
+    assert "ko" in langs and "ja" in langs and msg_lang == "ko", langs
+    assert "Noto Sans CJK KR" in drawn["font"]
+    assert drawn["ko"] and drawn["ja"] and drawn["ink"], drawn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,10 @@ class LLMConfig:
     turn_deadline_s: float = 8.0
     failures_to_fallback: int = 3
     retry_after_s: float = 30.0
+    # The languages the model writes well (ISO codes, e.g. ["ko", "en"]): she answers a
+    # viewer in one of these (if the persona answers in it), else says her line. Empty: the
+    # persona's model.languages, else English only (the bundled 135M model).
+    languages: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,7 +116,7 @@ class HearingConfig:
     continuation_ms: int = 700  # an unfinished sentence waits this long for more speech
     min_speech_ms: int = 200  # shorter blips are ignored
     max_utterance_s: float = 15.0  # force an endpoint on endless speech
-    language: str = "en"
+    language: str = ""  # what Whisper hears: empty = the persona's language (fixed: detection on short speech guesses wrong)
     beam_size: int = 1
     # The streamer talking over the co-host stops her (within one audio block) and is answered next.
     barge_in: bool = True
@@ -182,6 +187,10 @@ class VoiceConfig:
     # Piper's memory grows with clause length (~110 MiB transient for 70 characters):
     # 100 keeps the pipeline's peak RSS under 700 MiB while the first clause stays short anyway.
     max_clause_chars: int = 100
+    # Piper voices for her other languages (each .onnx with its .onnx.json; the language is
+    # read from it). A language she speaks with no voice here gets the espeak-ng fallback.
+    voices: list[str] = field(default_factory=list)
+    fallback: str = "espeak"  # espeak | off (off: a language with no voice is an error at start)
 
 
 @dataclass
@@ -361,6 +370,9 @@ def validate(cfg: Config) -> Config:
         (0.0 < cfg.llm.top_p <= 1.0, "llm.top_p must be in (0, 1]"),
         (0.5 <= cfg.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be in [0.5, 2]"),
         (cfg.hearing.beam_size >= 1, "hearing.beam_size must be >= 1"),
+        (re.fullmatch(r"(?:[a-z]{2})?", cfg.hearing.language) is not None, "hearing.language must be empty or a two-letter code such as ko"),
+        (all(re.fullmatch(r"[a-z]{2}", v) for v in cfg.llm.languages), "llm.languages must be two-letter codes such as [\"ko\", \"en\"]"),
+        (cfg.voice.fallback in ("espeak", "off"), "voice.fallback must be espeak or off"),
         (cfg.hearing.echo_guard in ("gate", "off"), "hearing.echo_guard must be gate or off"),
         (32 <= cfg.hearing.barge_in_ms <= 2000, "hearing.barge_in_ms must be in [32, 2000]"),
         (0.0 <= cfg.hearing.echo_loss_db <= 60.0, "hearing.echo_loss_db must be in [0, 60]"),

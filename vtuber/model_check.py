@@ -147,8 +147,9 @@ def check(cfg: Config, persona, step=lambda s: None) -> list[Check]:
             step("local LLM")
             results.append(_llm_check(llm, str(engine.paths.llm), "LLM"))
 
-        local_tts = engine.tts.local if isinstance(engine.tts, WyomingTTS) else engine.tts
-        ttss = [("TTS (server)", engine.tts.service.url, engine.tts._remote), ("TTS (fallback)", "Piper (local)", local_tts.synthesize)] if isinstance(engine.tts, WyomingTTS) else [("TTS", "Piper (local)", local_tts.synthesize)]
+        tts = engine.tts.voices.get("en", engine.tts.voices[engine.tts.main]) if hasattr(engine.tts, "voices") else engine.tts  # the check line is English
+        local_tts = tts.local if isinstance(tts, WyomingTTS) else tts
+        ttss = [("TTS (server)", tts.service.url, tts._remote), ("TTS (fallback)", "Piper (local)", local_tts.synthesize)] if isinstance(tts, WyomingTTS) else [("TTS", "Piper (local)", local_tts.synthesize)]
         for part, what, fn in ttss:
             step(part)
             try:

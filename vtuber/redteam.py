@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +33,7 @@ from vtuber.events import AudioChunk, ChatMessage, ReplyClause, ReplyStarted, St
 from vtuber.safety.banned import BannedWords
 from vtuber.safety.forms import word_forms
 from vtuber.safety.gate import OutputGate
+from vtuber.safety.hangul import has_hangul, letters_of
 
 GROUPS = ("injection", "lookalike", "word_forms", "names", "secrets", "identity", "benign")
 BENIGN = "benign"
@@ -164,6 +166,22 @@ def placeholders(word: str) -> dict[str, str]:
         "{leet}": w.translate(_LEET),
         "{rev}": w[::-1],
         **form_placeholders(w),
+        **korean_forms(w),
+    }
+
+
+def korean_forms(word: str) -> dict[str, str]:
+    """Korean spellings of a banned word the gate must still read as the word: typed in
+    compatibility jamo ("ㅅㅣㅂㅏㄹ"), decomposed (NFD), syllables spaced ("시 발"), and with
+    a topic particle attached ("시발은"). A word without Hangul gets its spaced and plain forms."""
+    if not has_hangul(word):
+        return {"{jamo}": " ".join(word), "{nfd}": word, "{ko_spaced}": " ".join(word), "{josa}": word}
+    final = (ord(word[-1]) - 0xAC00) % 28 if 0xAC00 <= ord(word[-1]) <= 0xD7A3 else 0
+    return {
+        "{jamo}": "".join(letters_of(c) for c in word),
+        "{nfd}": unicodedata.normalize("NFD", word),
+        "{ko_spaced}": " ".join(word),
+        "{josa}": word + ("은" if final else "는"),
     }
 
 

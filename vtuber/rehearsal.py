@@ -202,7 +202,7 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
             cut = " (cut short)" if r.cut_short else ""
             ax.text(r.play_end + 0.1, y, f"ready {ready} / heard {heard} ms{cut}", va="center", fontsize=7)
     ax.set_yticks(range(len(records), 0, -1))
-    ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8)
+    ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8, family=chart_fonts())
     ax.set_xlabel("session time (s)")
     ax.set_title(title, fontsize=10, loc="right", pad=16)  # above the legend
     from matplotlib.patches import Patch
@@ -224,6 +224,14 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def chart_fonts() -> list[str]:
+    """Matplotlib's default face, then installed Hangul/CJK faces for names in those scripts."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(f for f in ("Noto Sans CJK KR", "Noto Sans CJK JP", "Noto Sans CJK SC") if f in have)]
 
 
 def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Path, fast: bool) -> dict[str, Path]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from vtuber.config import Config
 from vtuber.errors import UserError
+from vtuber.language import name_of
 from vtuber.models import ModelPaths, persona_voice
 from vtuber.ports import LanguageModel, SpeechToText, TextToSpeech
 
@@ -147,6 +148,22 @@ def make_tts(cfg: Config, paths: ModelPaths, persona, step: Callable[[str], None
     return make("tts", cfg, paths, persona, step, local)
 
 
+def make_voices(cfg: Config, paths: ModelPaths, persona, main: TextToSpeech, speaks, step: Callable[[str], None] = lambda s: None):
+    """Her voices: `main` (the voice the config names) for its own language, and one for each
+    other language she `speaks` (`vtuber.voice.languages`: Piper voices from `voice.voices`,
+    else espeak-ng as the labelled fallback), behind the check before speech."""
+    from vtuber.voice.languages import language_voices
+
+    voice_config = persona_voice(cfg, paths, persona)[1] if persona is not None else paths.voice_config
+    own = persona.language if persona is not None else "en"
+    return language_voices(cfg, main, voice_config, own, speaks, step)
+
+
+def hearing_language(cfg: Config, persona) -> str:
+    """The language Whisper hears: `hearing.language`, else the persona's (fixed, never detected)."""
+    return cfg.hearing.language or (persona.language if persona is not None else "en")
+
+
 def _is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
@@ -202,11 +219,12 @@ def _whisper(req: Request) -> SpeechToText:
     from vtuber.hearing.asr import WhisperASR
 
     cfg, persona, path = req.cfg, req.persona, req.paths.asr
-    req.step(f"loading Whisper {path.parent.name}/{path.name}")
+    language = hearing_language(cfg, persona)
+    req.step(f"loading Whisper {path.parent.name}/{path.name} ({name_of(language)})")
     return WhisperASR(
         path,
         threads=cfg.threads.asr,
-        language=cfg.hearing.language,
+        language=language,
         beam_size=cfg.hearing.beam_size,
         prompt=persona.asr_prompt if persona is not None else "",
         names=(persona.name, persona.streamer_name) if persona is not None else (),
@@ -220,7 +238,7 @@ def _wyoming_asr(req: Request) -> SpeechToText:
 
     ss = req.cfg.speech_servers
     local = req.local()
-    return WyomingASR(req.uri, local, req.cfg.hearing.language, ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
+    return WyomingASR(req.uri, local, hearing_language(req.cfg, req.persona), ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
 
 
 # --- text to speech --------------------------------------------------------------------

@@ -26,6 +26,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 0 <= args.load_s <= 3600:
         raise UserError(f"--load-s must be in [0, 3600], got {args.load_s}")
     cfg = common.config_from(args)
+    if args.hearing:  # the multilingual Whisper's cost against tiny.en (vtuber.bench_hearing)
+        from vtuber import bench_hearing
+
+        with OutFolder(args.out, bench_hearing.FILES, force=args.force) as out:
+            with common.console.status("benchmarking hearing", spinner="dots") as status:
+                result = bench_hearing.run_hearing(cfg.threads.asr, progress=status.update)
+            path = bench_hearing.write(result, out)
+        for line in bench_hearing.table_lines(result):
+            common.console.print(escape(line))
+        common.console.print(f"wrote {path}")
+        return 0
     persona = load_persona(cfg.persona, cfg.persona_folders)
     resolve(cfg)
     with OutFolder(args.out, bench.FILES, force=args.force) as out:
@@ -201,6 +212,7 @@ def add(sub) -> None:
     b.add_argument("--turns", type=int, default=10, metavar="N", help="chat turns and spoken turns each (default 10)")
     b.add_argument("--load-s", type=float, default=60.0, metavar="S", help="live-load scenario: a chat message a second for S seconds while the streamer talks (0: skip; default 60)")
     b.add_argument("--no-pauses", action="store_true", help="skip the end-of-turn part (false cut-ins on recorded pauses)")
+    b.add_argument("--hearing", action="store_true", help="only compare the hearing models: Whisper tiny.en against the multilingual base, on English and Korean speech")
     b.add_argument("--out", default="out/bench", metavar="DIR", help="output folder (default: out/bench)")
     b.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (only our own files are replaced)")
     common.add_common(b)

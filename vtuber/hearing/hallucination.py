@@ -78,6 +78,13 @@ KNOWN = frozenset(
         "i'll see you in the next video",
         "bye",
         "bye bye",
+        # The multilingual model's Korean inventions (the ends of Korean videos and news)
+        "시청해주셔서 감사합니다",
+        "시청해 주셔서 감사합니다",
+        "감사합니다",
+        "구독과 좋아요 부탁드립니다",
+        "구독과 좋아요 부탁드려요",
+        "다음 영상에서 만나요",
     }
 )
 KNOWN_PREFIXES = (
@@ -89,6 +96,7 @@ KNOWN_PREFIXES = (
     "transcription by",
     "translated by",
     "amara org",
+    "mbc 뉴스",
 )
 
 # "[Music]", "(upbeat music)", "*sigh*", "♪ ♪": Whisper's notes on sounds, not words.

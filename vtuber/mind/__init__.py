@@ -16,6 +16,7 @@ from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, ServiceState, Turn
 from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, fact_words, persona_facts
+from vtuber.mind.languages import LanguagePolicy
 from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
@@ -25,8 +26,9 @@ from vtuber.mind.splitter import ClauseSplitter, split_stream
 from vtuber.safety.gate import OutputGate
 from vtuber.voice.tts import speakable
 
-_DONE = object()
 log = logging.getLogger("vtuber.mind")
+
+_DONE = object()
 CANCEL_WAIT_S = 2.0  # a cancelled turn waits this long at most for the LLM thread to stop
 
 
@@ -120,11 +122,16 @@ class Mind:
         memory: ViewerMemory | None = None,
         facts: FactBook | None = None,
         stream: StreamFacts | None = None,
+        languages: LanguagePolicy | None = None,
+        can_speak: Callable[[str], bool] | None = None,
     ):
         self.backend = backend
         self.history_turns = history_turns
         self.context = context  # the model's context in tokens: history is kept only as far as it fits
         self.memory = memory  # notes about viewers (regulars are greeted by name)
+        self.languages = languages  # which language each turn is answered in (or her line)
+        self.can_speak = can_speak  # whether a voice can read a clause (none: any clause)
+        self.unspeakable = 0  # clauses dropped because no voice of hers could read them
         self.canary = canary
         self.voice_cfg = voice_cfg
         self.clock = clock
@@ -169,6 +176,8 @@ class Mind:
         """Switch persona between turns (the next turn builds its prompt from the new one)."""
         self.persona = persona
         self.gate = gate
+        if getattr(self, "languages", None) is not None and self.languages.persona is not persona:
+            self.languages = LanguagePolicy(persona, self.languages.model)
         history = list(getattr(self, "prompts", None).history) if getattr(self, "prompts", None) else []
         count = getattr(self.backend, "count_tokens", None)
         self.prompts = PromptBuilder(persona, self.history_turns, self.canary, count, self.context)
@@ -214,6 +223,10 @@ class Mind:
         if turn.kind == "line":
             await self._say_line(turn)
             return
+        plan = self.languages.plan(turn) if self.languages is not None else None
+        if plan is not None and plan.line:  # a language she does not answer in: her own line
+            await self._say_line(turn, plan.line, language=plan.heard)
+            return
         note = ""
         if self.memory is not None and isinstance(turn.source, ChatMessage):
             note = prompt_note(self.memory.note(turn.source), turn.user)
@@ -225,7 +238,8 @@ class Mind:
         self.last_facts = picked
         if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
             self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
-        messages = self.prompts.messages(turn, note, [f.text for f, _ in picked])
+        reply_language = plan.reply if plan is not None and plan.reply != self.persona.language else ""
+        messages = self.prompts.messages(turn, note, [f.text for f, _ in picked], language=reply_language)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
         # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
@@ -545,13 +559,19 @@ class Mind:
         clause = speakable(clause)
         if not clause:
             return None
+        if self.can_speak is not None and not self.can_speak(clause):
+            # Words no voice of hers can read (Hangul with only an English voice, kana in
+            # a Korean clause): neither shown nor spoken, never read by the wrong voice.
+            self.unspeakable += 1
+            return None
         return self.gate.check(clause, turn)
 
-    async def _say_line(self, turn: Turn) -> None:
-        """A fixed line (thank-you, command answer): no LLM, same clause path and gate."""
+    async def _say_line(self, turn: Turn, line: str = "", language: str = "") -> None:
+        """A fixed line (thank-you, command answer, her line for a language she does not
+        answer in): no LLM, same clause path and gate."""
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
-        clauses = split_stream([turn.text], max_chars=self.voice_cfg.max_clause_chars)
+        clauses = split_stream([line or turn.text], max_chars=self.voice_cfg.max_clause_chars)
         spoken = []
         for clause in clauses:
             blocks = len(self.gate.blocked)
@@ -567,4 +587,6 @@ class Mind:
             spoken.append(safe)
             if blocked:
                 break
+        if language:
+            log.info("a %s message was answered with her line", language)
         await self.send(ReplyFinished(turn_id=turn.id, text=" ".join(spoken), t=self.clock.now()))

@@ -12,6 +12,7 @@ except under `extensions`, which keeps whatever a character card carried.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ OPTIONAL = (
     "fallback_lines",
     "reply_length",
     "language",
+    "languages",
+    "language_line",
     "voice",
     "banned_words",
     "allow_words",
@@ -83,6 +86,7 @@ class ModelSettings:
 
     llm: str = ""  # a GGUF path or an http(s):// LLM server; empty = the configured/bundled model
     think: bool | None = None  # False: ask a reasoning model not to think; None = the config's llm.think
+    languages: tuple[str, ...] = ()  # the languages this model writes well (ISO codes); empty: English
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,9 @@ class Persona:
     facts: tuple[str, ...] = ()  # about her, in her own first person ("I love tea.")
     idle_topics: tuple[str, ...] = ()  # what she talks about on a quiet stream (director.idle_after_s)
     fallback_lines: tuple[str, ...] = ()  # said when a reply only echoes or parrots (built-in ones if empty)
-    language: str = "en"
+    language: str = "en"  # her own language (ISO 639-1): what she hears the streamer in and speaks
+    languages: tuple[str, ...] = ()  # more languages she answers viewers in (when the model writes them)
+    language_line: str = ""  # said to a viewer in another language (a built-in line in her language if empty)
     voice: VoiceSettings = VoiceSettings()
     banned_words: tuple[str, ...] = ()
     allow_words: tuple[str, ...] = ()  # never blocked, even when they read as a banned word's form
@@ -128,6 +134,10 @@ class Persona:
         (Whisper copies the prompt's style: an unpunctuated word list makes it drop the
         sentence ends the endpointer relies on.)"""
         extra = f" {', '.join(self.hotwords)}." if self.hotwords else ""
+        if self.language != "en":
+            # No greeting to prime it: the multilingual model copied a Korean one in a loop
+            # ("안녕하세요, 민준! 안녕하세요, 민준! ..."). The names still go in as hotwords.
+            return ""
         return f"Hi {self.name}. Hello, {self.streamer_name}!{extra}"
 
     def lore_for(self, text: str) -> list[str]:
@@ -180,6 +190,18 @@ class _Problems:
             kind = "a whole number" if whole else "a number"
             self.add(f"'{key}' must be {kind} in [{lo:g}, {hi:g}], got {quote(value)}")
         return ok
+
+
+_LANGUAGE_CODE = re.compile(r"[a-z]{2}")
+
+
+def _language_list(pr: _Problems, key: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and _LANGUAGE_CODE.fullmatch(v.strip().lower()) for v in value):
+        pr.add(f"'{key}' must be a list of two-letter language codes such as [ko, en]")
+        return ()
+    return tuple(dict.fromkeys(v.strip().lower() for v in value))
 
 
 def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
@@ -277,14 +299,19 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
 
     model_settings = ModelSettings()
     raw_model = data.get("model", {}) or {}
-    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think"}:
-        pr.add("'model' takes llm (a GGUF path or an http(s):// server) and think (true/false)")
+    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think", "languages"}:
+        pr.add("'model' takes llm (a GGUF path or an http(s):// server), think (true/false) and languages")
     elif not isinstance(raw_model.get("llm", ""), str) or not isinstance(raw_model.get("think", True), bool):
         pr.add("'model.llm' must be a path or URL and 'model.think' true or false")
     else:
-        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"))
+        model_langs = _language_list(pr, "model.languages", raw_model.get("languages", []))
+        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"), model_langs)
 
-    language = pr.text("language", data, "en") or "en"
+    language = (pr.text("language", data, "en") or "en").lower()
+    if not _LANGUAGE_CODE.fullmatch(language):
+        pr.add(f"'language' must be a two-letter language code such as en or ko, got {quote(language, 40)}")
+        language = "en"
+    languages = _language_list(pr, "languages", data.get("languages", []))
     streamer = pr.text("streamer_name", data, "the streamer")
     if not streamer:
         pr.add("'streamer_name' must be a non-empty string")
@@ -310,6 +337,8 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         idle_topics=pr.str_list("idle_topics", data),
         fallback_lines=pr.str_list("fallback_lines", data),
         language=language,
+        languages=languages,
+        language_line=pr.text("language_line", data),
         voice=voice,
         banned_words=pr.str_list("banned_words", data),
         allow_words=pr.str_list("allow_words", data),
@@ -414,6 +443,8 @@ def persona_to_dict(p: Persona) -> dict:
         | ({"sentences": p.sentences} if p.sentences != 1 else {}),
         "facts": list(p.facts),
         "language": p.language,
+        "languages": list(p.languages),
+        "language_line": p.language_line,
         "banned_words": list(p.banned_words),
         "allow_words": list(p.allow_words),
         "banned_phrases": list(p.banned_phrases),
@@ -434,7 +465,7 @@ def persona_to_dict(p: Persona) -> dict:
         "extensions": dict(p.extensions),
     }
     if p.model != ModelSettings():
-        out["model"] = {k: v for k, v in p.model.__dict__.items() if v not in ("", None)}
+        out["model"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.model.__dict__.items() if v not in ("", None, ())}
     if p.voice != VoiceSettings():
         out["voice"] = {k: v for k, v in p.voice.__dict__.items() if v not in ("", -1, 0.0)}
     return {k: v for k, v in out.items() if v not in ("", [], {}, None)}

@@ -84,6 +84,9 @@ each other with only spacing between them, spell an entry ("he ll" for "hell",
 "a ss" for "ass"), and single letters spelling an entry ("c h e c k" contains
 "h e c k"). Someone who spaces out letters is treated as evading the filter.
 
+Hangul entries are also read as jamo letters, with Korean spacing and particle forms
+(decomposed and compatibility jamo, "시 발", "시발아", "바본"): see `vtuber.safety.hangul`.
+
 `OutputGate` also reads each clause together with the end of what was said just
 before it, so a word spelled over several clauses is caught (see its docstring).
 """
@@ -109,6 +112,7 @@ from vtuber.safety.fold import (
     _word_letters,
     normalise,
 )
+from vtuber.safety.hangul import HangulWords, has_hangul
 from vtuber.safety.forms import (
     _WORD,
     _Y_SUFFIXES,
@@ -253,6 +257,7 @@ class BannedWords:
         for k in self._word_entries:
             self._sounds.setdefault(_metaphone(k), []).append(k)
         self._word_cache: dict[str, str | None] = {}
+        self._hangul = HangulWords(self.words)  # Hangul entries: jamo, spacing and particle forms
 
     def __bool__(self) -> bool:
         return bool(self.words)
@@ -307,7 +312,7 @@ class BannedWords:
         """The first banned entry (as listed) found in `text`, or None."""
         if not self._regexes or not text:
             return None
-        if not self.allow and not self._word_entries:
+        if not self.allow and not self._word_entries and not (self._hangul and has_hangul(text)):
             first = self._search(_normalise_mapped(text, invisible=" ")[0])
             return self._entry(first) if first else None
         found = self.hits(text)
@@ -341,6 +346,13 @@ class BannedWords:
             while end < len(text) and _fold_char(text[end], "") == "":
                 end += 1
             out.append(Hit(entry, start, end))
+        if self._hangul:  # Hangul read as jamo letters (vtuber.safety.hangul), on the original text
+            for a, b, entry in self._hangul.hits(text):
+                if self.allow and _word_letters(normalise(text[a:b])) in self.allow:
+                    continue
+                if not any(a < h.end and h.start < b for h in out):
+                    out.append(Hit(entry, a, b))
+            out.sort(key=lambda h: h.start)
         return out
 
     def _allowed(self, norm: str, a: int, b: int) -> bool:
@@ -408,7 +420,7 @@ class BannedWords:
         letters, and a run-together name is read as a compound. None if clean."""
         if not name or not name.strip():
             return None
-        return self.find(split_name(name)) or self.find(name)
+        return self.find(split_name(name)) or self.find(name) or self._hangul.inside(name)
 
 
 def default_banned_words(path: str | Path | None = None) -> list[str]:

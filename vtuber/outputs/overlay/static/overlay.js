@@ -83,6 +83,7 @@
     if (!cfg.chat || !input || input.kind !== "chat") { el.card.hidden = true; return; }
     el.name.textContent = String(input.user || "");
     el.msg.textContent = String(input.text || "");
+    el.msg.lang = scriptLang(String(input.text || ""));
     let paid = "";
     if (input.amount > 0) paid = `${input.source === "youtube" ? "Super Chat " : ""}${Number(input.amount).toFixed(2)} ${input.currency || ""}`.trim();
     else if (input.bits > 0) paid = `${input.bits} bits`;
@@ -106,10 +107,21 @@
     while (el.lines.childElementCount > 1 && el.lines.scrollHeight > cfg.lines * lineHeight + 2) el.lines.firstElementChild.remove();
   }
 
+  // The language a text is written in, from its script: the browser then picks the right
+  // CJK glyphs from the font stack (Han characters are drawn differently in ko, ja and zh).
+  function scriptLang(text) {
+    if (/[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]/.test(text)) return "ko";
+    if (/[\u3040-\u30ff]/.test(text)) return "ja";
+    if (/[\u4e00-\u9fff]/.test(text)) return "zh";
+    return "";
+  }
+
   function addClause(m, elapsed) {
     if (turn !== m.turn_id) startReply(m.turn_id, null);
     const span = document.createElement("span");
     span.className = "clause";
+    const lang = scriptLang(String(m.text || ""));
+    if (lang) span.lang = lang;
     span.dataset.turn = String(m.turn_id);
     span.dataset.index = String(m.index);
     const words = Array.isArray(m.words) && m.words.length ? m.words : [[String(m.text || ""), 0, 0]];
