@@ -570,10 +570,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     """`vtuber models [check]`: what the config uses and what is available; `check` runs each once."""
     from rich.table import Table
 
-    from vtuber import model_check
+    from vtuber import model_check, model_commands
     from vtuber.mind.persona import load_persona
 
+    if args.action == "pull":
+        return model_commands.cmd_pull(args, console)
     cfg = _config_from(args)
+    if args.action == "recommend":
+        return model_commands.cmd_recommend(args, console, cfg)
     persona = load_persona(cfg.persona, cfg.persona_folders)
     if args.action == "list":
         table = Table(title=f"models for {escape(persona.name)}")
@@ -582,6 +586,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in model_check.inventory(cfg, persona):
             table.add_row(r.part, r.use, escape(r.what), r.source, model_check.human(r.size))
         console.print(table)
+        model_commands.print_available(console, args.catalogue)
         return 0
     with console.status("checking models", spinner="dots") as status:
         results = model_check.check(cfg, persona, step=lambda m: (status.update(m), console.print(f"[dim]{escape(m)}[/]")))
@@ -718,14 +723,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     mdl = sub.add_parser(
         "models",
-        help="list the models and servers in use and available (sizes); `check` runs each once",
+        help="models in use, the catalogue and servers found here; `check` runs each once; `pull NAME` downloads one; `recommend` says which size fits",
         description=(
             "List the LLM, ASR and TTS the config uses (a file, a bundled model or a server), their local "
             "fallbacks and the bundled models, with sizes. `vtuber models check` loads or connects to each and runs "
-            "one short generation, transcription and synthesis, timing the first token or audio (exit 1 if any fails)."
+            "one short generation, transcription and synthesis, timing the first token or audio (exit 1 if any fails). "
+            "`vtuber models pull NAME` downloads a catalogue model (checked) into your data folder; `--llm NAME` "
+            "then uses it. `vtuber models recommend` measures this machine and says which size keeps chat -> first "
+            "audio under a second."
         ),
     )
-    mdl.add_argument("action", nargs="?", choices=("list", "check"), default="list")
+    mdl.add_argument("action", nargs="?", choices=("list", "check", "pull", "recommend"), default="list")
+    mdl.add_argument("name", nargs="?", metavar="NAME", help="pull: a catalogue name (see the list) or owner/repo/file.gguf")
+    mdl.add_argument("--catalogue", metavar="JSON", help="a catalogue file of your own (entries added to the bundled ones)")
     _add_common(mdl)
     mdl.set_defaults(func=cmd_models)
 
