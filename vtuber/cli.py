@@ -602,6 +602,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from vtuber.outputs.stream import add_stream_options
+    from vtuber.tune import command as tune_command
 
     parser = argparse.ArgumentParser(
         prog="vtuber",
@@ -738,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     mdl.add_argument("--catalogue", metavar="JSON", help="a catalogue file of your own (entries added to the bundled ones)")
     _add_common(mdl)
     mdl.set_defaults(func=cmd_models)
+
+    tune_command.add_parser(sub)
 
     pp = sub.add_parser("persona", help="list, show, check or import personas", description="Personas the streamer owns (docs/personas.md).")
     psub = pp.add_subparsers(dest="action", required=True)

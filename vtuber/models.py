@@ -148,7 +148,7 @@ def with_persona_model(cfg: Config, persona) -> Config:
     import dataclasses
 
     m = getattr(persona, "model", None)
-    if m is None or (not m.llm and m.think is None):
+    if m is None or (not m.llm and m.think is None and not m.adapter):
         return cfg
     models, llm = cfg.models, cfg.llm
     if m.llm and not cfg.models.llm:
@@ -160,6 +160,8 @@ def with_persona_model(cfg: Config, persona) -> Config:
         models = dataclasses.replace(models, llm=m.llm)
     if m.think is not None:
         llm = dataclasses.replace(llm, think=m.think)
+    if m.adapter and not cfg.models.adapter:
+        models = dataclasses.replace(models, adapter=m.adapter)
     return dataclasses.replace(cfg, models=models, llm=llm)
 
 

@@ -82,6 +82,7 @@ class ModelSettings:
 
     llm: str = ""  # a GGUF path or an http(s):// LLM server; empty = the configured/bundled model
     think: bool | None = None  # False: ask a reasoning model not to think; None = the config's llm.think
+    adapter: str = ""  # a LoRA adapter GGUF made by `vtuber tune` for the local model
 
 
 @dataclass(frozen=True)
@@ -272,12 +273,17 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
 
     model_settings = ModelSettings()
     raw_model = data.get("model", {}) or {}
-    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think"}:
-        pr.add("'model' takes llm (a GGUF path or an http(s):// server) and think (true/false)")
+    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think", "adapter"}:
+        pr.add("'model' takes llm (a GGUF path or an http(s):// server), think (true/false) and adapter (a GGUF LoRA)")
     elif not isinstance(raw_model.get("llm", ""), str) or not isinstance(raw_model.get("think", True), bool):
         pr.add("'model.llm' must be a path or URL and 'model.think' true or false")
+    elif not isinstance(raw_model.get("adapter", ""), str):
+        pr.add("'model.adapter' must be a path (a GGUF LoRA adapter made by `vtuber tune`)")
     else:
-        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"))
+        adapter = raw_model.get("adapter", "").strip()
+        if adapter and where and Path(where).suffix and not Path(adapter).expanduser().is_absolute():
+            adapter = str((Path(where).parent / adapter).resolve())  # relative to the persona file
+        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"), adapter)
 
     language = pr.text("language", data, "en") or "en"
     streamer = pr.text("streamer_name", data, "the streamer")

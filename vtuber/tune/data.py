@@ -106,14 +106,13 @@ _VERBS = {"loves": "love", "likes": "like", "co-hosts": "co-host", "hosts": "hos
 
 
 def first_person(sentence: str, name: str) -> str:
-    """'Miko is a fox-girl who loves tea. She plays...' -> 'I am a fox-girl who love tea...' fixed
-    up for the verbs that follow her name or a pronoun."""
+    """'Miko is a fox-girl who loves tea. She plays...' -> "I'm a fox-girl who loves tea. I play...":
+    her name and pronouns become I/my, and the verb right after them agrees."""
     s = re.sub(rf"\b{re.escape(name)}'s\b", "my", sentence)
     s = re.sub(rf"\b{re.escape(name)}\b", "I", s)
     for pat, rep in _SELF:
         s = re.sub(pat, rep, s, flags=re.I)
     s = re.sub(r"\bI (\w+)\b", lambda m: "I " + _VERBS.get(m.group(1), m.group(1)), s)
-    s = re.sub(r"\b(and|who) (\w+s)\b", lambda m: f"{m.group(1)} {_VERBS.get(m.group(2), m.group(2))}", s)
     s = re.sub(r"\bI am\b", "I'm", s)
     return s[0].upper() + s[1:] if s else s
 
@@ -166,6 +165,13 @@ def build(persona, kept: list[tuple[str, str]] = (), probes: set[str] | None = N
         turn[0] += 1
         return opens[turn[0] % len(opens)]
 
+    def said(text: str) -> str:
+        """An opener, then the line (after "Aww," the line goes on in lower case)."""
+        o = opener()
+        if o.endswith(",") and not text.startswith(("I ", "I'")):
+            text = text[0].lower() + text[1:]
+        return f"{o} {text}"
+
     def add_group(questions: tuple[str, ...], reply_fn, source: str, expect: tuple[str, ...] = (), **fmt) -> None:
         for i, q in enumerate(questions):
             ex = Example(q.format(name=name, streamer=streamer, **fmt), reply_fn(), source, expect)
@@ -174,27 +180,30 @@ def build(persona, kept: list[tuple[str, str]] = (), probes: set[str] | None = N
     desc = sentences(persona.description)
     if desc:
         who = first_person(desc[0], name)
-        who = who if name in who else f"I'm {name}! {who}"
-        add_group(IDENTITY_QS, lambda: f"{opener()} {who}", "fact", (name.lower(),))
+        if re.match(r"I'm (a|an|the) ", who):  # "I'm Miko, a cheerful fox-girl VTuber who ..."
+            who = f"I'm {name}, {who[4:]}"
+        elif name not in who:
+            who = f"I'm {name}! {who}"
+        add_group(IDENTITY_QS, lambda: said(who), "fact", (name.lower(),))
     loved: list[str] = []
     for s in desc:
         for m in re.finditer(r"\b(?:loves|likes|enjoys|adores)\s+([^.;]+)", s):
             loved += _items(m.group(1).split(", and ")[0] if ", and " in m.group(1) else m.group(1))
     loved += [t for t in persona.topics if t not in loved]
     for x in loved[:8]:
-        add_group(LIKE_QS, lambda x=x: f"{opener()} I love {x}!", "like", (x.split()[-1].lower(),), x=x)
+        add_group(LIKE_QS, lambda x=x: said(f"I love {x}!"), "like", (x.split()[-1].lower(),), x=x)
     if loved:
         listed = ", ".join(loved[:-1]) + f" and {loved[-1]}" if len(loved) > 1 else loved[0]
-        add_group(LOVES_QS, lambda: f"{opener()} I love {listed}.", "like", tuple(w.split()[-1].lower() for w in loved[:3]))
+        add_group(LOVES_QS, lambda: said(f"I love {listed}."), "like", tuple(w.split()[-1].lower() for w in loved[:3]))
     if streamer and streamer != "the streamer":
-        add_group(STREAMER_QS, lambda: f"{opener()} This is {streamer}'s stream, and I'm {name}, the co-host!",
+        add_group(STREAMER_QS, lambda: said(f"This is {streamer}'s stream, and I'm {name}, the co-host!"),
                   "streamer", (streamer.lower(),))
     greetings = [persona.greeting, *persona.alternate_greetings]
     add_group(GREET_QS, lambda: greetings[turn[0] % len(greetings)], "greeting")
     facts = [first_person(s, name) for s in desc[1:]]
     facts += [first_person(f, name) for f in getattr(persona, "facts", ()) if isinstance(f, str)]
     for fact in facts:
-        add_group(FACT_QS, lambda fact=fact: f"{opener()} {fact}", "fact")
+        add_group(FACT_QS, lambda fact=fact: said(fact), "fact")
     for entry in persona.lore:
         if entry.enabled and entry.keys:
             content = first_person(entry.content, name)
