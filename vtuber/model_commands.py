@@ -4,6 +4,7 @@ list: the catalogue (pulled or not) and the LLM servers found running on this ma
 from __future__ import annotations
 
 import argparse
+import os
 
 from rich.console import Console
 from rich.markup import escape
@@ -39,6 +40,10 @@ def cmd_recommend(args: argparse.Namespace, console: Console, cfg) -> int:
         f"{machine.decode_tps:.0f} tokens/s and reads prompts at {machine.prefill_tps:.0f} tokens/s "
         f"({cfg.threads.llm} threads)"
     )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > machine.cores:  # other programs had the CPU: the numbers are this busy moment's
+        console.print(f"[yellow]the machine is busy (load {load:.1f} on {machine.cores} cores): "
+                      "measure again when it is idle for a fair answer[/]")
     rows, best = recommend(machine, load_catalogue(args.catalogue))
     table = Table(title=f"which model keeps chat -> first audio under {BUDGET_S:.0f} s here (estimates)")
     for col in ("model", "tier", "size", "tokens/s", "first audio", "RAM", "fits"):
