@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fake_hub import FakeHub, tiny_gguf
-from vtuber.catalogue import by_name, models_dir
+from vtuber.models.catalogue import by_name, models_dir
 from vtuber.cli import main
 from vtuber.errors import UserError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vtuber.catalogue import CATALOGUE, find
-from vtuber.recommend import BUDGET_S, Machine, estimate, recommend
+from vtuber.models.catalogue import CATALOGUE, find
+from vtuber.models.recommend import BUDGET_S, Machine, estimate, recommend
 
 
 def test_the_largest_model_that_keeps_the_budget_and_fits_in_memory_is_recommended():
@@ -35,7 +35,7 @@ def test_an_estimate_scales_with_the_file_size():
 def test_llm_servers_already_running_here_are_found(tmp_path):
     from servers import ReplayServer
 
-    from vtuber.discover import discover, probe
+    from vtuber.models.discover import discover, probe
 
     with ReplayServer(models=("llama-3.2-1b", "qwen")) as server:
         found = discover((("LM Studio", server.port), ("nothing", server.port + 1 if server.port < 65535 else 1)))

@@ -10,18 +10,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vtuber.catalogue import TIERS, load_catalogue, pulled
-from vtuber.pull import human_bytes
+from vtuber.models.catalogue import TIERS, load_catalogue, pulled
+from vtuber.models.pull import human_bytes
 
 
 def cmd_pull(args: argparse.Namespace, console: Console) -> int:
     from vtuber.errors import UserError
-    from vtuber.pull import pull
+    from vtuber.models.pull import pull
 
     if not args.name:
         raise UserError("vtuber models pull NAME: name a model (`vtuber models` lists the catalogue)")
     path = pull(args.name, args.catalogue, say=lambda m: console.print(escape(m)))
-    from vtuber.catalogue import models_dir
+    from vtuber.models.catalogue import models_dir
 
     kind = "asr" if path.is_dir() else ("voice" if path.suffix == ".onnx" else "llm")
     name = path.relative_to(models_dir()).parts[0]
@@ -31,7 +31,7 @@ def cmd_pull(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_recommend(args: argparse.Namespace, console: Console, cfg) -> int:
     from vtuber.models import bundled_llm
-    from vtuber.recommend import BUDGET_S, measure, recommend
+    from vtuber.models.recommend import BUDGET_S, measure, recommend
 
     with console.status("measuring this machine", spinner="dots") as status:
         machine = measure(bundled_llm(), cfg.threads.llm, cfg.threads.llm_batch, step=status.update)
@@ -64,7 +64,7 @@ def cmd_recommend(args: argparse.Namespace, console: Console, cfg) -> int:
 
 def print_available(console: Console, catalogue_file: str | None = None) -> None:
     """The catalogue with what is pulled, and the servers found on this machine's usual ports."""
-    from vtuber.discover import discover
+    from vtuber.models.discover import discover
 
     table = Table(title="catalogue (`vtuber models pull NAME`)")
     for col in ("name", "kind", "size", "tier", "languages", "licence", "pulled"):

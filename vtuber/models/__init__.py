@@ -61,7 +61,7 @@ class ModelPaths:
 
 
 def _user_path(value: str, key: str, want_dir: bool = False) -> Path:
-    from vtuber.catalogue import by_name
+    from vtuber.models.catalogue import by_name
 
     named = by_name(value, {"asr": "asr", "voice": "voice"}.get(key, "llm"), f"models.{key}")
     if named is not None:  # a model pulled with `vtuber models pull NAME`
@@ -153,7 +153,7 @@ def with_persona_model(cfg: Config, persona) -> Config:
     models, llm = cfg.models, cfg.llm
     if m.llm and not cfg.models.llm:
         where = f"{persona.path or persona.name}: model.llm"
-        from vtuber.catalogue import by_name
+        from vtuber.models.catalogue import by_name
 
         if not m.llm.startswith(("http://", "https://")) and not Path(m.llm).expanduser().is_file() and not by_name(m.llm, "llm", where):
             raise UserError(f"{where}: {m.llm} does not exist")

@@ -26,7 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
-from vtuber.catalogue import Entry, entry_dir, find, load_catalogue
+from vtuber.models.catalogue import Entry, entry_dir, find, load_catalogue
 from vtuber.errors import UserError
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -225,7 +225,7 @@ def _download(entry: Entry, filename: str, folder: Path) -> Path:
 
 def installed(catalogue_file: str | None = None) -> list[tuple[Entry, Path]]:
     """Every catalogue model pulled into the data folder, with its path."""
-    from vtuber.catalogue import pulled
+    from vtuber.models.catalogue import pulled
 
     out = []
     for e in load_catalogue(catalogue_file):

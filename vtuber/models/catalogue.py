@@ -2,7 +2,7 @@
 
 Every entry names one repository on the model hub and the files to take from it, with the
 licence, the languages it speaks and what it needs (download size, RAM, and a speed tier
-relative to the bundled SmolLM2-135M). Nothing here downloads: `vtuber.pull` does, and only
+relative to the bundled SmolLM2-135M). Nothing here downloads: `vtuber.models.pull` does, and only
 when the user runs `vtuber models pull`.
 
 Checksums: an entry's `sha256` is checked when it is given. Where it is empty, the file is

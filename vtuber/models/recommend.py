@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vtuber.catalogue import BUNDLED_LLM_BYTES, CATALOGUE, Entry
+from vtuber.models.catalogue import BUNDLED_LLM_BYTES, CATALOGUE, Entry
 
 BUDGET_S = 1.0
 TURN_PROMPT_TOKENS = 60  # the new tokens of a chat turn (message, facts) after the cached prefix
