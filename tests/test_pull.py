@@ -161,3 +161,28 @@ def test_unknown_names_and_missing_files_are_one_line(hub, capsys):
     with pytest.raises(UserError, match="not pulled yet: run `vtuber models pull qwen2.5-0.5b`"):
         by_name("qwen2.5-0.5b", "llm", "models.llm")
     assert by_name("/some/file.gguf", "llm", "models.llm") is None
+
+
+@pytest.mark.models
+def test_a_catalogue_model_pulled_from_the_hub_answers_by_name(hub):
+    """The whole way: a catalogue name, the real client, the checksum the hub announces, then
+    `--llm NAME` loading it in llama.cpp and generating (the bundled GGUF stands in for the
+    catalogue's file; its SHA-256 is the hub's, as for every entry without a pinned one)."""
+    from vtuber.config import load_config
+    from vtuber.mind.llm import make_backend
+    from vtuber.models import bundled_llm, resolve
+    from vtuber.models.catalogue import find
+
+    entry = find("smollm2-135m")
+    assert not entry.sha256  # checked against the hub's own checksum
+    hub.add(entry.repo, entry.main_file, bundled_llm().read_bytes())
+    assert main(["models", "pull", "smollm2-135m"]) == 0
+    cfg = load_config(None, {"models": {"llm": "smollm2-135m"}})
+    path = resolve(cfg).llm
+    assert path == models_dir() / "smollm2-135m" / entry.main_file
+    llm = make_backend(path, cfg)
+    try:
+        pieces = list(llm.stream([{"role": "user", "content": "Say hi."}], max_tokens=4))
+    finally:
+        llm.close()
+    assert pieces and all(isinstance(p, str) for p in pieces)

@@ -40,6 +40,7 @@ class TuneResult:
     refused: int
     before: object = None  # judge.Verdict
     after: object = None
+    model: object = None  # the trained model in torch (peft), for a caller that compares
 
 
 def tune(persona, base: Path, out: Path, settings, kept: list[tuple[str, str]] = (), judge_it: bool = True,
@@ -76,7 +77,7 @@ def tune(persona, base: Path, out: Path, settings, kept: list[tuple[str, str]] =
     shutil.rmtree(work, ignore_errors=True)
     losses = trainer.losses or [float("nan")]
     result = TuneResult(out, trainer.total_steps, losses[0], losses[-1], seconds, len(split.train),
-                        len(split.held_out), split.refused)
+                        len(split.held_out), split.refused, model=trainer.model)
     if judge_it:
         from vtuber.tune.judge import judge
 

@@ -174,8 +174,8 @@ class Trainer:
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-                self.losses.append(float(loss))
-                self.progress(step, total, float(loss))
+                self.losses.append(loss.item())
+                self.progress(step, total, self.losses[-1])
                 if step % self.s.checkpoint_every == 0 and step < total:
                     self._save(model, opt, sched, step, key, peft)
         except KeyboardInterrupt:
