@@ -18,36 +18,9 @@ from vtuber.mind.persona import load_persona
 from vtuber.pipeline import Engine, Session
 
 from conftest import require_system
+from scripted_llm import ScriptedLLM
 
 RATE = 22050
-
-
-class ScriptedLLM:
-    """Replies from a list, one after another (the last one repeats)."""
-
-    name = "scripted"
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.calls = 0
-        self.cancel = threading.Event()
-
-    def warm(self, prefix):
-        pass
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def stream(self, messages, max_tokens):
-        reply = self.replies[min(self.calls, len(self.replies) - 1)]
-        self.calls += 1
-        for piece in reply.split(" "):
-            if self.cancel.is_set():
-                return
-            yield piece + " "
-
-    def close(self):
-        pass
 
 
 class ToneTTS:

@@ -33,52 +33,9 @@ from vtuber.mind.persona import load_persona
 from vtuber.pipeline import Engine, Session
 from vtuber.sources import ChatScriptSource
 
+from scripted_llm import ScriptedLLM
+
 RATE = 16000
-
-
-class HeldLLM:
-    """Scripted replies; `hold_at` pieces into the first reply it waits for a cancel.
-    Unlike `stream`s that clear their flag, it honours a cancel set before it starts."""
-
-    name = "held"
-
-    def __init__(self, replies, hold_at=None, delay=0.0):
-        self.replies = list(replies)
-        self.hold_at = hold_at
-        self.delay = delay
-        self.cancel = threading.Event()
-        self.calls = 0
-        self.stopped: list[bool] = []
-        self.started_first = threading.Event()
-        self.seen_messages: list[list[dict]] = []
-
-    def warm(self, prefix):
-        pass
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def stream(self, messages, max_tokens):
-        self.seen_messages.append(messages)
-        reply = self.replies[min(self.calls, len(self.replies) - 1)]
-        first = self.calls == 0
-        self.calls += 1
-        stopped = False
-        try:
-            for i, piece in enumerate(reply.split(" ")):
-                if first and i == self.hold_at:
-                    self.started_first.set()
-                    self.cancel.wait(30.0)
-                if self.cancel.is_set():
-                    stopped = True
-                    return
-                time.sleep(self.delay)
-                yield piece + " "
-        finally:
-            self.stopped.append(stopped)
-
-    def close(self):
-        pass
 
 
 class FakeTTS:
@@ -142,12 +99,12 @@ LONG = "Well, I think that is a great question, and honestly the answer depends 
 
 
 async def test_cancel_before_the_first_token_stops_the_llm_and_the_next_input_is_answered():
-    llm = HeldLLM([LONG, "Yes I do."], hold_at=0)
+    llm = ScriptedLLM([LONG, "Yes I do."], hold_at=0, hold_calls={0})
     session = session_with(llm, FakeTTS())
 
     def on(ev, s):
         if isinstance(ev, ReplyStarted) and ev.turn.text == "first?":
-            threading.Thread(target=lambda: (llm.started_first.wait(5), s.controls.skip())).start()
+            threading.Thread(target=lambda: (llm.holding.wait(5), s.controls.skip())).start()
 
     s = session
     s.controls.bind(asyncio.get_running_loop())
@@ -163,7 +120,7 @@ async def test_cancel_before_the_first_token_stops_the_llm_and_the_next_input_is
 
 
 async def test_cancel_mid_clause_drops_the_rest_and_history_keeps_what_was_heard():
-    llm = HeldLLM([LONG, "Sure thing."], hold_at=14)
+    llm = ScriptedLLM([LONG, "Sure thing."], hold_at=14, hold_calls={0})
     session = session_with(llm, FakeTTS())
     seen = {"cancelled": False}
 
@@ -194,7 +151,7 @@ async def test_cancel_mid_clause_drops_the_rest_and_history_keeps_what_was_heard
 
 async def test_cancel_while_the_voice_queue_is_full_flushes_it():
     many = " ".join(f"Clause number {i}." for i in range(60))
-    llm = HeldLLM([many, "Done."])
+    llm = ScriptedLLM([many, "Done."])
     session = session_with(llm, FakeTTS(delay=0.05), long_replies=True)
     state = {"full": False}
 
@@ -215,7 +172,7 @@ async def test_cancel_while_the_voice_queue_is_full_flushes_it():
 
 
 async def test_cancel_while_the_speaker_drains_cuts_the_audio_already_made():
-    llm = HeldLLM(["One two three four five six seven eight nine ten eleven twelve.", "Next."])
+    llm = ScriptedLLM(["One two three four five six seven eight nine ten eleven twelve.", "Next."])
     session = session_with(llm, FakeTTS())
     state = {"done": False}
 
@@ -236,7 +193,7 @@ async def test_cancel_while_the_speaker_drains_cuts_the_audio_already_made():
 
 
 async def test_shutdown_stops_mid_reply_and_run_returns():
-    llm = HeldLLM([LONG], hold_at=14)
+    llm = ScriptedLLM([LONG], hold_at=14, hold_calls={0})
     session = session_with(llm, FakeTTS())
 
     def on(ev, s):
@@ -252,7 +209,7 @@ async def test_shutdown_stops_mid_reply_and_run_returns():
 
 
 async def test_every_cancel_emits_one_turn_cancelled_and_one_cut_playback():
-    llm = HeldLLM([LONG, "fine"], hold_at=14)
+    llm = ScriptedLLM([LONG, "fine"], hold_at=14, hold_calls={0})
     session = session_with(llm, FakeTTS())
     events = []
 
@@ -276,7 +233,7 @@ async def test_a_moderated_message_is_never_answered_and_its_reply_in_flight_is_
     message is silenced; the counters add up."""
     from vtuber.events import Moderation
 
-    llm = HeldLLM([LONG, "Hi there, Bo!"], hold_at=3)
+    llm = ScriptedLLM([LONG, "Hi there, Bo!"], hold_at=3, hold_calls={0})
     session = session_with(llm, FakeTTS())
     msgs = [
         ChatMessage("troll", "say something awful", 0.1, id="m1", user_id="u1", source="twitch"),
@@ -292,7 +249,7 @@ async def test_a_moderated_message_is_never_answered_and_its_reply_in_flight_is_
                 s.emit(Moderation("ban", s.clock.now(), user="troll", user_id="u1", source="twitch"))
 
             def when_queued():  # the model is held on m1 until the others wait in the queue
-                llm.started_first.wait(5)
+                llm.holding.wait(5)
                 deadline = time.monotonic() + 5
                 while len(s.director) < 2 and time.monotonic() < deadline:
                     time.sleep(0.005)

@@ -86,13 +86,14 @@ def test_when_the_streamer_goes_on_the_early_utterance_is_taken_back():
 async def test_a_retracted_utterance_is_dropped_from_the_queue_or_its_turn_cancelled():
     """Through a Session: the early turn is answered at once, then taken back silently."""
 
-    from test_cancel import FakeTTS, HeldLLM, NoVAD
+    from scripted_llm import ScriptedLLM
+    from test_cancel import FakeTTS, NoVAD
     from vtuber.config import load_config
     from vtuber.mind.persona import load_persona
     from vtuber.pipeline import Engine, Session
 
     cfg = load_config(overrides={"plugins": {"enabled": []}})
-    engine = Engine(cfg, load_persona("miko"), None, HeldLLM(["Sure, let us see. " * 5], hold_at=3), None, FakeTTS(), NoVAD(), "CANARY-0")
+    engine = Engine(cfg, load_persona("miko"), None, ScriptedLLM(["Sure, let us see. " * 5], hold_at=3, hold_calls={0}), None, FakeTTS(), NoVAD(), "CANARY-0")
     session = Session(engine, FastClock(), plugins=[])
     u = Utterance("Miko, what now?", 0.0, 1.0, 1.1, 1.2, 1.2)
 

@@ -24,6 +24,7 @@ from vtuber.hearing.hallucination import (
     KNOWN,
     MIN_VOICED_PER_WORD,
     NO_SPEECH_ALWAYS,
+    HEARD,
     is_listed,
     judge,
     normalise,
@@ -79,6 +80,12 @@ def test_real_sentences_with_the_same_words_are_not_listed(text):
 def test_the_list_stays_short_and_normalised():
     assert len(KNOWN) <= 25
     assert all(normalise(p) == [p] for p in KNOWN)
+
+
+@pytest.mark.parametrize("text", ["안녕하세요, 여러분!", "오늘 뭐 할까요?", "こんにちは、ミコです。", "Привет, чат!", "¿Qué tal?"])
+def test_words_in_any_script_are_heard(text):
+    assert normalise(text)
+    assert judge(t(text, **CLEAR), voiced_s=2.0) == HEARD
 
 
 @pytest.mark.parametrize("text", ["", " ", ".", "...", "!?"])

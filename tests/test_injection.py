@@ -19,7 +19,7 @@ import re
 import pytest
 
 from conftest import words
-from test_mind import ScriptedLLM
+from scripted_llm import ScriptedLLM
 from vtuber.config import load_config
 from vtuber.mind.persona import load_persona
 from vtuber.pipeline import Engine
@@ -121,7 +121,7 @@ def scripted_run(engine, strict_persona, tmp_path_factory):
     d = tmp_path_factory.mktemp("inject-scripted")
     chat = _chat(d / "chat.jsonl", [*SCRIPTED, RUNAWAY, CONTROL])
     # After 20 pieces of the runaway the scripted model waits for the mind to cancel it.
-    llm = ScriptedLLM(scripted_reply, hold_after=20)
+    llm = ScriptedLLM(scripted_reply, hold_at=20)
     # reply_seconds far off: the runaway reply is stopped by max_chars, the cap under test
     persona = dataclasses.replace(strict_persona, reply_seconds=60.0)
     eng = Engine(load_config(overrides=RUN_CFG), persona, engine.paths, llm, engine.asr, engine.tts, engine.vad, engine.canary)
@@ -186,7 +186,7 @@ def test_a_runaway_reply_is_cut_at_max_chars(scripted_run):
     assert len(r.reply_text) > session.persona.max_chars - len(RUNAWAY_SENTENCE)  # cut, not cut short
     # The mind cancelled the generation; it did not run to max_tokens.
     runaway_call = next(i for i, m in enumerate(llm.seen) if m[-1]["content"].endswith(RUNAWAY))
-    assert llm.cancelled[runaway_call] is True
+    assert llm.stopped[runaway_call] is True
 
 
 # --- the injection corpus, on the real model ----------------------------------------------

@@ -18,8 +18,9 @@ from ggml_gpt2 import EOS, write_tiny_gpt2  # noqa: E402
 
 from vtuber.config import load_config  # noqa: E402
 from vtuber.errors import UserError  # noqa: E402
-from vtuber.mind.llm import CTransformersBackend, make_backend  # noqa: E402
-from vtuber.models import bundled_llm  # noqa: E402
+from vtuber.mind.llm import CTransformersBackend  # noqa: E402
+from vtuber.models import bundled_llm, resolve  # noqa: E402
+from vtuber.services import make_llm  # noqa: E402
 
 MESSAGES = [
     {"role": "system", "content": "You are Miko, a cheerful co-host of the stream."},
@@ -51,7 +52,7 @@ def test_tiny_model_file_is_small_legacy_ggml(tiny):
 def test_ctransformers_backend_generates_from_tiny_gpt2(tiny):
     path, vocab = tiny
     cfg = ct_config(path)
-    backend = make_backend(Path(cfg.models.llm), cfg)
+    backend = make_llm(cfg, resolve(cfg))
     assert isinstance(backend, CTransformersBackend)
     assert backend.name == "ctransformers"
     # The file's own hyper-parameters are what ctransformers loaded.
@@ -75,7 +76,7 @@ def test_ctransformers_backend_generates_from_tiny_gpt2(tiny):
 def test_ctransformers_backend_stops_when_cancelled(tiny):
     path, _ = tiny
     cfg = ct_config(path)
-    backend = make_backend(path, cfg)
+    backend = make_llm(cfg, resolve(cfg))
     got = []
     for piece in backend.stream(MESSAGES, max_tokens=8):
         got.append(piece)
@@ -91,7 +92,7 @@ def test_ctransformers_backend_rejects_bundled_gguf():
     assert gguf.read_bytes()[:4] == b"GGUF"
     cfg = ct_config(gguf)
     with pytest.raises(UserError) as info:
-        make_backend(gguf, cfg)
+        make_llm(cfg, resolve(cfg))
     message = str(info.value)
     assert "GGUF" in message
     assert "llama_cpp" in message
@@ -104,4 +105,4 @@ def test_ctransformers_backend_garbage_file_is_user_error(tmp_path: Path):
     # Refused before ctransformers sees it: after a model has been loaded and freed in
     # this process, a failed ctransformers load aborts it ("double free or corruption").
     with pytest.raises(UserError, match="not a legacy GGML model file"):
-        make_backend(garbage, cfg)
+        make_llm(cfg, resolve(cfg))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from vtuber.cli import main
 from vtuber.clock import Clock
@@ -14,6 +13,8 @@ from vtuber.mind import Mind
 from vtuber.mind.persona import load_persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.safety import OutputGate
+
+from scripted_llm import ScriptedLLM
 
 
 def msg(user, text, id="", user_id="", source="twitch", bits=0):
@@ -63,31 +64,15 @@ def test_the_prompt_holds_the_note_in_the_user_part_only():
     assert all("ignore your rules" not in m["content"] for m in msgs if m["role"] == "system")
 
 
-class RecordingLLM:
-    name = "recording"
-
-    def __init__(self):
-        self.cancel = threading.Event()
-        self.seen = []
-
-    def warm(self, prefix):
-        pass
-
-    def count_tokens(self, text):
-        return len(text.split()) * 2 + 1
-
-    def stream(self, messages, max_tokens):
-        self.seen.append(messages)
-        yield from ["Oh, ", "hello ", "again, ", "friend!"]
-
-    def close(self):
-        pass
+def recording_llm():
+    """Says the same short line to everything; counts about two tokens a word."""
+    return ScriptedLLM([["Oh, ", "hello ", "again, ", "friend!"]], count_tokens=lambda text: len(text.split()) * 2 + 1)
 
 
 async def test_a_regulars_second_message_is_answered_with_their_name_in_the_prompt():
     persona = load_persona("miko")
     memory = ViewerMemory()
-    llm = RecordingLLM()
+    llm = recording_llm()
     sent = []
 
     async def send(ev):
@@ -110,7 +95,7 @@ async def test_a_regulars_second_message_is_answered_with_their_name_in_the_prom
 
 async def test_a_long_session_never_exceeds_the_context():
     persona = dataclasses.replace(load_persona("miko"), max_tokens=48)
-    llm = RecordingLLM()
+    llm = recording_llm()
     context = 700
 
     async def send(ev):

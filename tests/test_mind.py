@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
@@ -13,51 +11,7 @@ from vtuber.mind import Mind
 from vtuber.mind.persona import load_persona
 from vtuber.safety import SAFE_LINE, OutputGate
 
-
-class ScriptedLLM:
-    """An LLM backend that says what the test scripts (the protocol: warm / stream / close, `cancel`).
-
-    `pieces`: the text pieces of every reply, or a function messages -> pieces (to answer
-    each input differently). `hold_after`: after that many pieces of a reply, wait (up
-    to 30 s) for the mind to cancel, so a test proves the mind stops a runaway generation
-    without racing it. `cancelled` says, per reply, whether it ended by a cancel.
-    """
-
-    name = "scripted"
-
-    def __init__(self, pieces, delay=0.0, hold_after=None):
-        self.pieces = pieces
-        self.delay = delay
-        self.hold_after = hold_after
-        self.cancel = threading.Event()
-        self.seen = []
-        self.produced = 0
-        self.cancelled: list[bool] = []
-
-    def warm(self, system):
-        pass
-
-    def stream(self, messages, max_tokens):
-        # Like a real backend, it never clears `cancel` itself: the mind does when a turn
-        # starts, so a cancel that comes before the first piece wins.
-        self.seen.append(messages)
-        pieces = self.pieces(messages) if callable(self.pieces) else self.pieces
-        stopped = False
-        try:
-            for i, p in enumerate(pieces[:max_tokens]):
-                if i == self.hold_after:
-                    self.cancel.wait(30.0)
-                if self.cancel.is_set():
-                    stopped = True
-                    return
-                self.produced += 1
-                time.sleep(self.delay)
-                yield p
-        finally:
-            self.cancelled.append(stopped)
-
-    def close(self):
-        pass
+from scripted_llm import ScriptedLLM
 
 
 async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None, said="hello", mind=None):
@@ -67,7 +21,7 @@ async def answer(pieces, persona=None, banned=(), delay=0.0, hold_after=None, sa
     async def send(ev):
         sent.append(ev)
 
-    llm = ScriptedLLM(pieces, delay, hold_after)
+    llm = ScriptedLLM(pieces if callable(pieces) else [pieces], delay=delay, hold_at=hold_after)
     mind = Mind(llm, persona, 0, VoiceConfig(), OutputGate(banned), Clock(), events.append, send)
     await mind.answer(Turn(1, "chat", "alice", said, 0.0, 0.0, 0.0))
     mind.close()
@@ -115,7 +69,7 @@ async def test_max_chars_caps_the_reply_and_stops_the_llm():
     fin = sent[-1]
     assert len(fin.text) <= persona.max_chars
     assert fin.truncated
-    assert llm.cancelled == [True]  # generation was cancelled, not run to the end
+    assert llm.stopped == [True]  # generation was cancelled, not run to the end
     assert llm.produced <= 100 < len(long)
 
 
@@ -206,7 +160,7 @@ async def test_a_reply_ends_at_the_sentence_past_its_seconds_of_speech():
     fin = sent[-1]
     assert fin.text == "Oh, tea is lovely. I drink it every single morning with honey."
     assert not fin.truncated and "cut" not in fin.flags
-    assert llm.cancelled == [True]  # the model was stopped, not left to run
+    assert llm.stopped == [True]  # the model was stopped, not left to run
 
 
 async def test_an_echoing_first_clause_is_skipped_and_the_reply_goes_on():

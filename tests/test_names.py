@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from scripted_llm import ScriptedLLM
 from test_cancel import FakeTTS, NoVAD
 from vtuber.clock import FastClock
 from vtuber.config import load_config
@@ -14,37 +15,11 @@ from vtuber.pipeline import NEUTRAL_NAME, Engine, Session
 from vtuber.sources import ChatScriptSource
 
 
-class EchoNameLLM:
-    """Says hello to whoever the last prompt message is from (the author is quoted first)."""
-
-    name = "scripted"
-
-    def __init__(self):
-        import threading
-
-        self.cancel = threading.Event()
-        self.prompts: list[str] = []
-
-    def warm(self, prefix):
-        pass
-
-    def stream(self, messages, max_tokens):
-        quoted = messages[-1]["content"]
-        self.prompts.append(quoted)
-        author = quoted.split(":", 1)[0]
-        yield f"Hello there, {author}! Nice to see you."
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def close(self):
-        pass
-
-
 def run(inputs):
     cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": ["thanks"]}})
     persona = dataclasses.replace(load_persona("miko"), banned_words=["potato", "darn"])
-    llm = EchoNameLLM()
+    # Says hello to whoever the last prompt message is from (the author is quoted first).
+    llm = ScriptedLLM(lambda messages: [f"Hello there, {messages[-1]['content'].split(':', 1)[0]}! Nice to see you."])
     engine = Engine(cfg, persona, None, llm, None, FakeTTS(), NoVAD(), "CANARY-0000000000")
     session = Session(engine, FastClock())
     seen = []
@@ -80,7 +55,8 @@ def test_an_unsafe_chat_name_never_reaches_the_prompt():
         ChatMessage(user="bea", text="hello Miko!", t=5.0),
     ]
     session, llm, said, _shown = run(chat)
-    assert llm.prompts[0].startswith(NEUTRAL_NAME + ":") and "Potato" not in llm.prompts[0]
-    assert llm.prompts[1].startswith("bea:")
+    prompts = [m[-1]["content"] for m in llm.seen]
+    assert prompts[0].startswith(NEUTRAL_NAME + ":") and "Potato" not in prompts[0]
+    assert prompts[1].startswith("bea:")
     assert any("bea" in s for s in said)
     assert session.names_replaced == 1

@@ -107,6 +107,7 @@ def test_sigterm_while_the_report_is_written_stops_like_ctrl_c_and_cleans_up(tmp
         f"""
         import os, signal, sys, time
         from vtuber import cli
+        from vtuber.commands import rehearse
         from vtuber.out_folder import OutFolder
 
         def fake_rehearse(args):
@@ -119,7 +120,7 @@ def test_sigterm_while_the_report_is_written_stops_like_ctrl_c_and_cleans_up(tmp
                 folder.publish(write)
             return 0
 
-        cli.cmd_rehearse = fake_rehearse
+        rehearse.cmd_rehearse = fake_rehearse
         sys.exit(cli.main(["rehearse"]))
         """
     )

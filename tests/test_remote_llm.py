@@ -20,12 +20,13 @@ from vtuber.audio import HEARING_RATE, resample
 from vtuber.config import load_config
 from vtuber.errors import UserError
 from vtuber.events import ChatMessage
-from vtuber.mind.remote import FallbackBackend, RemoteBackend, RemoteError, api_key, make_remote
+from vtuber.mind.remote import FallbackBackend, RemoteBackend, RemoteError, api_key
 from vtuber.models import resolve
 from vtuber.outputs.console import ConsoleOutput
 from vtuber.outputs.recorder import Recorder
 from vtuber.pipeline import Engine
 from vtuber.rehearsal import RehearsalInputs, run_rehearsal
+from vtuber.services import make_llm
 
 KEY = "test-key-13"
 MSGS = [
@@ -142,11 +143,11 @@ def test_api_key_from_the_environment_and_the_token_file(llama, monkeypatch):
     assert api_key(cfg) is None
     TokenStore().set("llm_server", KEY)
     assert api_key(cfg) == KEY
-    backend = make_remote(llama.url, None, cfg)  # no fallback: no local model loaded
+    backend = make_llm(cfg, resolve(cfg))  # no fallback: no local model loaded
     backend.remote.check()
     monkeypatch.setenv("VTUBER_LLM_SERVER", "wrong")  # the environment wins over the file
     with pytest.raises(RemoteError, match="refused the API key"):
-        make_remote(llama.url, None, cfg).remote.check()
+        make_llm(cfg, resolve(cfg)).remote.check()
     backend.close()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from test_cancel import FakeTTS, HeldLLM, NoVAD
+from scripted_llm import ScriptedLLM
+from test_cancel import FakeTTS, NoVAD
 
 from vtuber.clock import FastClock
 from vtuber.config import load_config
@@ -27,7 +28,7 @@ def session(llm, overrides=None, persona=None):
 
 
 async def test_subs_that_arrive_while_she_talks_are_thanked_in_one_line():
-    llm = HeldLLM([LONG] * 4, delay=0.01)
+    llm = ScriptedLLM([LONG] * 4, delay=0.01)
     s = session(llm)
     script = [ChatMessage("amy", "tell me about tea?", 0.1)]
     script += [StreamEvent("sub", name, 0.5 + i / 10) for i, name in enumerate(["Ann", "Bo", "Cy", "Di", "Ed"])]
@@ -46,7 +47,7 @@ async def test_subs_that_arrive_while_she_talks_are_thanked_in_one_line():
 
 
 async def test_idle_talk_on_a_quiet_stream_uses_the_persona_topics():
-    llm = HeldLLM(["Oh, did you know foxes love tea?"] * 3)
+    llm = ScriptedLLM(["Oh, did you know foxes love tea?"] * 3)
     persona = dataclasses.replace(load_persona("miko"), idle_topics=("tea", "retro games"))
     s = session(llm, {"director": {"idle_after_s": 20.0}}, persona)
     script = [ChatMessage("amy", "hi!", 1.0), ChatMessage("bo", "still here?", 70.0)]
@@ -56,5 +57,5 @@ async def test_idle_talk_on_a_quiet_stream_uses_the_persona_topics():
     assert [r.input_text for r in idle] == ["tea", "retro games", "tea"]
     assert 21.0 <= idle[0].t_input and all(b.t_input - a.t_input >= 20.0 for a, b in zip(idle, idle[1:]))
     assert idle[-1].t_input < 70.0
-    prompts = [m[-1]["content"] for m in llm.seen_messages]
+    prompts = [m[-1]["content"] for m in llm.seen]
     assert "(Chat is quiet. Say one short thing to chat about tea.)" in prompts

@@ -10,7 +10,8 @@ import time
 import pytest
 
 import fake_twitch as ft
-from test_cancel import FakeTTS, HeldLLM, NoVAD
+from scripted_llm import ScriptedLLM
+from test_cancel import FakeTTS, NoVAD
 from test_twitch import Running, settings
 from vtuber.clock import Clock
 from vtuber.config import load_config
@@ -75,7 +76,7 @@ class Live:
 
 
 async def test_a_chat_message_in_gives_a_spoken_reply_and_a_chat_reply_out(fake):
-    llm = HeldLLM(["Hello Alice, welcome to the stream!"])
+    llm = ScriptedLLM(["Hello Alice, welcome to the stream!"])
     async with Live(fake, llm) as live:
         await fake.notify("channel.chat.message", ft.chat_message("hi Miko!", user="Alice", message_id="m-1"))
         await live.until(lambda: fake.sent, what="a chat reply")
@@ -92,10 +93,10 @@ async def test_a_chat_message_in_gives_a_spoken_reply_and_a_chat_reply_out(fake)
 
 
 async def test_a_message_deleted_while_answered_is_cut_within_200_ms_and_nothing_is_posted(fake):
-    llm = HeldLLM(["Well that is a long story and I will tell it all now", "Sure."], hold_at=3)
+    llm = ScriptedLLM(["Well that is a long story and I will tell it all now", "Sure."], hold_at=3, hold_calls={0})
     async with Live(fake, llm) as live:
         await fake.notify("channel.chat.message", ft.chat_message("say something rude", user="Troll", user_id="6666", message_id="bad-1"))
-        await live.until(lambda: llm.started_first.is_set(), what="the reply to start")
+        await live.until(lambda: llm.holding.is_set(), what="the reply to start")
         await fake.notify("channel.chat.message_delete", ft.message_delete("bad-1", "Troll", "6666"))
         await live.until(lambda: live.events(TurnCancelled), what="the cut")
         t_mod = next(t for t, e in live.seen if isinstance(e, Moderation))
@@ -111,12 +112,12 @@ async def test_a_message_deleted_while_answered_is_cut_within_200_ms_and_nothing
 
 
 async def test_a_message_deleted_while_queued_is_never_answered_and_a_ban_drops_the_users_queue(fake):
-    llm = HeldLLM(["First answer here.", "Second answer.", "Third answer."], hold_at=1)
+    llm = ScriptedLLM(["First answer here.", "Second answer.", "Third answer."], hold_at=1, hold_calls={0})
     live = Live(fake, llm)
     live.session.director.cfg.per_user_queued = 3  # the troll's three messages all wait (a ban takes them all)
     async with live:
         await fake.notify("channel.chat.message", ft.chat_message("first", user="Amy", user_id="1", message_id="a1"))
-        await live.until(lambda: llm.started_first.is_set(), what="the first reply")
+        await live.until(lambda: llm.holding.is_set(), what="the first reply")
         await fake.notify("channel.chat.message", ft.chat_message("delete me", user="Bo", user_id="2", message_id="b1"))
         for i in range(3):
             await fake.notify("channel.chat.message", ft.chat_message(f"spam {i}", user="Troll", user_id="6666", message_id=f"t{i}"))
@@ -138,7 +139,7 @@ async def test_a_message_deleted_while_queued_is_never_answered_and_a_ban_drops_
 
 
 async def test_a_sub_and_a_raid_get_a_thank_you(fake):
-    llm = HeldLLM(["unused"])
+    llm = ScriptedLLM(["unused"])
     async with Live(fake, llm) as live:
         await fake.notify("channel.chat.notification", ft.sub("Bob"))
         await fake.notify("channel.chat.notification", ft.raid("BigStreamer", viewers=40))
@@ -276,19 +277,14 @@ async def test_a_busy_stream_against_the_fake_ends_with_counters_that_add_up(fak
     rng = random.Random(9)
     WORDS = "tea boss jump music cozy level snack cat dog rain snow game win lose art song map key door sword".split()
 
-    class ByPrompt(HeldLLM):
-        """Short replies; a long, slow one for the message that is deleted while answered."""
+    class ByPrompt(ScriptedLLM):
+        """Short replies; a slow one for the message that is deleted while answered."""
 
         def stream(self, messages, max_tokens):
-            if "vanish" in str(messages):
-                self.delay = 0.05
-                yield from HeldLLM.stream(self, messages, max_tokens)
-                self.delay = 0.01
-            else:
-                yield from HeldLLM.stream(self, messages, max_tokens)
+            self.delay = 0.05 if "vanish" in str(messages) else 0.01
+            yield from super().stream(messages, max_tokens)
 
     llm = ByPrompt(["Sure thing, thanks!"], delay=0.01)
-    llm.replies = ["Sure thing, thanks!"]
     live = Live(fake, llm)
     live.session.director.cfg.queue_size = 4
     live.session.director.cfg.max_age_s = 3.0

@@ -19,7 +19,7 @@ from vtuber.models import resolve
 from vtuber.pipeline import Engine
 from vtuber.rehearsal import DEMO_SPEECH, load_inputs, run_rehearsal
 from vtuber.voice.wyoming_tts import WyomingTTS
-from vtuber.wyoming_client import with_speech_servers
+from vtuber.services import make_asr, make_tts
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,9 @@ def wyoming_engine(engine, asr_url: str, tts_url: str, **speech) -> Engine:
     cfg = load_config(overrides={"models": {"asr": asr_url, "voice": tts_url}, "speech_servers": speech, "hearing": {"barge_in": False}})
     paths = resolve(cfg)
     assert (paths.asr_url, paths.voice_url) == (asr_url, tts_url)
-    asr, tts = with_speech_servers(paths, cfg, engine.asr, engine.tts)
+    # The registry makes the Wyoming providers, the session's loaded models as their fallback.
+    asr = make_asr(cfg, paths, engine.persona, local=engine.asr)
+    tts = make_tts(cfg, paths, engine.persona, local=engine.tts)
     return Engine(cfg, engine.persona, paths, engine.llm, asr, tts, engine.vad, engine.canary)
 
 
@@ -147,10 +149,10 @@ def test_models_check_runs_each_part_once_and_says_what_failed(engine, servers, 
     from rich.console import Console
     from servers import DONE, ReplayServer, delta
 
-    from vtuber import cli
     from vtuber.cli import main
+    from vtuber.commands import common
 
-    monkeypatch.setattr(cli, "console", Console(width=400, highlight=False))  # one table row a line
+    monkeypatch.setattr(common, "console", Console(width=400, highlight=False))  # one table row a line
 
     with ReplayServer(models=("replay",)) as srv:
         srv.script = [delta("Hi alice,"), delta(" doing great!"), DONE]

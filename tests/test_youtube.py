@@ -171,13 +171,13 @@ async def test_a_reply_is_inserted_with_the_authors_name(fake):
 async def test_youtube_chat_through_a_session_reply_posted_deleted_message_never_answered(fake):
     """A real Session: a YouTube message answered (spoken, then inserted as "@name ..."),
     one deleted while it waits never answered, a Super Chat's amount on the message."""
-    from test_cancel import HeldLLM
+    from scripted_llm import ScriptedLLM
     from test_twitch_session import make_session
     from vtuber.outputs.chat_reply import ChatReplyOutput
 
     store_src = Running(fake)
     source = store_src.source
-    llm = HeldLLM(["Hello there, thanks for asking!", "Second reply."], hold_at=1)
+    llm = ScriptedLLM(["Hello there, thanks for asking!", "Second reply."], hold_at=1, hold_calls={0})
     replies = ChatReplyOutput({"youtube": source})
     session = make_session(llm, [replies], plugins=())
     seen = []
@@ -186,7 +186,7 @@ async def test_youtube_chat_through_a_session_reply_posted_deleted_message_never
     try:
         await store_src.until(lambda: source.state == "live")
         fake.text("how are you?", "Amy")
-        await store_src.until(lambda: llm.started_first.is_set(), what="the first reply")
+        await store_src.until(lambda: llm.holding.is_set(), what="the first reply")
         gone = fake.text("answer me later", "Bo", "UCbo")
         fake.add("superChatEvent", "Rich", "UCrich", None,
                  superChatDetails={"amountMicros": "10000000", "currency": "USD", "amountDisplayString": "$10.00", "userComment": "big fan", "tier": 3})

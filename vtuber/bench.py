@@ -34,6 +34,7 @@ from vtuber.out_folder import OutFolder
 from vtuber.pipeline import Engine, Session
 from vtuber.rehearsal import summary
 from vtuber.sources import ChatScriptSource, WavReplaySource
+from vtuber.text import count_words
 
 CHAT_LINES = [
     ("alice", "hi Miko! how are you today?"),
@@ -95,25 +96,16 @@ class TurnTakingSource:
     def __init__(self, session: Session, plan: BenchPlan):
         self.session = session
         self.plan = plan
-        self.speech_starts: list[float] = []
-
-    async def _quiet(self, clock) -> None:
-        s = self.session
-        while clock.busy or not s.playback.idle() or s.turns.current is not None or len(s.director):
-            await clock.sleep_until(clock.now() + 0.05)
-        await clock.sleep_until(clock.now() + self.PAUSE_S)
 
     async def run(self, clock, emit) -> None:
         clock.add_source()
         try:
             for msg, clip in zip(self.plan.chat, self.plan.clips):
-                await self._quiet(clock)
+                await self.session.wait_until_quiet(self.PAUSE_S)
                 emit(dataclasses.replace(msg, t=clock.now()))
-                await self._quiet(clock)
-                start = clock.now()
-                self.speech_starts.append(start)
-                await WavReplaySource(clip, start=start).run(clock, emit)
-            await self._quiet(clock)
+                await self.session.wait_until_quiet(self.PAUSE_S)
+                await WavReplaySource(clip, start=clock.now()).run(clock, emit)
+            await self.session.wait_until_quiet(self.PAUSE_S)
         finally:
             clock.source_done()
 
@@ -152,13 +144,13 @@ def live_load_result(session: Session, seconds: float) -> dict:
         if d.kind == "chat":
             dropped[d.reason] = dropped.get(d.reason, 0) + 1
     out: dict = {"seconds": seconds, "chat_every_s": LOAD_CHAT_EVERY_S, "dropped": dropped}  # chat dropped, by reason
-    out["counters"] = session.director.balance()  # received = answered + cut short + merged + dropped + waiting
+    out["counters"] = session.balance()  # received = answered + cut short + merged + dropped + waiting
     for kind in ("chat", "speech"):
         rs = [r for r in records if r.kind == kind]
         heard = [v for r in rs if (v := r.stages()["input_to_first_heard"]) is not None]
         ready = [v for r in rs if (v := r.stages()["input_to_first_audio"]) is not None]
         out[kind] = {
-            "received": session.director.counters.get(f"received_{kind}", 0),
+            "received": session.counters.get(f"received_{kind}", 0),
             "answered": len(rs),
             "cut_short": sum(r.cut_short for r in rs),
             "input_to_first_heard": _dist(heard),
@@ -201,7 +193,7 @@ def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dic
 def first_clause(text: str) -> str | None:
     """Text up to the first .,!?;: that follows two words (None while there is none yet)."""
     for m in re.finditer(r"[.,!?;:]", text):
-        if len(re.findall(r"\w+", text[: m.start()])) >= 2:
+        if count_words(text[: m.start()]) >= 2:
             return text[: m.end()]
     return None
 

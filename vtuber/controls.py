@@ -1,7 +1,10 @@
-"""What plugins (and chat commands) may do to a running session.
+"""What plugins (and chat commands, and the dock) may do to a running session.
 
 Calls come from plugin threads, so each one is handed to the event loop rather than
 run there. A persona switch lands between turns, never mid-reply.
+
+The controls know the session only through `Steerable`, the few things they need, so
+this module never imports the pipeline (the session passes itself in).
 """
 
 from __future__ import annotations
@@ -9,21 +12,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from vtuber.clock import Clock
 from vtuber.errors import UserError, quote
 from vtuber.events import Announcement, ChatMessage, Interrupt
 from vtuber.mind.persona import Persona, list_personas, load_persona
 from vtuber.plugins import Controls
 
-if TYPE_CHECKING:
-    from vtuber.pipeline import Session
-
 log = logging.getLogger("vtuber")
 
 
+class Steerable(Protocol):
+    """What the controls need of a session (`vtuber.pipeline.Session` is one)."""
+
+    clock: Clock
+    persona: Persona
+
+    @property
+    def persona_folders(self) -> list: ...
+
+    def emit(self, ev: object) -> None: ...
+
+    def submit(self, msg: ChatMessage) -> None: ...
+
+    def promote(self, message_id: str) -> object: ...
+
+    def check_persona(self, persona: Persona) -> None: ...
+
+    def switch_persona(self, persona: Persona) -> None: ...
+
+
 class SessionControls(Controls):
-    def __init__(self, session: Session):
+    """The real `Controls`: say, ask, mute, skip, answer next, switch persona, on one session."""
+
+    def __init__(self, session: Steerable):
         self.session = session
         self.muted = False
         self._pending_persona: Persona | None = None
@@ -41,7 +64,7 @@ class SessionControls(Controls):
         self._soon(lambda: s.emit(Announcement(text, s.clock.now(), "", origin)))
 
     def ask(self, msg: ChatMessage) -> None:
-        self._soon(self.session.director.submit, msg)
+        self._soon(self.session.submit, msg)
 
     def set_muted(self, muted: bool) -> None:
         def apply() -> None:
@@ -53,7 +76,7 @@ class SessionControls(Controls):
 
     def answer_next(self, message_id: str) -> None:
         """Answer this queued chat message next (the dock's "answer this one next")."""
-        self._soon(self.session.director.promote, message_id)
+        self._soon(self.session.promote, message_id)
 
     def skip(self) -> None:
         s = self.session
@@ -65,14 +88,12 @@ class SessionControls(Controls):
 
     def set_persona(self, name: str) -> str:
         """Only personas by name (never a path): chat commands must not open arbitrary files."""
-        from vtuber.pipeline import check_context
-
         s = self.session
-        folders = s.cfg.persona_folders
+        folders = s.persona_folders
         if name not in list_personas(folders):
             raise UserError(f"no persona named {quote(name, 40)} (available: {', '.join(list_personas(folders))})")
         persona = load_persona(name, folders)
-        check_context(persona, s.engine.llm, s.cfg)
+        s.check_persona(persona)
         self._soon(setattr, self, "_pending_persona", persona)
         return persona.name
 
@@ -80,16 +101,4 @@ class SessionControls(Controls):
         """Called by the turn loop between turns."""
         if self._pending_persona is not None:
             persona, self._pending_persona = self._pending_persona, None
-            self._switch(persona)
-
-    def _switch(self, persona: Persona) -> None:
-        s = self.session
-        s.blocked.extend(s.gate.blocked)
-        s.persona = persona
-        s.gate, s.chat_filter = s.safety_for(persona)
-        s.mind.set_persona(persona, s.gate)
-        s.director.set_triage(persona.name, persona.triage)
-        s.engine.asr.prompt = persona.asr_prompt
-        s.engine.asr.names = [persona.name, persona.streamer_name]
-        asyncio.get_running_loop().create_task(s.mind.warm_async())
-        log.warning("persona switched to %s", persona.name)
+            self.session.switch_persona(persona)

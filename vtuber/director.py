@@ -62,6 +62,7 @@ from vtuber.events import (
     Utterance,
     badge_names,
 )
+from vtuber.text import fold
 
 log = logging.getLogger("vtuber.director")
 
@@ -78,7 +79,7 @@ DEFAULT_WEIGHTS = {
 
 def normal_text(text: str) -> str:
     """Text as compared for duplicates: lower case, letters and digits, single spaces."""
-    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+    return fold(text)
 
 
 def join_names(names: list[str], most: int = 2) -> str:

@@ -2,45 +2,64 @@
 
 Banned words (skip or star out), then plugins' `on_chat`, then chat commands
 ("!anything" is never answered by the LLM), then triage (the director).
+
+The session hands in the parts intake uses, so this module never imports the pipeline.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from vtuber.clock import Clock
+from vtuber.director import Director
 from vtuber.events import Announcement, ChatMessage, TurnDropped
-
-if TYPE_CHECKING:
-    from vtuber.pipeline import Session
+from vtuber.memory import ViewerMemory
+from vtuber.plugins import PluginHost
+from vtuber.safety import ChatFilter
 
 
 class ChatIntake:
-    def __init__(self, session: Session):
-        self.session = session
+    """One chat message from the door to triage (or to a drop, counted and observed)."""
+
+    def __init__(
+        self,
+        director: Director,
+        plugins: PluginHost,
+        memory: ViewerMemory,
+        clock: Clock,
+        observe: Callable[[object], None],
+        emit: Callable[[object], None],
+        chat_filter: Callable[[], ChatFilter],
+    ):
+        self.director = director
+        self.plugins = plugins
+        self.memory = memory
+        self.clock = clock
+        self.observe = observe
+        self.emit = emit
+        self.chat_filter = chat_filter  # a getter: a persona switch brings her own filter
 
     def _drop(self, msg: ChatMessage, reason: str) -> None:
-        s = self.session
-        s.director.refuse(msg, reason)  # received and dropped: the counters still add up
-        s._observe(TurnDropped("chat", msg.user, msg.text, reason, s.clock.now()))
+        self.director.refuse(msg, reason)  # received and dropped: the counters still add up
+        self.observe(TurnDropped("chat", msg.user, msg.text, reason, self.clock.now()))
 
     def chat(self, msg: ChatMessage) -> None:
-        s = self.session
-        text, reason = s.chat_filter.apply(msg.text)
+        text, reason = self.chat_filter().apply(msg.text)
         if text is None:
             self._drop(msg, reason or "banned word")
             return
         if text != msg.text:
             msg = dataclasses.replace(msg, text=text)
-        kept, by = s.plugins.chat(msg)
+        kept, by = self.plugins.chat(msg)
         if kept is None:
             self._drop(msg, f"plugin {by}")
             return
         if kept.text.lstrip().startswith("!"):
-            s.director.command(kept)
-            _, reply = s.plugins.command(kept)
+            self.director.command(kept)
+            _, reply = self.plugins.command(kept)
             if reply:
-                s.emit(Announcement(reply, s.clock.now(), kept.user, "command"))
+                self.emit(Announcement(reply, self.clock.now(), kept.user, "command"))
             return
-        s.memory.seen(kept)
-        s.director.submit(kept)
+        self.memory.seen(kept)
+        self.director.submit(kept)

@@ -2,8 +2,11 @@
 
     sources -> hearing -> director -> mind -> voice -> outputs
 
-`Session.emit` is the one place events are routed: every event goes to every
-output (observers), and data events also go to the stage that consumes them.
+`Session.emit` is the one place events are routed, through one table from event type
+to what happens to it (`Session._routing_table`): every event goes to every output
+(observers), and data events also go to the stage that consumes them. The rest of the
+program uses the session's public face (run, stop, wait_until_quiet, report, counters,
+switch_persona, add_observer, controls), never its parts.
 """
 
 from __future__ import annotations
@@ -37,23 +40,24 @@ from vtuber.events import (
     Utterance,
     UtteranceRetracted,
 )
-from vtuber.hearing import Endpointer, Hearing, SileroVAD, WhisperASR
+from vtuber.hearing import Endpointer, Hearing, SileroVAD
 from vtuber.hearing.echo import EchoGuard
 from vtuber.intake import ChatIntake
 from vtuber.memory import ViewerMemory
 from vtuber.memory import default_path as default_memory_path
 from vtuber.mind import Mind
-from vtuber.mind.llm import LLMBackend, make_backend
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder, context_problem, system_prompt
-from vtuber.models import ModelPaths, persona_voice, resolve
+from vtuber.models import ModelPaths, resolve
 from vtuber.outputs.hub import OutputHub
 from vtuber.outputs.playback import Playback, SimulatedPlayback
 from vtuber.outputs.recorder import Recorder
 from vtuber.plugins import Plugin, PluginHost, load_plugins
+from vtuber.ports import LanguageModel, SpeechToText, TextToSpeech
 from vtuber.safety import BannedWords, ChatFilter, OutputGate, default_banned_words, make_canary
+from vtuber.services import make_asr, make_llm, make_tts
 from vtuber.turns import TurnRunner
-from vtuber.voice import PiperTTS, VoiceStage
+from vtuber.voice import VoiceStage
 
 log = logging.getLogger("vtuber")
 
@@ -67,9 +71,9 @@ class Engine:
     cfg: Config
     persona: Persona
     paths: ModelPaths
-    llm: LLMBackend
-    asr: WhisperASR
-    tts: PiperTTS
+    llm: LanguageModel
+    asr: SpeechToText
+    tts: TextToSpeech
     vad: SileroVAD
     # The prompt's canary: one per engine so the cached persona prefix survives sessions.
     canary: str = field(default_factory=lambda: make_canary())
@@ -80,31 +84,11 @@ class Engine:
 
         cfg = with_persona_model(cfg, persona)
         paths = resolve(cfg)
-        step(f"loading LLM {paths.llm.name}" + (f" (fallback for {paths.llm_url})" if paths.llm_url else ""))
-        llm = make_backend(paths.llm, cfg)
+        # Each service from the registry: a model file, or a server with the local model as fallback.
+        llm = make_llm(cfg, paths, step)
         check_context(persona, llm, cfg)
-        step(f"loading Whisper {paths.asr.parent.name}/{paths.asr.name}")
-        asr = WhisperASR(
-            paths.asr,
-            threads=cfg.threads.asr,
-            language=cfg.hearing.language,
-            beam_size=cfg.hearing.beam_size,
-            prompt=persona.asr_prompt,
-            names=(persona.name, persona.streamer_name),
-        )
-        voice, voice_config = persona_voice(cfg, paths, persona)
-        step(f"loading Piper voice {voice.name}")
-        tts = PiperTTS(
-            voice,
-            voice_config,
-            threads=cfg.threads.tts,
-            length_scale=persona.voice.length_scale or cfg.voice.length_scale,
-            speaker_id=persona.voice.speaker_id if persona.voice.speaker_id >= 0 else cfg.voice.speaker_id,
-        )
-        # Wyoming servers named in the config; the local models are their fallback
-        from vtuber.wyoming_client import with_speech_servers
-
-        asr, tts = with_speech_servers(paths, cfg, asr, tts)
+        asr = make_asr(cfg, paths, persona, step)
+        tts = make_tts(cfg, paths, persona, step)
         vad = SileroVAD()
         return cls(cfg, persona, paths, llm, asr, tts, vad)
 
@@ -127,7 +111,7 @@ def open_memory(cfg: Config) -> ViewerMemory:
     return ViewerMemory((m.path or default_memory_path()) if m.persist else None)
 
 
-def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
+def check_context(persona: Persona, llm: LanguageModel, cfg: Config) -> None:
     """A persona whose prompt cannot fit the model's context is a one-line error, not a crash mid-stream."""
     problem = context_problem(persona, llm.count_tokens, cfg.llm.context, cfg.llm.history_turns)
     if problem:
@@ -137,9 +121,10 @@ def check_context(persona: Persona, llm: LLMBackend, cfg: Config) -> None:
 class Session:
     """One run of the pipeline over some sources, with some outputs: the wiring.
 
-    - routing: `emit` is the one place events go: every event to the recorder, the
-      playback and the outputs (observers), data events also to the stage that consumes
-      them; untrusted chat passes the door (`vtuber.door`) first;
+    - routing: `emit` is the one place events go, by one table from event type to
+      handler: every event to the recorder, the playback and the outputs (observers),
+      data events also to the stage that consumes them; untrusted chat passes the door
+      (`vtuber.door`) first;
     - chat intake (`vtuber.intake`): banned words, plugins, commands, then triage;
     - the turn loop and cancellation (`vtuber.turns`);
     - what plugins may do (`vtuber.controls`): say, ask, mute, skip, switch persona;
@@ -187,7 +172,7 @@ class Session:
         self.default_banned = default_banned_words(cfg.safety.banned_words_file or None)
         self.persona = engine.persona
         self.gate, self.chat_filter = self.safety_for(self.persona)
-        self.controls = SessionControls(self)
+        self.controls = SessionControls(self)  # through a small protocol: controls never import the session
         self.memory = open_memory(cfg)
         self.plugins = PluginHost(
             load_plugins(cfg.plugins.enabled, Path(cfg.plugins.folder) if cfg.plugins.folder else None)
@@ -213,7 +198,9 @@ class Session:
             memory=self.memory,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
-        self.intake = ChatIntake(self)
+        self.intake = ChatIntake(
+            self.director, self.plugins, self.memory, clock, self._observe, self.emit, lambda: self.chat_filter
+        )
         self.turns = TurnRunner(
             self.director,
             self.mind,
@@ -233,12 +220,14 @@ class Session:
         self._feeding: asyncio.Future | None = None
         self.stopped = ""  # why the session was stopped early ("" when its sources ran out)
         self._stop_event = asyncio.Event()
+        self._routes = self._routing_table()
         for output in self.outputs.outputs:  # outputs that act on the session (a dock, chat replies)
             attach = getattr(output, "attach", None)
             if callable(attach):
                 attach(self)
 
     def safety_for(self, persona: Persona) -> tuple[OutputGate, ChatFilter]:
+        """The output gate and the chat filter for a persona: her banned words plus the defaults."""
         s = self.cfg.safety
         banned = BannedWords(  # one matcher for both doors
             [*persona.banned_words, *persona.banned_phrases, *self.default_banned], allow=persona.allow_words
@@ -263,12 +252,92 @@ class Session:
         gate.reason("Hello there, friends.")  # loads the word-form data now, not on the first reply's clause
         return gate, ChatFilter(banned, mode=s.chat_mode)
 
+    # --- the public face: what apps, outputs and controls use ---------------------------
+
     def all_blocked(self) -> list[tuple[int, str, str]]:
+        """Every clause a gate blocked (turn id, clause, reason), across persona switches."""
         return [*self.blocked, *self.gate.blocked]
 
     @property
     def muted(self) -> bool:
+        """Muted by a plugin, a chat command or the dock: nothing is answered."""
         return self.controls.muted
+
+    @property
+    def persona_folders(self) -> list:
+        """Where personas are looked up by name (the config's folders, the user's, bundled)."""
+        return self.cfg.persona_folders
+
+    def add_observer(self, observe: Callable[[object], None]) -> None:
+        """See every event the outputs see (a test harness, the red team), after those given at start."""
+        self.observers.append(observe)
+
+    def is_quiet(self) -> bool:
+        """Nothing in flight: no input being heard or transcribed, nothing queued, answered or still playing."""
+        return not self.clock.busy and self.playback.idle() and self.turns.current is None and not len(self.director)
+
+    async def wait_until_quiet(self, pause_s: float = 0.0, poll_s: float = 0.05) -> None:
+        """Wait on the session clock until `is_quiet`, then `pause_s` more (a source that feeds
+        one input at a time, so each is measured alone; on the fast clock the wait is skipped)."""
+        clock = self.clock
+        while not self.is_quiet():
+            await clock.sleep_until(clock.now() + poll_s)
+        await clock.sleep_until(clock.now() + pause_s)
+
+    def submit(self, msg: ChatMessage) -> None:
+        """Put a message straight into triage (a plugin's `ask`), past intake."""
+        self.director.submit(msg)
+
+    def promote(self, message_id: str) -> object:
+        """Answer this queued chat message next."""
+        return self.director.promote(message_id)
+
+    def queued(self) -> list[dict]:
+        """What waits to be answered, best first (the dock's queue)."""
+        return self.director.queued()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The director's counters: received, answered, dropped by reason, ..."""
+        return dict(self.director.counters)
+
+    def balance(self) -> dict:
+        """received = answered + cut short + merged + commands + dropped + waiting."""
+        return self.director.balance()
+
+    def report(self) -> dict:
+        """The session's counters for a report (timings.json): triage, hearing, echo, cancels, output drops."""
+        return {
+            "counters": self.counters,
+            "balance": self.balance(),
+            "hearing": {
+                **{f"dropped_{k}": v for k, v in self.hearing.counters.items()},
+                "echo_onsets_ignored": self.echo.onsets_ignored,
+                "echo_transcripts_dropped": self.echo.transcripts_dropped,
+            },
+            "cancelled": self.turns.cancelled,
+            "output_drops": dict(self.outputs.drops),
+            "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in self.all_blocked()],
+            "names_replaced": self.names_replaced,
+            "errors": self.errors,
+        }
+
+    def check_persona(self, persona: Persona) -> None:
+        """A persona that cannot fit the loaded model's context: `UserError`, before any switch."""
+        check_context(persona, self.engine.llm, self.cfg)
+
+    def switch_persona(self, persona: Persona) -> None:
+        """Speak as another persona from the next turn (call between turns, on the event loop):
+        her gate, triage, prompt and the hearing's names follow; the new prefix warms in the background."""
+        self.blocked.extend(self.gate.blocked)
+        self.persona = persona
+        self.gate, self.chat_filter = self.safety_for(persona)
+        self.mind.set_persona(persona, self.gate)
+        self.director.set_triage(persona.name, persona.triage)
+        self.engine.asr.prompt = persona.asr_prompt
+        self.engine.asr.names = [persona.name, persona.streamer_name]
+        asyncio.get_running_loop().create_task(self.mind.warm_async())
+        log.warning("persona switched to %s", persona.name)
 
     # --- routing ---------------------------------------------------------------------
 
@@ -276,42 +345,79 @@ class Session:
         for observe in self.observers:
             observe(ev)
 
+    def _routing_table(self) -> dict[type, Callable[[object], None]]:
+        """Event type -> what happens to it. Every event reaches the observers except
+        audio frames (many, and only hearing needs them) and the echo of her own voice."""
+        observe = self._observe
+
+        def then(consume: Callable[[object], None]) -> Callable[[object], None]:
+            def route(ev: object) -> None:
+                observe(ev)
+                consume(ev)
+
+            return route
+
+        return {
+            ChatMessage: self._untrusted(then(self.intake.chat)),
+            StreamEvent: self._untrusted(then(self._stream_event)),
+            AudioFrame: self._audio_frame,
+            Utterance: self._utterance,
+            Announcement: then(self.director.submit),
+            SpeechStarted: then(self._speech_started),
+            Interrupt: then(lambda ev: self.turns.cancel(ev.reason)),
+            Moderation: then(self._moderation),
+            UtteranceRetracted: then(self._retracted),
+            AudioChunk: then(self.echo.playing),
+            ClausePlaying: then(self.echo.playing),
+        }
+
     def emit(self, ev: object) -> None:
-        if isinstance(ev, (ChatMessage, StreamEvent)):  # untrusted: through the door first
+        """Route one event (from a source, a stage or an output): the one way into the session."""
+        route = self._routes.get(type(ev))
+        if route is None:  # the rest (replies, playback, drops) is only observed
+            self._observe(ev)
+        else:
+            route(ev)
+
+    def _untrusted(self, route: Callable[[object], None]) -> Callable[[object], None]:
+        """Chat and stream events come from viewers: through the door, then a safe user name."""
+
+        def admitted(ev: object) -> None:
             ev = admit(ev)
-            if ev is None:
-                return
-            ev = self._safe_name(ev)
-        if isinstance(ev, AudioFrame):
-            self.echo.mic(ev)
-            self.hearing.feed(ev)
-            return  # frames are many and only hearing needs them
-        if isinstance(ev, Utterance) and self.echo.is_echo(ev):
+            if ev is not None:
+                route(self._safe_name(ev))
+
+        return admitted
+
+    def _audio_frame(self, ev: AudioFrame) -> None:
+        self.echo.mic(ev)
+        self.hearing.feed(ev)
+
+    def _utterance(self, ev: Utterance) -> None:
+        if self.echo.is_echo(ev):
             self._observe(TurnDropped("speech", "streamer", ev.text, "echo of the co-host", self.clock.now()))
             return
         self._observe(ev)
-        if isinstance(ev, ChatMessage):
-            self.intake.chat(ev)
-        elif isinstance(ev, (Utterance, Announcement)):
-            self.director.submit(ev)
-        elif isinstance(ev, StreamEvent):
-            self.memory.support(ev)
-            for line, origin in self.plugins.event(ev):
-                self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))
-        elif isinstance(ev, SpeechStarted):
-            if self.barge_in and self.turns.is_talking() and not self.echo.is_echo_onset(ev):
-                self.emit(Interrupt(ev.t, "barge_in"))
-        elif isinstance(ev, Interrupt):
-            self.turns.cancel(ev.reason)
-        elif isinstance(ev, Moderation):  # moderation wins: never answer what a moderator took back
-            reason = f"moderated: {ev.action}"
-            self.director.moderate(ev)
-            self.memory.moderated(ev)
-            self.turns.cancel_if(lambda turn: ev.matches(turn.source), reason)
-        elif isinstance(ev, UtteranceRetracted):  # answered early, but the streamer went on
-            self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
-        elif isinstance(ev, (AudioChunk, ClausePlaying)):
-            self.echo.playing(ev)
+        self.director.submit(ev)
+
+    def _stream_event(self, ev: StreamEvent) -> None:
+        self.memory.support(ev)
+        for line, origin in self.plugins.event(ev):
+            self.emit(Announcement(line, self.clock.now(), ev.user, origin, event=ev))
+
+    def _speech_started(self, ev: SpeechStarted) -> None:
+        if self.barge_in and self.turns.is_talking() and not self.echo.is_echo_onset(ev):
+            self.emit(Interrupt(ev.t, "barge_in"))
+
+    def _moderation(self, ev: Moderation) -> None:
+        # moderation wins: never answer what a moderator took back
+        self.director.moderate(ev)
+        self.memory.moderated(ev)
+        self.turns.cancel_if(lambda turn: ev.matches(turn.source), f"moderated: {ev.action}")
+
+    def _retracted(self, ev: UtteranceRetracted) -> None:
+        # answered early, but the streamer went on
+        self.director.retract(ev.utterance, RETRACTED) or self.turns.cancel_turn_for(ev.utterance, RETRACTED)
 
     def _merge_thanks(self, lines: list[Announcement]) -> Announcement | None:
         """Thank-yous for several events of one kind, waiting together: one line from the
@@ -345,6 +451,8 @@ class Session:
     # --- run --------------------------------------------------------------------------
 
     async def run(self, sources: Iterable) -> Recorder:
+        """Feed the sources through the pipeline until they run out (every reply heard to the end)
+        or `stop` is called; returns the recorder."""
         self.controls.bind(asyncio.get_running_loop())
         self.clock.start()
         self.outputs.start()

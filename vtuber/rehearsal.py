@@ -237,20 +237,9 @@ def write_report(session: Session, inputs: RehearsalInputs, out: OutFolder | Pat
             "clock": "fast" if fast else "real_time",
             "turns": [r.to_json() for r in records],
             "summary": summary(records),
-            "counters": dict(session.director.counters),
-            "balance": session.director.balance(),  # received = answered + cut short + merged + commands + dropped + waiting
-            "hearing": {
-                **{f"dropped_{k}": v for k, v in session.hearing.counters.items()},
-                "echo_onsets_ignored": session.echo.onsets_ignored,
-                "echo_transcripts_dropped": session.echo.transcripts_dropped,
-            },
-            "cancelled": session.turns.cancelled,
-            "output_drops": dict(session.outputs.drops),
+            **session.report(),  # counters, balance, hearing, cancelled, output drops, blocked, names, errors
             "dropped": [d.__dict__ for d in rec.dropped],
-            "blocked": [{"turn": t, "clause": c, "reason": why} for t, c, why in session.all_blocked()],
-            "names_replaced": session.names_replaced,
             "quality": quality_counts(records),
-            "errors": session.errors,
             "models": parts_report(session.engine),  # which model or server did each part
             "sample_rate": rec.sample_rate,
         }

@@ -1,4 +1,4 @@
-"""Speech services over Wyoming (Home Assistant's voice protocol), with the local model as fallback.
+"""The Wyoming protocol client (Home Assistant's voice protocol), below the Wyoming ASR and TTS providers.
 
 Wyoming is JSON lines with binary payloads over TCP (the `wyoming` package reads and
 writes the events). `models.asr = "tcp://host:10300"` sends each utterance to a
@@ -9,7 +9,9 @@ event loop), with a connect timeout and a reply timeout (`[speech_servers]`).
 
 When the server is down, refuses, or closes mid-reply, that request is answered by the
 local model (one log line, counted), and the server is not asked again for
-`speech_servers.retry_after_s` (a circuit breaker), then tried again.
+`speech_servers.retry_after_s` (`vtuber.resilience.CircuitBreaker`), then tried again.
+The providers are `vtuber.hearing.wyoming_asr` and `vtuber.voice.wyoming_tts`, made by
+`vtuber.services` for a `tcp://` URI.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from urllib.parse import urlsplit
 
 from vtuber.errors import UserError
+from vtuber.resilience import CircuitBreaker
 
 log = logging.getLogger("vtuber.wyoming")
 
@@ -58,17 +61,18 @@ class WyomingService:
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self.event = _wyoming()
-        self.down_until = 0.0
-        self.last_error = ""
-        self.counts = {"remote": 0, "local": 0, "fallbacks": 0}
+        self.breaker = CircuitBreaker(retry_after_s)
+        self.counts = self.breaker.counts  # remote, local, fallbacks
+
+    @property
+    def last_error(self) -> str:
+        return self.breaker.last_error
 
     def usable(self) -> bool:
-        return time.monotonic() >= self.down_until
+        return self.breaker.usable()
 
     def failed(self, why: str) -> None:
-        self.down_until = time.monotonic() + self.retry_after_s
-        self.last_error = why
-        self.counts["fallbacks"] += 1
+        self.breaker.failed(why)
 
     def where(self) -> str:
         return f"Wyoming {self.what} server {self.url}"
@@ -137,18 +141,3 @@ class WyomingService:
     def fall_back(self, e: Exception, local_name: str) -> None:
         self.failed(str(e))
         log.warning("%s; falling back to the local %s (the server is tried again in %g s)", e, local_name, self.retry_after_s)
-
-
-def with_speech_servers(paths, cfg, asr, tts):
-    """The ASR and TTS the session uses: a Wyoming server where the config names one,
-    the loaded local model as its fallback; the local model alone otherwise."""
-    ss = cfg.speech_servers
-    if paths.asr_url:
-        from vtuber.hearing.wyoming_asr import WyomingASR
-
-        asr = WyomingASR(paths.asr_url, asr, cfg.hearing.language, ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
-    if paths.voice_url:
-        from vtuber.voice.wyoming_tts import WyomingTTS
-
-        tts = WyomingTTS(paths.voice_url, tts, ss.voice_name, ss.connect_timeout_s, ss.timeout_s, ss.retry_after_s)
-    return asr, tts

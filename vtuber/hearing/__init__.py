@@ -38,6 +38,7 @@ from vtuber.events import AudioFrame, SpeechStarted, Utterance, UtteranceRetract
 from vtuber.hearing.asr import Transcript, WhisperASR
 from vtuber.hearing.hallucination import judge
 from vtuber.hearing.vad import FRAME, RATE, Endpointer, Segment, SileroVAD
+from vtuber.ports import SpeechToText
 
 __all__ = ["Hearing", "WhisperASR", "Transcript", "SileroVAD", "Endpointer"]
 
@@ -80,7 +81,7 @@ class Hearing:
         self,
         vad: SileroVAD,
         endpointer: Endpointer,
-        asr: WhisperASR,
+        asr: SpeechToText,
         clock: Clock,
         emit: Callable[[object], None],
         continuation_ms: int = 700,

@@ -33,13 +33,13 @@ is decoded again on the full 30 s window, so it is judged exactly as before.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
 
 from vtuber.errors import UserError
+from vtuber.ports import Transcript
 
 RATE = 16000
 FRAMES_PER_S = 100  # Whisper's mel frames a second
@@ -95,22 +95,6 @@ def is_silent_by_whisper(no_speech_prob: float | None, avg_logprob: float | None
     if no_speech_prob is None or avg_logprob is None:
         return False
     return no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob <= LOG_PROB_THRESHOLD
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """One utterance as Whisper heard it, with the evidence to judge it by.
-
-    The numbers are None when Whisper gave no segment at all (too short, or nothing
-    decoded). Over several segments (audio past one 30 s window) `no_speech_prob` and
-    `avg_logprob` are averaged, weighted by duration and by token count.
-    """
-
-    text: str
-    no_speech_prob: float | None = None  # Whisper's probability that the window holds no speech
-    avg_logprob: float | None = None  # mean log probability of the decoded tokens (0 = certain)
-    compression_ratio: float | None = None  # highest over segments; high = repetitive text
-    duration_s: float = 0.0  # audio length
 
 
 def window_frames(n_samples: int) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 
 from vtuber.audio import HEARING_RATE, resample
 from vtuber.events import AudioChunk, AudioFrame, ClausePlaying, SpeechStarted, Utterance
+from vtuber.text import words as text_words
 
 WINDOW_S = 0.3  # mic audio compared at onset
 MAX_DELAY_S = 0.5  # device and room delay between playing and hearing it back
@@ -37,7 +38,7 @@ def _rms_db(x: np.ndarray) -> float:
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in "".join(c.lower() if c.isalnum() or c == "'" else " " for c in text).split() if w]
+    return text_words(text, apostrophes=True, lower=True)
 
 
 class EchoGuard:

@@ -48,6 +48,7 @@ import re
 from dataclasses import dataclass
 
 from vtuber.hearing.asr import LOG_PROB_THRESHOLD, NO_SPEECH_THRESHOLD, Transcript, is_silent_by_whisper
+from vtuber.text import words as text_words
 
 NO_SPEECH_ALWAYS = 0.8
 WHISPER_NO_SPEECH = NO_SPEECH_THRESHOLD  # 0.6
@@ -93,7 +94,6 @@ KNOWN_PREFIXES = (
 # "[Music]", "(upbeat music)", "*sigh*", "♪ ♪": Whisper's notes on sounds, not words.
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫♬♩]")
 _PHRASE_SPLIT = re.compile(r"[,!?;:…]+|\.+(?!\w)")  # "Amara.org" is one phrase
-_WORD = re.compile(r"[a-z0-9']+")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def normalise(text: str) -> list[str]:
     low = text.lower().replace("’", "'").replace("`", "'")
     phrases = []
     for part in _PHRASE_SPLIT.split(low):
-        words = _WORD.findall(part)
+        words = text_words(part, apostrophes=True)
         if words:
             phrases.append(" ".join(words))
     return phrases

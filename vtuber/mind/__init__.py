@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from vtuber.clock import Clock
 from vtuber.config import VoiceConfig
 from vtuber.events import ChatMessage, FirstToken, ReplyClause, ReplyFinished, ReplyStarted, Turn
-from vtuber.mind.llm import LLMBackend
+from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
 from vtuber.mind.prompt import PromptBuilder
 from vtuber.memory import ViewerMemory, prompt_note
 from vtuber.mind.quality import clause_problem, echoes, reply_flags
 from vtuber.mind.splitter import ClauseSplitter, split_stream
-from vtuber.safety import OutputGate
+from vtuber.safety.gate import OutputGate
 from vtuber.voice.tts import speakable
 
 _DONE = object()
@@ -93,7 +93,7 @@ class Mind:
 
     def __init__(
         self,
-        backend: LLMBackend,
+        backend: LanguageModel,
         persona: Persona,
         history_turns: int,
         voice_cfg: VoiceConfig,

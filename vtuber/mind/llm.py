@@ -6,8 +6,9 @@
 - `CTransformersBackend`: legacy GGML files (gpt2, gptj, mpt, starcoder, falcon)
   that llama.cpp no longer reads. It cannot read GGUF v3 files.
 
-A new backend only needs `warm`, `stream` and `close`, and an entry in `make_backend`;
-`vtuber.mind.remote` is one (an OpenAI-compatible server, the local model as fallback).
+Each backend is a provider behind the language-model port (`vtuber.ports.LanguageModel`),
+made by name or URI in `vtuber.services`; `vtuber.mind.remote` is another (an
+OpenAI-compatible server, the local model as fallback).
 Reasoning models' thinking (`<think>...</think>`) is taken out of every backend's
 stream here (`vtuber.mind.reasoning`): the mind only ever sees the answer.
 
@@ -24,28 +25,13 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
 
 from vtuber.config import Config
 from vtuber.errors import UserError
+from vtuber.ports import LanguageModel
 
-
-class LLMBackend(Protocol):
-    name: str
-    # Set to stop a generation: checked before the first token and between tokens. The
-    # mind clears it when a turn starts (never `stream` itself: an early cancel must win).
-    cancel: threading.Event
-
-    def warm(self, prefix: list[dict]) -> None:
-        """Prefill the persona prefix (system prompt + examples) so the first turn is fast."""
-
-    def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        """Blocking generator of text pieces; stops early once `cancel` is set (even before the first)."""
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens `text` takes in this model (to keep prompts inside the context)."""
-
-    def close(self) -> None: ...
+# The language-model port; kept under this name for the code that speaks of backends.
+LLMBackend = LanguageModel
 
 
 class OwnThread:
@@ -255,13 +241,3 @@ def token_counter(path: Path, cfg: Config):
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{path}: llama.cpp could not read this model ({e})") from None
     return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-
-
-def make_backend(path: Path, cfg: Config) -> LLMBackend:
-    if cfg.models.llm.startswith(("http://", "https://")):  # a server; `path` is the local fallback
-        from vtuber.mind.remote import make_remote
-
-        return make_remote(cfg.models.llm, path, cfg)
-    if cfg.models.llm_backend == "ctransformers":
-        return CTransformersBackend(path, cfg)
-    return LlamaCppBackend(path, cfg)

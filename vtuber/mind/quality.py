@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
+from vtuber.text import words as text_words
+
 FLAGS = ("echo", "parrot", "roleplay", "boilerplate", "empty", "cut")
 
-_WORD = re.compile(r"[a-z0-9']+")
 _BOILERPLATE = re.compile(
     r"\b(as an ai\b|an ai (language )?model|a language model|i'?m (just |only )?an ai\b|i am (just |only )?an ai\b"
     r"|i (cannot|can't|can not) (assist|help) with|openai|chatgpt|as a virtual assistant|i do not have personal)",
@@ -33,7 +34,8 @@ ROLE_WORDS = {"user", "assistant", "system", "viewer", "chat", "streamer", "huma
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """The words quality compares: lower case, apostrophes kept ("don't")."""
+    return text_words(text, apostrophes=True, lower=True)
 
 
 def overlap(a: list[str], b: list[str], run: int = 2) -> float:

@@ -16,7 +16,7 @@ vLLM, Ollama, LM Studio, any compatible endpoint) and the `[llm_server]` setting
   with an error, breaks its stream, or its first token is later than
   `llm_server.first_token_s`, the turn is answered by the local model instead (one log
   line, counted in `report()`). The server is not asked again for
-  `llm_server.retry_after_s`, then it is tried again (a circuit breaker). A server that
+  `llm_server.retry_after_s`, then it is tried again (`vtuber.resilience.CircuitBreaker`). A server that
   fails after some of the answer was streamed ends the reply there (what was said
   cannot be taken back).
 - `count_tokens`: the local model's tokenizer when there is a fallback model (the
@@ -40,6 +40,7 @@ from vtuber.config import Config
 from vtuber.errors import UserError
 from vtuber.mind.llm import OwnThread
 from vtuber.mind.reasoning import ThinkFilter, no_think
+from vtuber.resilience import CircuitBreaker
 
 log = logging.getLogger("vtuber.llm")
 
@@ -381,9 +382,8 @@ class FallbackBackend:
             self._own = OwnThread()
             self.executor = self._own.executor
             self.call = self._own.call
-        self.down_until = 0.0  # monotonic time before which the server is not asked
-        self.last_error = ""
-        self.counts = {"remote": 0, "local": 0, "fallbacks": 0}
+        self.breaker = CircuitBreaker(retry_after_s)
+        self.counts = self.breaker.counts  # remote, local, fallbacks
         self.turns: list[dict] = []  # per stream: backend, first_token_s, thinking_s, fallback reason
 
     @property
@@ -394,13 +394,20 @@ class FallbackBackend:
     def no_think(self, value: bool) -> None:
         self.remote.no_think = value
 
+    @property
+    def down_until(self) -> float:
+        """Monotonic time before which the server is not asked."""
+        return self.breaker.down_until
+
+    @property
+    def last_error(self) -> str:
+        return self.breaker.last_error
+
     def usable(self) -> bool:
-        return time.monotonic() >= self.down_until
+        return self.breaker.usable()
 
     def _failed(self, why: str) -> None:
-        self.down_until = time.monotonic() + self.retry_after_s
-        self.last_error = why
-        self.counts["fallbacks"] += 1
+        self.breaker.failed(why)
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         t0 = time.perf_counter()
@@ -418,8 +425,7 @@ class FallbackBackend:
                 if self.remote.last_filter is not None:
                     rec["thinking_s"] = self.remote.last_filter.thinking_s
                 if answered or self.cancel.is_set():
-                    self.counts["remote"] += 1
-                    self.down_until = 0.0
+                    self.breaker.succeeded()
                     return
                 filt = self.remote.last_filter
                 if filt is not None and filt.thought_chars and self.local is not None:
@@ -441,7 +447,7 @@ class FallbackBackend:
                     return
                 if answered:  # said cannot be unsaid: the reply ends here
                     log.warning("%s; the reply ends here", e)
-                    self.last_error = str(e)
+                    self.breaker.last_error = str(e)
                     self.counts["remote"] += 1
                     rec["fallback"] = str(e)
                     return
@@ -515,14 +521,3 @@ class FallbackBackend:
             self.local.close()
         if self._own is not None:
             self._own.close_thread()
-
-
-def make_remote(url: str, local_path, cfg: Config):
-    """The server backend for `models.llm = URL`, with the local model (`local_path`) as fallback."""
-    from vtuber.mind.llm import LlamaCppBackend, CTransformersBackend
-
-    remote = RemoteBackend(url, cfg, api_key(cfg))
-    local = None
-    if cfg.llm_server.fallback:
-        local = CTransformersBackend(local_path, cfg) if cfg.models.llm_backend == "ctransformers" else LlamaCppBackend(local_path, cfg)
-    return FallbackBackend(remote, local, cfg.llm_server.retry_after_s)

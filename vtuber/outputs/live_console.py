@@ -83,7 +83,7 @@ class LiveConsole:
         saying = f": \"{escape(self.saying[-70:])}\"" if self.saying else ""
         grid.add_row(escape(self.persona_name), f"{self.state}{saying}")
         if self.session is not None:
-            b = self.session.director.balance()
+            b = self.session.balance()
             dropped = sum(b["dropped"].values())
             top = ", ".join(f"{escape(k)} {v}" for k, v in sorted(b["dropped"].items(), key=lambda kv: -kv[1])[:3])
             grid.add_row(

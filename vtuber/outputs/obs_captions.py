@@ -20,6 +20,7 @@ import logging
 from vtuber.errors import UserError
 from vtuber.events import ClausePlaying, PlaybackFinished, PlaybackStarted, TurnCancelled
 from vtuber.outputs.vtube_studio import check_url
+from vtuber.resilience import Backoff
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.obs")
@@ -125,14 +126,15 @@ class ObsCaptions:
 
     async def _run(self) -> None:
         sdk = self.sdk
-        delay, told = self.backoff_start_s, False
+        backoff, told = Backoff(self.backoff_start_s, self.backoff_max_s), False
         while True:
             ws = sdk.WebSocketClient(url=self.url, password=self.tokens.get(TOKEN_NAME) or "",
                                      identification_parameters=sdk.IdentificationParameters(eventSubscriptions=0))
             try:
                 await asyncio.wait_for(ws.connect(), 5.0)
                 await self._identified(ws)
-                self.connected, delay, told = True, self.backoff_start_s, False
+                self.connected, told = True, False
+                backoff.reset()
                 log.warning("OBS connected at %s: captions go to the Text source %r", self.url, self.source)
                 while True:
                     if self._want is None:
@@ -158,8 +160,7 @@ class ObsCaptions:
                     told = True
             self.connected = False
             await self._disconnect(ws)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max_s)
+            await asyncio.sleep(backoff.next())
 
     @staticmethod
     async def _identified(ws, timeout: float = 5.0) -> None:

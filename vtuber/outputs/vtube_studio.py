@@ -33,6 +33,8 @@ import numpy as np
 
 from vtuber.errors import UserError
 from vtuber.events import AudioChunk, ClausePlaying, PlaybackFinished, TurnCancelled
+from vtuber.resilience import Backoff
+from vtuber.text import words as text_words
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.vtube_studio")
@@ -56,9 +58,7 @@ MOOD_WORDS = {
 
 def mood_of(text: str) -> str | None:
     """The mood a clause shows most ("Wow, really?" -> surprised), or None."""
-    import re
-
-    words = re.findall(r"[a-z']+", text.lower())
+    words = text_words(text, apostrophes=True, digits=False, lower=True)
     counts = {mood: sum(w in lexicon for w in words) for mood, lexicon in MOOD_WORDS.items()}
     best = max(counts, key=counts.get)
     return best if counts[best] else None
@@ -296,7 +296,7 @@ class VTubeStudio:
     async def _connection(self) -> None:
         import aiohttp
 
-        delay = self.backoff_start_s
+        backoff = Backoff(self.backoff_start_s, self.backoff_max_s)
         told = False
         while True:
             try:
@@ -304,7 +304,8 @@ class VTubeStudio:
                     await self._authenticate(ws)
                     self._ws, self.connected = ws, True
                     self.connects += 1
-                    delay, told = self.backoff_start_s, False
+                    told = False
+                    backoff.reset()
                     log.warning("VTube Studio connected at %s: lip sync on", self.url)
                     async for msg in ws:  # answers to the injections (errors are noted)
                         if msg.type == aiohttp.WSMsgType.TEXT:
@@ -326,5 +327,4 @@ class VTubeStudio:
                     told = True
             finally:
                 self._ws, self.connected = None, False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max_s)
+            await asyncio.sleep(backoff.next())

@@ -1,4 +1,4 @@
-"""Inputs: chat (script, later Twitch and YouTube) and the streamer's audio (WAV replay, later mic).
+"""Inputs: chat platforms (a script, Twitch, YouTube: see `platforms`) and the streamer's audio (WAV replay, mic).
 
 A source is an object with `async run(clock, emit)`: it asks the clock to wake it at
 each input's time and calls `emit(event)` synchronously, so the receiving stage

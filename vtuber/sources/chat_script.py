@@ -23,6 +23,7 @@ from pathlib import Path
 from vtuber.clock import Clock
 from vtuber.errors import UserError, quote, read_text
 from vtuber.events import ChatMessage, StreamEvent
+from vtuber.sources.platforms import ChatPlatform, register
 
 MAX_TEXT = 500  # Twitch's own limit; longer lines are cut at the door
 MAX_LINE = 64 * 1024  # one JSON line; a longer one is a mistake, not a chat message
@@ -111,8 +112,16 @@ def _event(obj: dict, where: str, last_t: float) -> StreamEvent:
 class ChatScriptSource:
     """Emits each scripted message at its time (the message carries its real arrival time)."""
 
-    def __init__(self, messages: list[ChatMessage | StreamEvent]):
+    name = "chat script"
+
+    def __init__(self, messages: list[ChatMessage | StreamEvent], path: str = ""):
         self.messages = messages
+        self.path = path  # the file it came from, for the report ("" when built in code)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ChatScriptSource:
+        """Read and check the whole script now: a bad line is the user's one-line mistake."""
+        return cls(parse_chat_script(path), str(path))
 
     async def run(self, clock: Clock, emit: Callable[[object], None]) -> None:
         clock.add_source()
@@ -122,3 +131,16 @@ class ChatScriptSource:
                 emit(dataclasses.replace(m, t=clock.now()))
         finally:
             clock.source_done()
+
+
+register(
+    ChatPlatform(
+        name="chat_script",
+        flag="--chat-script",
+        metavar="JSONL",
+        hint="--chat-script FILE",
+        help="chat from a script, on the live clock ({t, user, text, ...} a line)",
+        open=lambda target, cfg: ChatScriptSource.from_file(target),
+        order=10,
+    )
+)

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Moderation, StreamEvent
+from vtuber.resilience import Backoff
+from vtuber.sources.platforms import ChatPlatform, register
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.twitch")
@@ -112,12 +113,12 @@ class _Backoff:
 
     def __init__(self, source: TwitchSource):
         self.source = source
-        self.tries = 0
+        s = source.settings
+        # Jittered down to 75%: many co-hosts dropped by one outage do not come back in step.
+        self.backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s, jitter=(0.75, 1.0))
 
     def calculate(self) -> float:
-        s = self.source.settings
-        delay = min(s.reconnect_max_s, s.reconnect_initial_s * 2**self.tries) * random.uniform(0.75, 1.0)
-        self.tries = min(self.tries + 1, 30)
+        delay = self.backoff.next()
         self.source._reconnecting(delay)
         return delay
 
@@ -229,7 +230,7 @@ class TwitchSource:
         self._say_once("reconnect", logging.WARNING, "twitch: connection lost, reconnecting with backoff (said once)")
 
     async def _retry(self, what: str, attempt: int) -> None:
-        delay = min(self.settings.reconnect_max_s, self.settings.reconnect_initial_s * 2**attempt)
+        delay = Backoff(self.settings.reconnect_initial_s, self.settings.reconnect_max_s).delay(attempt)
         self.state = f"reconnecting in {delay:.0f} s"
         self._say_once("net", logging.WARNING, "twitch: cannot reach Twitch (%s); retrying with backoff (said once)", what)
         await asyncio.sleep(delay)
@@ -484,7 +485,7 @@ class TwitchSource:
         self._patch_backoff()
         for w in self._sockets():
             if isinstance(w._backoff, _Backoff):
-                w._backoff.tries = 0
+                w._backoff.backoff.reset()
         if self.ready.is_set():
             self.state = "live"
 
@@ -589,3 +590,43 @@ def settings_from(c) -> TwitchSettings:
         reply_limit_moderator=c.reply_limit_moderator,
         scopes=tuple(c.scopes) or SCOPES,
     )
+
+
+def open_platform(channel: str, cfg) -> TwitchSource:
+    """`vtuber run --twitch [CHANNEL]`: the channel given, or the config's."""
+    from vtuber.errors import UserError
+
+    channel = channel or cfg.twitch.channel
+    if not channel:
+        raise UserError("--twitch needs a channel name (or set [twitch] channel in the config)")
+    return TwitchSource(channel, settings_from(cfg.twitch))
+
+
+def login(cfg, store: TokenStore, args, say: Callable[[str], None]) -> str:
+    """`vtuber auth twitch`: the device code flow; returns who is logged in."""
+    import dataclasses
+
+    from vtuber.tokens import token_file
+
+    settings = settings_from(cfg.twitch)
+    if getattr(args, "client_id", None):
+        settings = dataclasses.replace(settings, client_id=args.client_id)
+    entry = asyncio.run(device_login(settings, store, say))
+    return f"logged in to Twitch as {entry['login']}; token saved in {token_file()}"
+
+
+register(
+    ChatPlatform(
+        name="twitch",
+        flag="--twitch",
+        metavar="CHANNEL",
+        hint="--twitch CHANNEL",
+        help="read chat, events and moderation from this Twitch channel (EventSub; log in first: `vtuber auth twitch`)",
+        open=open_platform,
+        optional_value=True,
+        can_reply=True,
+        reply_max_wait_s=lambda cfg: cfg.twitch.reply_max_wait_s,
+        login=login,
+        order=20,
+    )
+)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from vtuber.clock import Clock
 from vtuber.events import ChatMessage, Moderation, StreamEvent
+from vtuber.resilience import Backoff
+from vtuber.sources.platforms import ChatPlatform, register
 from vtuber.tokens import TokenStore
 
 log = logging.getLogger("vtuber.youtube")
@@ -207,7 +209,7 @@ class YouTubeSource:
 
     def _backoff(self, failures: int) -> float:
         s = self.settings
-        return min(s.backoff_max_s, s.backoff_initial_s * 2**failures)
+        return Backoff(s.backoff_initial_s, s.backoff_max_s).delay(failures)
 
     def _on_error(self, e: _ApiError, failures: int) -> float | None:
         """What an API error means: seconds to wait, or None to stop (said once, in one line)."""
@@ -384,3 +386,29 @@ def store_key(tokens: TokenStore, ask: Callable[[str], str]) -> None:
     oauth = ask("OAuth access token for posting replies (Enter to skip): ").strip()
     if oauth:
         tokens.set(OAUTH_NAME, oauth)
+
+
+def login(cfg, store: TokenStore, args, say: Callable[[str], None]) -> str:
+    """`vtuber auth youtube`: paste the API key (and optionally an OAuth token) into the token file."""
+    import getpass
+
+    from vtuber.tokens import token_file
+
+    store_key(store, getpass.getpass)
+    return f"YouTube key saved in {token_file()}"
+
+
+register(
+    ChatPlatform(
+        name="youtube",
+        flag="--youtube",
+        metavar="VIDEO_ID|@HANDLE",
+        hint="--youtube VIDEO",
+        help="read the live chat of this YouTube video, or of the channel's live stream (key: `vtuber auth youtube`)",
+        open=lambda target, cfg: YouTubeSource(target, cfg.youtube),
+        can_reply=True,
+        reply_max_wait_s=lambda cfg: cfg.youtube.reply_max_wait_s,
+        login=login,
+        order=30,
+    )
+)

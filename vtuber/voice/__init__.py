@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vtuber.clock import Clock
 from vtuber.events import AudioChunk, ReplyClause, ReplyFinished
+from vtuber.ports import TextToSpeech
 from vtuber.voice.tts import PiperTTS, speakable
 
 __all__ = ["PiperTTS", "VoiceStage", "speakable"]
@@ -28,7 +29,7 @@ class VoiceStage:
 
     def __init__(
         self,
-        tts: PiperTTS,
+        tts: TextToSpeech,
         clock: Clock,
         emit: Callable[[object], None],
         queue_size: int = 32,

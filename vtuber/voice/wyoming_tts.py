@@ -11,16 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from vtuber.audio import resample
 from vtuber.voice.tts import speakable
 from vtuber.wyoming_client import ServiceError, WyomingService
-
-
-def _resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or len(samples) == 0:
-        return samples
-    n = max(int(round(len(samples) * dst / src)), 1)
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples.astype(np.float32)).astype(np.int16)
 
 
 class WyomingTTS:
@@ -52,7 +45,7 @@ class WyomingTTS:
         voice = SynthesizeVoice(name=self.voice_name) if self.voice_name else None
         self.service.exchange([Synthesize(text=text, voice=voice)], until=lambda e: e.type == "audio-stop", collect=collect)
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-        return _resample(samples, int(fmt.get("rate") or self.sample_rate), self.sample_rate)
+        return resample(samples, int(fmt.get("rate") or self.sample_rate), self.sample_rate)
 
     def synthesize(self, text: str) -> np.ndarray:
         text = speakable(text)

@@ -508,18 +508,18 @@ class OverlayServer:
         now = time.monotonic()
         if now - self._personas[0] > 5.0:  # the folders are read every 5 s, not every push
             try:
-                self._personas = (now, list_personas(s.cfg.persona_folders))
+                self._personas = (now, list_personas(s.persona_folders))
             except UserError:
                 self._personas = (now, [])
         personas = self._personas[1]
         last = s.recorder.finished()[-1] if s.recorder.finished() else None
         stages = last.stages() if last else {}
         state.update(
-            queue=[{**row, "score": None if row["score"] is None else round(row["score"], 2), "age_s": round(row["age_s"], 1)} for row in s.director.queued()],
+            queue=[{**row, "score": None if row["score"] is None else round(row["score"], 2), "age_s": round(row["age_s"], 1)} for row in s.queued()],
             muted=bool(s.controls.muted),
             persona=s.controls.persona_name,
             personas=personas,
-            counters=dict(s.director.counters),
+            counters=s.counters,
             latency={
                 "ready_ms": None if stages.get("input_to_first_audio") is None else round(stages["input_to_first_audio"] * 1000),
                 "heard_ms": None if stages.get("input_to_first_heard") is None else round(stages["input_to_first_heard"] * 1000),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub) -> None:
+def add(sub) -> None:
     """Add `tune` to the CLI's subcommands."""
     t = sub.add_parser(
         "tune",
