@@ -61,6 +61,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         def progress(step: int, total: int, loss: float) -> None:
             bar.update(task, description="training", completed=step, total=total, loss=f"{loss:.2f}")
+            if not console.is_terminal and (step % 10 == 0 or step == total):  # a log file gets lines, not a bar
+                console.print(f"step {step}/{total}, loss {loss:.2f}")
 
         result = tune(persona, base, out, settings, kept, judge_it=not args.no_judge, progress=progress,
                       say=lambda m: bar.console.print(escape(m)))
