@@ -169,8 +169,8 @@ def test_a_catalogue_model_pulled_from_the_hub_answers_by_name(hub):
     `--llm NAME` loading it in llama.cpp and generating (the bundled GGUF stands in for the
     catalogue's file; its SHA-256 is the hub's, as for every entry without a pinned one)."""
     from vtuber.config import load_config
-    from vtuber.mind.llm import make_backend
     from vtuber.models import bundled_llm, resolve
+    from vtuber.services import make_llm
     from vtuber.models.catalogue import find
 
     entry = find("smollm2-135m")
@@ -178,9 +178,9 @@ def test_a_catalogue_model_pulled_from_the_hub_answers_by_name(hub):
     hub.add(entry.repo, entry.main_file, bundled_llm().read_bytes())
     assert main(["models", "pull", "smollm2-135m"]) == 0
     cfg = load_config(None, {"models": {"llm": "smollm2-135m"}})
-    path = resolve(cfg).llm
-    assert path == models_dir() / "smollm2-135m" / entry.main_file
-    llm = make_backend(path, cfg)
+    paths = resolve(cfg)
+    assert paths.llm == models_dir() / "smollm2-135m" / entry.main_file
+    llm = make_llm(cfg, paths)
     try:
         pieces = list(llm.stream([{"role": "user", "content": "Say hi."}], max_tokens=4))
     finally:

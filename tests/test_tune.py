@@ -83,3 +83,18 @@ def test_tune_stops_resumes_and_the_adapter_moves_llama_cpp_like_torch(tmp_path)
     moved = after - before
     assert np.abs(moved).max() > 0.05, "the adapter changed nothing"
     assert np.corrcoef(moved, torch_tuned - torch_base)[0, 1] > 0.9
+
+    # The persona names it; the live backend loads it the way the co-host does.
+    from vtuber.config import load_config
+    from vtuber.models import resolve, with_persona_model
+    from vtuber.services import make_llm
+
+    own = tmp_path / "miko.yaml"
+    own.write_text(persona.path and open(persona.path, encoding="utf-8").read() + f"\nmodel: {{adapter: {out.name}}}\n")
+    cfg = with_persona_model(load_config(None, {}), load_persona(str(own)))
+    assert cfg.models.adapter == str(out)
+    llm = make_llm(cfg, resolve(cfg))
+    try:
+        assert list(llm.stream([{"role": "user", "content": "viewer: hi Miko!"}], max_tokens=4))
+    finally:
+        llm.close()
