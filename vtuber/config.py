@@ -27,6 +27,7 @@ class ModelsConfig:
     llm_model_type: str = "gpt2"  # ctransformers only: gpt2, gptj, mpt, starcoder, falcon, ...
     asr: str = ""  # a faster-whisper (CTranslate2) model directory
     voice: str = ""  # a Piper .onnx voice (its .onnx.json beside it)
+    adapter: str = ""  # a LoRA adapter GGUF for the LLM (`vtuber tune`; the persona's model.adapter)
 
 
 @dataclass

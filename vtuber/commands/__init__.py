@@ -17,5 +17,6 @@ COMMANDS = (
     "quality",
     "memory",
     "models",
+    "tune",
     "persona",
 )

@@ -23,9 +23,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """--config, --persona and the model paths, for every command that loads models."""
     p.add_argument("--config", metavar="FILE", help="settings TOML file (see docs/config.md)")
     p.add_argument("--persona", metavar="NAME|FILE", help="persona name (see `vtuber persona list`) or a YAML file (default: miko)")
-    p.add_argument("--llm", metavar="GGUF", help="LLM model file (default: bundled SmolLM2-135M-Instruct Q4_1)")
-    p.add_argument("--asr", metavar="DIR", help="faster-whisper model folder (default: bundled Whisper tiny.en)")
-    p.add_argument("--voice", metavar="ONNX", help="Piper voice .onnx (default: bundled en_US-joe-medium)")
+    p.add_argument("--llm", metavar="GGUF", help="LLM model file, a pulled model by name (`vtuber models pull`) or a server URL (default: bundled SmolLM2-135M-Instruct Q4_1)")
+    p.add_argument("--asr", metavar="DIR", help="faster-whisper model folder or a pulled one by name (default: bundled Whisper tiny.en)")
+    p.add_argument("--voice", metavar="ONNX", help="Piper voice .onnx or a pulled one by name (default: bundled en_US-joe-medium)")
 
 
 def config_from(args: argparse.Namespace):

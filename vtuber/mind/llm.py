@@ -68,10 +68,18 @@ class LlamaCppBackend(OwnThread):
             )
         from llama_cpp import Llama
 
+        lora = {}
+        if cfg.models.adapter:  # a persona's own tune (`vtuber tune`): checked before llama.cpp sees it
+            from vtuber.mind.adapter import check_adapter
+
+            adapter = Path(cfg.models.adapter).expanduser()
+            check_adapter(adapter, path)
+            lora = {"lora_path": str(adapter)}
         super().__init__()
         try:
             self.llm = self.call(
                 Llama,
+                **lora,
                 model_path=str(path),
                 n_ctx=cfg.llm.context,
                 n_threads=cfg.threads.llm,

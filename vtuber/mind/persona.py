@@ -87,6 +87,7 @@ class ModelSettings:
     llm: str = ""  # a GGUF path or an http(s):// LLM server; empty = the configured/bundled model
     think: bool | None = None  # False: ask a reasoning model not to think; None = the config's llm.think
     languages: tuple[str, ...] = ()  # the languages this model writes well (ISO codes); empty: English
+    adapter: str = ""  # a LoRA adapter GGUF made by `vtuber tune` for the local model
 
 
 @dataclass(frozen=True)
@@ -299,13 +300,18 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
 
     model_settings = ModelSettings()
     raw_model = data.get("model", {}) or {}
-    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think", "languages"}:
-        pr.add("'model' takes llm (a GGUF path or an http(s):// server), think (true/false) and languages")
+    if not isinstance(raw_model, dict) or set(raw_model) - {"llm", "think", "languages", "adapter"}:
+        pr.add("'model' takes llm (a GGUF path or an http(s):// server), think (true/false), languages and adapter (a GGUF LoRA)")
     elif not isinstance(raw_model.get("llm", ""), str) or not isinstance(raw_model.get("think", True), bool):
         pr.add("'model.llm' must be a path or URL and 'model.think' true or false")
+    elif not isinstance(raw_model.get("adapter", ""), str):
+        pr.add("'model.adapter' must be a path (a GGUF LoRA adapter made by `vtuber tune`)")
     else:
         model_langs = _language_list(pr, "model.languages", raw_model.get("languages", []))
-        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"), model_langs)
+        adapter = raw_model.get("adapter", "").strip()
+        if adapter and where and Path(where).suffix and not Path(adapter).expanduser().is_absolute():
+            adapter = str((Path(where).parent / adapter).resolve())  # relative to the persona file
+        model_settings = ModelSettings(raw_model.get("llm", "").strip(), raw_model.get("think"), model_langs, adapter)
 
     language = (pr.text("language", data, "en") or "en").lower()
     if not _LANGUAGE_CODE.fullmatch(language):

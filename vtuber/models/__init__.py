@@ -122,6 +122,11 @@ class ModelPaths:
 
 
 def _user_path(value: str, key: str, want_dir: bool = False) -> Path:
+    from vtuber.models.catalogue import by_name
+
+    named = by_name(value, {"asr": "asr", "voice": "voice"}.get(key, "llm"), f"models.{key}")
+    if named is not None:  # a model pulled with `vtuber models pull NAME`
+        return named
     p = Path(value).expanduser()
     if not p.exists():
         raise UserError(f"models.{key}: {p} does not exist")
@@ -204,16 +209,20 @@ def with_persona_model(cfg: Config, persona) -> Config:
     import dataclasses
 
     m = getattr(persona, "model", None)
-    if m is None or (not m.llm and m.think is None):
+    if m is None or (not m.llm and m.think is None and not m.adapter):
         return cfg
     models, llm = cfg.models, cfg.llm
     if m.llm and not cfg.models.llm:
         where = f"{persona.path or persona.name}: model.llm"
-        if not m.llm.startswith(("http://", "https://")) and not Path(m.llm).expanduser().is_file():
+        from vtuber.models.catalogue import by_name
+
+        if not m.llm.startswith(("http://", "https://")) and not Path(m.llm).expanduser().is_file() and not by_name(m.llm, "llm", where):
             raise UserError(f"{where}: {m.llm} does not exist")
         models = dataclasses.replace(models, llm=m.llm)
     if m.think is not None:
         llm = dataclasses.replace(llm, think=m.think)
+    if m.adapter and not cfg.models.adapter:
+        models = dataclasses.replace(models, adapter=m.adapter)
     return dataclasses.replace(cfg, models=models, llm=llm)
 
 
