@@ -1,24 +1,22 @@
-"""The `vtuber tune PERSONA` command: its options, progress bar and report."""
+"""fine-tune the bundled model to a persona on this CPU (LoRA; needs the tune extra)
+
+Train a LoRA adapter of the bundled SmolLM2-135M-Instruct on the persona (facts and lore as questions and answers in
+several wordings, example exchanges, example lines for style) and optionally on past exchanges you kept, then write it
+as a GGUF adapter llama.cpp loads and judge it before/after on wordings it never saw. Ctrl-C stops it safely; running
+it again resumes. The persona then names it: model: {adapter: FILE}. Needs the tune extra (README, "Tune her model").
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from vtuber.commands import common
+
 
 def add(sub) -> None:
-    """Add `tune` to the CLI's subcommands."""
-    t = sub.add_parser(
-        "tune",
-        help="fine-tune the bundled model to a persona on this CPU (LoRA; needs the tune extra)",
-        description=(
-            "Train a LoRA adapter of the bundled SmolLM2-135M-Instruct on the persona (facts and lore as questions "
-            "and answers in several wordings, example exchanges, example lines for style) and optionally on past "
-            "exchanges you kept, then write it as a GGUF adapter llama.cpp loads and judge it before/after on "
-            "wordings it never saw. Ctrl-C stops it safely; running it again resumes. The persona then names it: "
-            "model: {adapter: FILE}. Needs the tune extra (README, \"Tune her model\")."
-        ),
-    )
+    """Its parser, under `vtuber`."""
+    t = common.command_parser(sub, "tune", __doc__)
     t.add_argument("persona", metavar="PERSONA", help="persona name (see `vtuber persona list`) or a YAML file")
     t.add_argument("--kept", metavar="JSONL", help="past exchanges to learn too: one {\"text\": ..., \"reply\": ...} a line")
     t.add_argument("--out", metavar="GGUF", help="where the adapter goes (default: adapters/PERSONA.gguf in your data folder)")
