@@ -50,7 +50,8 @@ def scripted_session(replies, outputs=(), per_word=0.25, max_chars=2000):
     import dataclasses
 
     cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": []}})
-    persona = dataclasses.replace(load_persona("miko"), max_chars=max_chars, max_tokens=512)
+    # Several sentences a reply: these sessions test the outputs, not how long a reply is.
+    persona = dataclasses.replace(load_persona("miko"), max_chars=max_chars, max_tokens=512, sentences=10)
     no_asr = types.SimpleNamespace(prompt="", names=[])  # chat only: nothing is transcribed (a persona switch sets these)
     engine = Engine(cfg, persona, None, ScriptedLLM(replies), no_asr, ToneTTS(per_word), NoVAD(), "CANARY-0000000000")
     return Session(engine, Clock(), outputs, plugins=[])
