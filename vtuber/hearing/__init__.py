@@ -329,7 +329,8 @@ class Hearing:
                 self._send(seg, transcript, t_done, t_endpoint=seg.t_endpoint)
             else:
                 wait = self.turn_wait if verdict is not None else self.continuation
-                self.counters["turn_waited"] += verdict is not None
+                if verdict is not None:
+                    self.counters["turn_waited"] += 1
                 self._held = _Held(seg, transcript, t_done, deadline=max(seg.t_end + wait, seg.t_endpoint))
         finally:
             self.clock.end_work()
