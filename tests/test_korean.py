@@ -6,12 +6,11 @@ speak nothing in Korean."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from conftest import require_system
 from servers import DONE, ReplayServer, delta
-from vtuber.audio import HEARING_RATE, resample
+from vtuber.audio import HEARING_RATE, read_wav_16k_mono
 from vtuber.bench_hearing import KO_LINES, error_rate, korean_speech
 from vtuber.config import load_config
 from vtuber.events import ChatMessage
@@ -131,8 +130,7 @@ def test_a_korean_line_gets_a_korean_reply_spoken_by_the_korean_voice(hana, tmp_
     assert said[-len(japanese.clauses) :] == [c["text"] for c in japanese.clauses]  # her line, by the Korean voice
     assert len(hana.tts.refused) == refused and session.errors == []
     # Heard back by the multilingual Whisper: the reply is Korean speech.
-    pcm = session.recorder.timeline()
-    audio = resample(pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm, hana.tts.sample_rate, HEARING_RATE)
+    audio = read_wav_16k_mono(tmp_path / "out" / "replies.wav")  # the report's audio, as written
     start = int(korean.play_start * HEARING_RATE)
     heard = hana.asr.hear(audio[start : start + int(korean.audio_s * HEARING_RATE)]).text
     assert hangul(heard) >= 2, heard

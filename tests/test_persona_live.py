@@ -110,7 +110,7 @@ def plugin_session(engine, tmp_path_factory):
             "plugins": {"enabled": ["slowpoke", "commands", "thanks", "hello"], "folder": str(d), "timeout_s": 0.2},
             "persona_folders": [str(personas)],
             # Fast mode keeps live triage: with a slow CPU nothing may go stale before it is answered.
-            "director": {"queue_size": 64, "max_age_s": 3600.0},
+            "director": {"queue_size": 64, "max_age_s": 3600.0, "busy_max_age_s": 0.0},
         }
     )
     eng = Engine(cfg, engine.persona, engine.paths, engine.llm, engine.asr, engine.tts, engine.vad, engine.canary)
