@@ -89,7 +89,18 @@ class Answer:
 
 def load_probes(path: str | Path = PROBES) -> dict:
     """{"personas": {name: {"stream": {...}, "probes": [Probe]}}, "shared": [Probe]}."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    from vtuber.errors import UserError, read_text
+
+    try:
+        data = yaml.safe_load(read_text(Path(path), "probe set"))
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: a probe set is a mapping with 'personas' and 'shared'")
+        return _probes_from(data)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path}: not a probe set ({type(e).__name__}: {e})".splitlines()[0]) from None
+
+
+def _probes_from(data: dict) -> dict:
     personas = {}
     for name, block in (data.get("personas") or {}).items():
         probes = [
