@@ -49,7 +49,7 @@ class NoVAD:
 def scripted_session(replies, outputs=(), per_word=0.25, max_chars=2000):
     import dataclasses
 
-    cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": []}})
+    cfg = load_config(overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": []}})
     # Several sentences a reply: these sessions test the outputs, not how long a reply is.
     persona = dataclasses.replace(load_persona("miko"), max_chars=max_chars, max_tokens=512, sentences=10)
     no_asr = types.SimpleNamespace(prompt="", names=[])  # chat only: nothing is transcribed (a persona switch sets these)

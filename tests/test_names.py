@@ -16,7 +16,7 @@ from vtuber.sources import ChatScriptSource
 
 
 def run(inputs):
-    cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": ["thanks"]}})
+    cfg = load_config(overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": ["thanks"]}})
     persona = dataclasses.replace(load_persona("miko"), banned_words=["potato", "darn"])
     # Says hello to whoever the last prompt message is from (the author is quoted first).
     llm = ScriptedLLM(lambda messages: [f"Hello there, {messages[-1]['content'].split(':', 1)[0]}! Nice to see you."])

@@ -31,7 +31,7 @@ async def fake():
 
 
 def make_session(llm, outputs, plugins=("thanks",)):
-    cfg = load_config(overrides={"director": {"max_age_s": 600.0}, "plugins": {"enabled": list(plugins)}})
+    cfg = load_config(overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": list(plugins)}})
     engine = Engine(cfg, load_persona("miko"), None, llm, None, FakeTTS(), NoVAD(), "CANARY-0000000000")
     return Session(engine, Clock(), outputs, plugins=None)
 
