@@ -101,6 +101,32 @@ def test_an_unfinished_turn_goes_out_after_turn_wait_ms_of_silence():
     assert 1.4 <= u.t_endpoint - u.t_end <= 1.6
 
 
+def test_a_held_turn_goes_out_on_the_clock_when_no_more_audio_comes():
+    # The recording ends (or the mic goes quiet) before turn_wait_ms of silence has been
+    # fed: the held transcript is still sent at its deadline, and the director stops
+    # waiting for the streamer (a bench once waited for it forever).
+    turn = ScriptedTurn(0.1)
+    events, talking = [], []
+
+    async def run():
+        clock = FastClock()
+        hearing = Hearing(EnergyVAD(), Endpointer(), ScriptedASR("so what I was thinking"), clock, events.append, turn=turn, turn_wait_ms=3000)
+        clock.start()
+        await WavReplaySource(np.concatenate([silence(0.5), tone(1.0)])).run(clock, hearing.feed)  # 1.28 s of silence after
+        clock.add_source()
+        await clock.sleep_until(clock.now() + 3.0)  # no frames: only the clock goes on
+        clock.source_done()
+        talking.append(hearing.streamer_talking)
+        hearing.close()
+
+    asyncio.run(run())
+    (u,) = [e for e in events if isinstance(e, Utterance)]
+    assert u.text == "so what I was thinking"
+    assert 2.9 <= u.t_endpoint - u.t_end <= 3.1
+    assert talking == [False]
+    assert turn.asked  # it was held by the detector's verdict, not sent at once
+
+
 def test_the_detector_is_asked_once_at_the_short_pause_not_again_at_the_endpoint():
     turn = ScriptedTurn(0.3, 0.99)  # a second verdict would say "over": it must not be asked
     (u,) = hear(np.concatenate([silence(0.5), tone(1.5), silence(3.0)]), turn=turn, turn_wait_ms=1500)

@@ -222,6 +222,14 @@ class Hearing:
             self._held = None
             self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=held.deadline)
 
+    def _held_due(self, held: _Held) -> None:
+        """The continuation deadline passed on the clock: send the held transcript even when no
+        frame comes to say so (a recording that ended, a mic that went quiet mid-stream)."""
+        ep = self.endpointer
+        if self._held is held and not ep.in_speech and not ep.onset_pending:
+            self._held = None
+            self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=held.deadline)
+
     def _early(self, spec: _Speculation) -> None:
         """The speculative transcript is ready: if the streamer is still silent and it is a
         whole sentence, send it now instead of at the endpoint."""
@@ -331,7 +339,8 @@ class Hearing:
                 wait = self.turn_wait if verdict is not None else self.continuation
                 if verdict is not None:
                     self.counters["turn_waited"] += 1
-                self._held = _Held(seg, transcript, t_done, deadline=max(seg.t_end + wait, seg.t_endpoint))
+                held = self._held = _Held(seg, transcript, t_done, deadline=max(seg.t_end + wait, seg.t_endpoint))
+                self.clock.call_at(held.deadline, lambda: self._held_due(held))
         finally:
             self.clock.end_work()
 
