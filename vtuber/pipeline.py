@@ -327,8 +327,15 @@ class Session:
         self.observers.append(observe)
 
     def is_quiet(self) -> bool:
-        """Nothing in flight: no input being heard or transcribed, nothing queued, answered or still playing."""
-        return not self.clock.busy and self.playback.idle() and self.turns.current is None and not len(self.director)
+        """Nothing in flight: no input being heard, transcribed or held for a continuation,
+        nothing queued, answered or still playing."""
+        return (
+            not self.clock.busy
+            and not self.hearing.streamer_talking
+            and self.playback.idle()
+            and self.turns.current is None
+            and not len(self.director)
+        )
 
     async def wait_until_quiet(self, pause_s: float = 0.0, poll_s: float = 0.05) -> None:
         """Wait on the session clock until `is_quiet`, then `pause_s` more (a source that feeds

@@ -104,11 +104,13 @@ class LlamaCppBackend(OwnThread):
         colons = self.bans.colon_ids if self.bans is not None else None  # the same for every persona
         self.bans = self.call(ShapeBans.build, self.llm, own_name, colons)
 
+    keeps_cache = True  # a prompt that begins as the last one did evaluates only the rest
+
     def warm(self, prefix: list[dict]) -> None:
-        # One real chat completion: loads the pages, builds the template and leaves
-        # the persona prefix in the KV cache for the first real turn.
+        # One real chat completion: loads the pages, builds the template and leaves `prefix`
+        # in the KV cache for the next turn. It leaves `cancel` alone (a cancel set for a turn
+        # must still win): a set one ends it at the first piece, after the prefill it is for.
         msgs = [*prefix, {"role": "user", "content": "hi"}]
-        self.cancel.clear()
         self.call(lambda: [None for _ in self.stream(msgs, max_tokens=2)])
 
     def stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:

@@ -192,12 +192,23 @@ class PromptBuilder:
             msgs.append({"role": "user", "content": history})
         return msgs + after
 
+    def ahead(self) -> list[dict]:
+        """What the next prompt will begin with (the prefix and the history note as it stands
+        now, room kept for a message and its facts): prefilled while her reply plays, so the
+        next turn evaluates only its own message."""
+        reserve = {"role": "user", "content": ""}
+        msgs = self.prefix()
+        history = self._history_note([*msgs, reserve], reserve=INPUT_TOKENS + MAX_FACT_CHARS // 3)
+        if history:
+            msgs.append({"role": "user", "content": history})
+        return msgs
+
     def tokens(self, msgs: list[dict]) -> int:
         if self.count_tokens is None:
             return 0
         return sum(self.count_tokens(m["content"]) + TEMPLATE_TOKENS_PER_MESSAGE for m in msgs)
 
-    def _history_note(self, msgs: list[dict]) -> str:
+    def _history_note(self, msgs: list[dict], reserve: int = 0) -> str:
         """The newest exchanges that fit beside `msgs` and a full reply, as one note."""
         if not self.history:
             return ""
@@ -205,7 +216,7 @@ class PromptBuilder:
         if self.count_tokens is None or not self.context:
             return "\n".join([head, *(ex.line() for ex in self.history)])
         room = self.context - self.tokens(msgs) - self.persona.max_tokens - TEMPLATE_TOKENS_PER_MESSAGE
-        room -= self.count_tokens(head) + 4
+        room -= self.count_tokens(head) + 4 + reserve
         kept: list[str] = []
         for ex in reversed(self.history):
             line = ex.line()
