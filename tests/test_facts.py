@@ -292,3 +292,44 @@ def test_a_category_change_from_the_platform_updates_the_game_fact():
     assert session.stream_facts.game == "Celeste"
     assert any("Celeste" in f.text for f in session.mind.facts.facts)
     assert not any(isinstance(e, Announcement) for e in seen)  # no thank-you for it
+
+
+# --- the next prompt, prefilled while she speaks ----------------------------------------
+
+
+class CachingLLM(ScriptedLLM):
+    """A scripted model that keeps a prompt cache, as llama.cpp does (warm-ups in `warmed`)."""
+
+    keeps_cache = True
+
+
+async def test_after_a_reply_the_next_prompt_begins_in_the_cache():
+    import asyncio
+
+    persona = miko()
+    llm = CachingLLM(["I love jasmine tea."])
+
+    async def send(ev):
+        pass
+
+    mind = Mind(llm, persona, 4, VoiceConfig(), OutputGate((), persona_name=persona.name), Clock(), lambda e: None, send, facts=FactBook([]), stream=stream())
+    turn = Turn(1, "chat", "alice", "do you like tea?", 0.0, 0.0, 0.0)
+    await mind.answer(turn)
+    for _ in range(100):  # the prefill runs on the model's worker after the reply
+        if llm.warmed:
+            break
+        await asyncio.sleep(0.01)
+    mind.close()
+    (ahead,) = llm.warmed
+    # The very start of the next turn's prompt: the prefix, the history with this exchange,
+    # and the head of the fact note (the facts themselves depend on the next message).
+    nxt = mind.prompts.messages(Turn(2, "chat", "bob", "what game is on?", 0.0, 0.0, 0.0), facts=["The game is Stardew Valley."])
+    assert nxt[: len(ahead) - 1] == ahead[:-1]
+    assert "I love jasmine tea." in ahead[-2]["content"]  # the history note holds her reply
+    assert ahead[-1] == {"role": "system", "content": FACT_HEAD}
+    assert nxt[len(ahead) - 1]["content"].startswith(FACT_HEAD + " ")
+
+
+async def test_a_model_without_a_prompt_cache_is_not_warmed_between_turns():
+    clauses, _, llm, _ = await ask("I love jasmine tea.", "do you like tea?")
+    assert clauses and llm.warmed == [] and llm.calls == 1

@@ -6,7 +6,9 @@ spaced so turns do not overlap. The naive baseline answers the same inputs the w
 most co-host projects do: wait for a plain VAD timeout, transcribe, generate the whole
 reply without a cached prefix, synthesize all of it, then play. The plain baseline is
 what a competent first streaming version does: llama-cpp-python streaming on both cores
-with its prompt-prefix reuse, the first clause straight to Piper, nothing else.
+with its prompt-prefix reuse, the first clause straight to Piper, nothing else. Both
+answer the prompt the pipeline built for the turn (her facts, the history so far): the
+same work, done three ways.
 """
 
 from __future__ import annotations
@@ -118,34 +120,47 @@ async def _streaming(engine: Engine, plan: BenchPlan) -> Session:
     return session
 
 
-def naive_turn(engine: Engine, builder: PromptBuilder, turn: Turn) -> dict:
+def same_prompts(engine: Engine, session: Session, records: list[TurnRecord]) -> dict[int, list[dict]]:
+    """The prompt the pipeline built for each turn (its facts, the history up to it), rebuilt
+    in order: the baselines answer with what she knew, so they are compared on the same work."""
+    mind = session.mind
+    count = getattr(engine.llm, "count_tokens", None)
+    builder = PromptBuilder(engine.persona, mind.history_turns, engine.canary, count, mind.context)
+    prompts = {}
+    for r in records:
+        turn = Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0)
+        picked = mind.facts.pick(r.input_text) if mind.facts is not None else []
+        prompts[r.id] = builder.messages(turn, facts=[f.text for f, _ in picked])
+        builder.remember(turn, r.reply_text)
+    return prompts
+
+
+def naive_turn(engine: Engine, messages: list[dict]) -> dict:
     """Whole reply (no cached prefix), then whole TTS: seconds until the first sample could play."""
     reset = getattr(engine.llm, "reset", None)
     if reset is not None:
         reset()
     t0 = time.perf_counter()
-    text = engine.llm.call(lambda: "".join(engine.llm.stream(builder.messages(turn), engine.persona.max_tokens)))
+    text = engine.llm.call(lambda: "".join(engine.llm.stream(messages, engine.persona.max_tokens)))
     t1 = time.perf_counter()
     engine.tts.synthesize(text[: engine.persona.max_chars])
     t2 = time.perf_counter()
     return {"llm": t1 - t0, "tts": t2 - t1, "reply": t2 - t0}
 
 
-def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan) -> dict[str, list[float]]:
-    """The naive pipeline on the same turns (same text; for speech, the same recorded audio)."""
-    builder = PromptBuilder(engine.persona, history_turns=0)
+def run_naive(engine: Engine, records: list[TurnRecord], plan: BenchPlan, prompts: dict[int, list[dict]]) -> dict[str, list[float]]:
+    """The naive pipeline on the same turns (same prompts; for speech, the same recorded audio)."""
     out: dict[str, list[float]] = {"chat": [], "speech": []}
     clips = iter(plan.clips)
     for r in records:
-        turn = Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0)
         if r.kind == "chat":
-            out["chat"].append(naive_turn(engine, builder, turn)["reply"])
+            out["chat"].append(naive_turn(engine, prompts[r.id])["reply"])
         else:
             clip = next(clips, np.zeros(HEARING_RATE, np.float32))
             t0 = time.perf_counter()
             engine.asr.transcribe(clip)
             asr_s = time.perf_counter() - t0
-            out["speech"].append(NAIVE_HANGOVER_S + asr_s + naive_turn(engine, builder, turn)["reply"])
+            out["speech"].append(NAIVE_HANGOVER_S + asr_s + naive_turn(engine, prompts[r.id])["reply"])
     return out
 
 
@@ -177,9 +192,9 @@ def plain_turn(engine: Engine, messages: list[dict]) -> float:
     return time.perf_counter() - t0
 
 
-def run_plain(engine: Engine, records: list[TurnRecord]) -> list[float]:
-    """Plain clause streaming on the same chat turns (no director, gate or plugins), the LLM
-    on PLAIN_THREADS threads for this run only. llama_cpp backend only (else no samples)."""
+def run_plain(engine: Engine, records: list[TurnRecord], prompts: dict[int, list[dict]]) -> list[float]:
+    """Plain clause streaming on the same chat turns and prompts (no director, gate or plugins),
+    the LLM on PLAIN_THREADS threads for this run only. llama_cpp backend only (else no samples)."""
     if engine.llm.name != "llama_cpp":
         return []
     builder = PromptBuilder(engine.persona, 0, engine.canary)
@@ -187,9 +202,8 @@ def run_plain(engine: Engine, records: list[TurnRecord]) -> list[float]:
     with engine.llm.lock:
         engine.llm.call(engine.llm.set_threads, PLAIN_THREADS)
         try:
-            turns = [Turn(r.id, r.kind, r.user, r.input_text, 0.0, 0.0, 0.0) for r in records if r.kind == "chat"]
             # On the model's own thread, as the pipeline runs it (see vtuber.mind.llm).
-            return [engine.llm.call(plain_turn, engine, builder.messages(t)) for t in turns]
+            return [engine.llm.call(plain_turn, engine, prompts[r.id]) for r in records if r.kind == "chat"]
         finally:
             engine.llm.call(engine.llm.set_threads, engine.cfg.threads.llm)
 
@@ -236,9 +250,10 @@ def run_bench(engine: Engine, turns: int, progress=lambda msg: None, load_s: flo
     # A turn answered early and taken back (the streamer went on) is not an answer.
     records = [r for r in session.recorder.finished() if r.cancel_reason != RETRACTED]
     progress(f"plain clause streaming on the same chat inputs (LLM on {PLAIN_THREADS} threads)")
-    plain = run_plain(engine, records)
+    prompts = same_prompts(engine, session, records)
+    plain = run_plain(engine, records, prompts)
     progress("naive pipeline on the same inputs")
-    naive = run_naive(engine, records, plan)
+    naive = run_naive(engine, records, plan, prompts)
     load = None
     if load_s > 0:
         progress(f"live load: a chat message a second for {load_s:.0f} s while the streamer talks")

@@ -298,7 +298,7 @@ class Mind:
         facts. Each prompt token costs about as much as a written one on a 2-core CPU."""
         if not getattr(self.backend, "keeps_cache", False) or self.degraded:
             return
-        ahead = self.prompts.ahead()
+        ahead = self.prompts.ahead(facts=self.facts is not None and bool(self.facts.facts))
 
         def prefill() -> None:
             self.llm_may_run.wait(timeout=1.0)  # her first audio comes first
@@ -313,7 +313,14 @@ class Mind:
         except RuntimeError:  # shutting down
             return
         self.clock.begin_work()  # work, as a turn is: the fast clock skips no time over it
-        job.add_done_callback(lambda _job: loop.call_soon_threadsafe(self.clock.end_work))
+
+        def done(_job) -> None:
+            try:
+                loop.call_soon_threadsafe(self.clock.end_work)
+            except RuntimeError:  # the loop has ended (a one-shot run): nothing waits on the clock
+                pass
+
+        job.add_done_callback(done)
 
     async def _generate_watched(self, reply: _Reply, messages: list[dict]) -> None:
         """`_generate` under the watchdog: a stall, a crash or a blown deadline ends the reply

@@ -192,15 +192,17 @@ class PromptBuilder:
             msgs.append({"role": "user", "content": history})
         return msgs + after
 
-    def ahead(self) -> list[dict]:
-        """What the next prompt will begin with (the prefix and the history note as it stands
-        now, room kept for a message and its facts): prefilled while her reply plays, so the
-        next turn evaluates only its own message."""
+    def ahead(self, facts: bool = False) -> list[dict]:
+        """What the next prompt will begin with: the prefix, the history note as it stands now
+        (room kept for a message and its facts) and, with `facts`, the head of the fact note.
+        Prefilled while her reply plays, so the next turn evaluates only its own words."""
         reserve = {"role": "user", "content": ""}
         msgs = self.prefix()
         history = self._history_note([*msgs, reserve], reserve=INPUT_TOKENS + MAX_FACT_CHARS // 3)
         if history:
             msgs.append({"role": "user", "content": history})
+        if facts and self.fact_place == "before_input" and not self.persona.post_history_instructions:
+            msgs.append({"role": "system", "content": FACT_HEAD})
         return msgs
 
     def tokens(self, msgs: list[dict]) -> int:
