@@ -35,6 +35,23 @@ def test_the_persona_becomes_questions_and_answers_in_her_voice():
     assert any(e.expect == ("tea",) for e in split.held_out)
 
 
+def test_her_facts_are_learned_from_the_note_the_live_prompt_hands_over():
+    from vtuber.mind.prompt import FACT_HEAD
+
+    persona = miko()
+    split = build(persona, probes=set())
+    noted = [e for e in split.train if e.note]
+    assert {e.note for e in noted} == set(persona.facts)  # every fact, each with its own note
+    for e in noted:
+        msgs = e.messages("SYSTEM")
+        # The live prompt's order: the system part, the fact note, then the viewer's line.
+        assert [m["role"] for m in msgs] == ["system", "system", "user"]
+        assert msgs[1]["content"] == f"{FACT_HEAD} {e.note}" and msgs[2]["content"].endswith(e.user)
+        assert first_person(e.note, persona.name).rstrip(".")[1:] in e.reply  # after her opener
+    # Lines with no fact behind them (a greeting, her style) come without a note.
+    assert all(not e.note for e in split.train if e.source in ("greeting", "style", "exchange"))
+
+
 def test_first_person():
     assert first_person("Miko is a fox who loves tea.", "Miko") == "I'm a fox who loves tea."
     assert first_person("She loves retro games, and she is kind to chat.", "Miko") == "I love retro games, and I'm kind to chat."

@@ -28,6 +28,18 @@ def add(sub) -> None:
     t.set_defaults(func=cmd_tune)
 
 
+
+def is_bundled(path) -> bool:
+    """A file that ships inside the package (replaced on every upgrade)."""
+    from vtuber.paths import bundled
+
+    try:
+        Path(path).resolve().relative_to(bundled("personas").resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -71,5 +83,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if result.before is not None:
         console.print(f"held-out wordings, before: {result.before.row()}")
         console.print(f"held-out wordings, after:  {result.after.row()}")
-    console.print(f"use it: add to {escape(persona.path or 'the persona file')}:  model: {{adapter: {escape(str(result.adapter))}}}")
+    adapter = escape(str(result.adapter))
+    if persona.path and not is_bundled(persona.path):
+        console.print(f"use it: add to {escape(persona.path)}:  model: {{adapter: {adapter}}}")
+    else:  # a bundled persona: the package's file is not the streamer's to edit
+        console.print(f'use it: add to your config (--config FILE):  [models] adapter = "{adapter}"')
     return 0

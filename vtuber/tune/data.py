@@ -36,6 +36,16 @@ class Example:
     reply: str
     source: str  # fact | like | streamer | greeting | exchange | style | lore | kept
     expect: tuple[str, ...] = ()  # words a right answer contains (judging)
+    note: str = ""  # the fact the live prompt hands over with this question (the fact note), if any
+
+    def messages(self, system: str) -> list[dict]:
+        """The prompt in the live prompt's shape: the system part, the fact note, the viewer's line."""
+        from vtuber.mind.prompt import fact_note
+
+        msgs = [{"role": "system", "content": system}]
+        if self.note:
+            msgs.append({"role": "system", "content": fact_note([self.note])})
+        return [*msgs, {"role": "user", "content": f"{VIEWER}: {self.user}"}]
 
 
 @dataclass
@@ -172,9 +182,9 @@ def build(persona, kept: list[tuple[str, str]] = (), probes: set[str] | None = N
             text = text[0].lower() + text[1:]
         return f"{o} {text}"
 
-    def add_group(questions: tuple[str, ...], reply_fn, source: str, expect: tuple[str, ...] = (), **fmt) -> None:
+    def add_group(questions: tuple[str, ...], reply_fn, source: str, expect: tuple[str, ...] = (), note: str = "", **fmt) -> None:
         for i, q in enumerate(questions):
-            ex = Example(q.format(name=name, streamer=streamer, **fmt), reply_fn(), source, expect)
+            ex = Example(q.format(name=name, streamer=streamer, **fmt), reply_fn(), source, expect, note)
             (split.held_out if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 else split.train).append(ex)
 
     desc = sentences(persona.description)
@@ -191,7 +201,8 @@ def build(persona, kept: list[tuple[str, str]] = (), probes: set[str] | None = N
             loved += _items(m.group(1).split(", and ")[0] if ", and " in m.group(1) else m.group(1))
     loved += [t for t in persona.topics if t not in loved]
     for x in loved[:8]:
-        add_group(LIKE_QS, lambda x=x: said(f"I love {x}!"), "like", (x.split()[-1].lower(),), x=x)
+        # Half the wordings: eight "I love ..." answers a thing taught her to open every reply so.
+        add_group(LIKE_QS[:4], lambda x=x: said(f"I love {x}!"), "like", (x.split()[-1].lower(),), x=x)
     if loved:
         listed = ", ".join(loved[:-1]) + f" and {loved[-1]}" if len(loved) > 1 else loved[0]
         add_group(LOVES_QS, lambda: said(f"I love {listed}."), "like", tuple(w.split()[-1].lower() for w in loved[:3]))
@@ -200,10 +211,14 @@ def build(persona, kept: list[tuple[str, str]] = (), probes: set[str] | None = N
                   "streamer", (streamer.lower(),))
     greetings = [persona.greeting, *persona.alternate_greetings]
     add_group(GREET_QS, lambda: greetings[turn[0] % len(greetings)], "greeting")
-    facts = [first_person(s, name) for s in desc[1:]]
-    facts += [first_person(f, name) for f in getattr(persona, "facts", ()) if isinstance(f, str)]
-    for fact in facts:
-        add_group(FACT_QS, lambda fact=fact: said(fact), "fact")
+    for s in desc[1:]:
+        add_group(FACT_QS, lambda fact=first_person(s, name): said(fact), "fact")
+    # Her facts are handed over live in a note before the question (the mind picks them): she
+    # learns to answer from the note, which carries over to the stream's facts she never saw.
+    for f in getattr(persona, "facts", ()):
+        if isinstance(f, str):
+            fact = first_person(f, name)
+            add_group(FACT_QS, lambda fact=fact: said(fact), "fact", note=f)
     for entry in persona.lore:
         if entry.enabled and entry.keys:
             content = first_person(entry.content, name)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vtuber.tune.data import VIEWER, Example
+from vtuber.tune.data import Example
 
 NEGATION = re.compile(r"\b(?:not|never|no|don't|dont|doesn't|didn't|hate|dislike|isn't|aren't|can't)\b", re.I)
 
@@ -55,7 +55,7 @@ def judge(model: Path, adapter: Path | None, system: str, questions: list[Exampl
             if not ex.expect:
                 continue
             out = llm.create_chat_completion(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": f"{VIEWER}: {ex.user}"}],
+                messages=ex.messages(system),
                 max_tokens=max_tokens, temperature=0.0, seed=1,
             )
             reply = (out["choices"][0]["message"]["content"] or "").strip()

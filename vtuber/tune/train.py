@@ -17,11 +17,12 @@ import hashlib
 import json
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vtuber.errors import UserError
-from vtuber.tune.data import VIEWER, Example
+from vtuber.tune.data import Example
 
 TUNE_HINT = (
     "`vtuber tune` needs the tune extra: install torch's CPU build first (README, \"Tune her model\"), "
@@ -38,7 +39,7 @@ class Settings:
     batch: int = 4
     rank: int = 8
     alpha: float = 16.0
-    lr: float = 2e-3
+    lr: float = 3e-4
     targets: tuple[str, ...] = ("q_proj", "v_proj")
     seed: int = 7
     threads: int = 2
@@ -53,6 +54,10 @@ def import_stack():
         import transformers
     except ImportError:
         raise UserError(TUNE_HINT) from None
+    # Notes meant for the libraries' developers, not for a streamer watching the progress bar:
+    # a renamed method, and peft finding no config.json beside a GGUF (the vocabulary is the GGUF's).
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Could not find a config file", category=UserWarning)
     return torch, transformers, peft
 
 
@@ -87,7 +92,7 @@ def load_base(base: Path, threads: int):
 
 def encode(tok, system: str, ex: Example, max_len: int = 512) -> tuple[list[int], list[int]]:
     """Token ids of one example in the chat template, and labels (-100 outside her answer)."""
-    prompt = [{"role": "system", "content": system}, {"role": "user", "content": f"{VIEWER}: {ex.user}"}]
+    prompt = ex.messages(system)
     full = [*prompt, {"role": "assistant", "content": ex.reply}]
 
     def ids(msgs, gen: bool) -> list[int]:
