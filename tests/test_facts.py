@@ -141,6 +141,16 @@ async def test_herself_in_the_third_person_is_written_again():
     assert "never your own name" in llm.seen[1][-2]["content"].lower() or "never say your own name" in llm.seen[1][-2]["content"].lower()
 
 
+def test_the_viewer_in_the_third_person_check():
+    from vtuber.mind.quality import of_the_viewer
+
+    assert of_the_viewer("alice is a wonderful friend!", "Alice")
+    assert of_the_viewer("Sam playing the game is fun.", "Sam")
+    for fine in ("Alice, welcome in!", "alice! good to see you", "Hi Alice, welcome!", "Alicent is here", "Welcome in!"):
+        assert not of_the_viewer(fine, "Alice"), fine
+    assert not of_the_viewer("alice is here", "")
+
+
 def test_third_person_check():
     assert third_person("Miko does not like tea.", "Miko")
     assert third_person("That is Miko's favourite.", "Miko")
@@ -190,6 +200,22 @@ def test_a_name_of_several_tokens_is_left_to_the_checks_and_facts_words_lean():
     s = bans(np.array([0]), np.zeros(10))
     assert s[1] == s[2] == s[3] == 0  # banning a piece of "M" + "iko" made the model write "Mikki"
     assert s[9] == ShapeBans.BOOST  # " tea": a word of the fact she was given
+
+
+def test_the_name_of_whom_she_answers_opens_a_reply_only_said_to_them():
+    vocab = FakeVocab(["ali", "ce", " is", ",", "!", " welcome", "Hi", " ", "Miko", "MIKO"])
+    bans = ShapeBans.build(vocab, "Miko").fresh(addressee="Alice")
+    prompt = [7, 7]
+    s = bans(np.array(prompt), np.zeros(10))  # the reply may open with her name
+    assert s[0] == 0
+    s = bans(np.array(prompt + [0]), np.zeros(10))  # "ali": not yet the whole name
+    assert s[1] == 0 and s[2] == 0
+    s = bans(np.array(prompt + [0, 1]), np.zeros(10))  # "alice": a comma or "!" must follow
+    assert s[3] == s[4] == 0 and s[2] == s[5] == s[8] == -np.inf  # never "alice is ..."
+    s = bans(np.array(prompt + [6, 7, 0, 1]), np.zeros(10))  # "Hi alice": mid-sentence, anything goes
+    assert s[2] == 0
+    s = ShapeBans.build(vocab, "Miko").fresh()(np.array(prompt + [0, 1]), np.zeros(10))  # no addressee: no rule
+    assert s[2] == 0
 
 
 def test_fact_words_are_the_topic_words():

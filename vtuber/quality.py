@@ -57,12 +57,13 @@ def _sibling(rel: str, name: str):
 
 try:
     from vtuber.mind.facts import contradicts, persona_facts
-    from vtuber.mind.quality import is_echo, roleplay_name, third_person, words
+    from vtuber.mind.quality import is_echo, of_the_viewer, roleplay_name, third_person, words
 except ImportError:  # an older checkout: this checkout's checks
     _facts = _sibling("mind/facts.py", "facts")
     _q = _sibling("mind/quality.py", "quality")
     contradicts, persona_facts = _facts.contradicts, _facts.persona_facts
     is_echo, roleplay_name, third_person, words = _q.is_echo, _q.roleplay_name, _q.third_person, _q.words
+    of_the_viewer = _q.of_the_viewer
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Answer:
     blocked: list[str] = field(default_factory=list)  # the gate's reasons on this reply
     seconds: float = 0.0
     attempts: int = 1
+    user: str = ""  # who asked (the viewer's name she was given)
 
 
 def load_probes(path: str | Path = PROBES) -> dict:
@@ -188,6 +190,7 @@ async def _run_persona(session, persona, probes: list[Probe], progress, done: in
                 blocked=[f"{r} in '{c}'" for _, c, r in session.gate.blocked[blocks:]],
                 seconds=time.perf_counter() - t0,
                 attempts=getattr(fin, "attempts", 1) or 1,
+                user=user,
             )
         )
         progress(persona.name, done + i + 1, total)
@@ -215,6 +218,7 @@ def score(answers: list[Answer], persona_name: str, own_facts: list[str], stream
         "echoes": sum(is_echo(a.reply, a.probe.text) for a in answers),
         "role_tags": sum(bool(roleplay_name(a.reply, persona_name, others)) for a in answers),
         "third_person": sum(third_person(a.reply, persona_name) for a in answers),
+        "of_the_viewer": sum(of_the_viewer(a.reply, a.user) for a in answers),
         "identity_asked": len(ident),
         "identity_taken": sum(takes_name(a.reply, a.probe.bait) for a in ident),
         "splices": sum(spliced(a.reply, safe_line) for a in answers),
@@ -305,6 +309,7 @@ ROWS = (
     ("echoes", lambda n: str(n["echoes"])),
     ("role tags", lambda n: str(n["role_tags"])),
     ("herself in the third person", lambda n: str(n["third_person"])),
+    ("the viewer in the third person", lambda n: str(n.get("of_the_viewer", 0))),
     ("another name taken", lambda n: f"{n['identity_taken']} / {n['identity_asked']}"),
     ("safe-line splices", lambda n: str(n["splices"])),
     ("fallback lines", lambda n: f"{n['fallbacks']} / {n['replies']}"),

@@ -238,6 +238,8 @@ class Mind:
         self.last_facts = picked
         if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
             self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
+        if hasattr(self.backend, "addressee"):  # whom she answers: their name said to them, not of them
+            self.backend.addressee = self.persona.streamer_name if turn.kind == "speech" else turn.user
         reply_language = plan.reply if plan is not None and plan.reply != self.persona.language else ""
         messages = self.prompts.messages(turn, note, [f.text for f, _ in picked], language=reply_language)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))

@@ -96,13 +96,14 @@ class LlamaCppBackend(OwnThread):
         self.thinking: list[float] = []  # seconds of thinking per reply that thought
         self.bans: ShapeBans | None = None  # what she may not write (set_shape)
         self.favour: list[str] = []  # words the next reply leans toward (the facts it was given)
+        self.addressee = ""  # whom the next reply answers (a name said to them, never of them)
 
     def set_shape(self, own_name: str) -> None:
         """Ban at sampling what a reply must never hold: a role tag ("Sam:", "User:": no colon
         except in a time like 8:30) and her own name opening a sentence (herself in the third
         person). The quality checks catch what slips through other backends."""
-        colons = self.bans.colon_ids if self.bans is not None else None  # the same for every persona
-        self.bans = self.call(ShapeBans.build, self.llm, own_name, colons)
+        known = (self.bans.colon_ids, self.bans.pause_ids) if self.bans is not None else (None, None)  # any persona's
+        self.bans = self.call(ShapeBans.build, self.llm, own_name, *known)
 
     keeps_cache = True  # a prompt that begins as the last one did evaluates only the rest
 
@@ -136,7 +137,7 @@ class LlamaCppBackend(OwnThread):
             if self.bans is not None:
                 from llama_cpp import LogitsProcessorList
 
-                bans = self.bans.fresh(self._boosts(self.favour))
+                bans = self.bans.fresh(self._boosts(self.favour), self.addressee)
                 extra["logits_processor"] = LogitsProcessorList([bans])
             chunks = self.llm.create_chat_completion(
                 messages=messages,
@@ -194,27 +195,43 @@ class ShapeBans:
 
     BOOST = 3.0  # logit added to the first token of a word of the facts given (measured on `vtuber quality`)
 
-    def __init__(self, llm, colon_ids: list[int], name_seqs: list[tuple[str, list[int], list[str]]], boost: list[int] | None = None):
+    def __init__(
+        self,
+        llm,
+        colon_ids: list[int],
+        name_seqs: list[tuple[str, list[int], list[str]]],
+        boost: list[int] | None = None,
+        pause_ids: list[int] | None = None,
+        addressee: str = "",
+    ):
         self.llm = llm
         self.colon_ids = colon_ids
         self.name_seqs = name_seqs  # (form, token ids, the text of each prefix)
         self.boost = boost or []  # tokens of the facts' topic words: the reply leans toward them
+        self.pause_ids = pause_ids or []  # a comma or "!" alone: what may follow a name said to someone
+        self.addressee = addressee.strip().casefold()  # who she answers (the viewer, or the streamer)
         self.start: int | None = None
 
     @classmethod
-    def build(cls, llm, own_name: str, colon_ids: list[int] | None = None) -> ShapeBans:
-        if colon_ids is None:
-            colon_ids = [i for i in range(llm.n_vocab()) if b":" in llm.detokenize([i])]
+    def build(cls, llm, own_name: str, colon_ids: list[int] | None = None, pause_ids: list[int] | None = None) -> ShapeBans:
+        if colon_ids is None or pause_ids is None:
+            colon_ids, pause_ids = [], []
+            for i in range(llm.n_vocab()):
+                piece = llm.detokenize([i])
+                if b":" in piece:
+                    colon_ids.append(i)
+                if piece.strip() in (b",", b"!"):
+                    pause_ids.append(i)
         seqs = []
         name = own_name.strip()
         for form in {name, " " + name, name.upper(), " " + name.upper()} if name else ():
             ids = llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
             prefixes = [llm.detokenize(ids[:k]).decode("utf-8", "ignore").strip() for k in range(len(ids))]
             seqs.append((form.strip(), ids, prefixes))
-        return cls(llm, colon_ids, seqs)
+        return cls(llm, colon_ids, seqs, pause_ids=pause_ids)
 
-    def fresh(self, boost: list[int] | None = None) -> ShapeBans:
-        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost)
+    def fresh(self, boost: list[int] | None = None, addressee: str = "") -> ShapeBans:
+        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost, self.pause_ids, addressee)
 
     def __call__(self, input_ids, scores):
         import numpy as np
@@ -227,6 +244,13 @@ class ShapeBans:
             scores[self.boost] += self.BOOST
         if self.colon_ids and not text[-1:].isdigit():
             scores[self.colon_ids] = -np.inf
+        if self.addressee and self.pause_ids and text.strip().casefold() == self.addressee:
+            # The reply opens with the name of whom she answers: said to them ("Alice, welcome
+            # in!"), never of them ("alice is a wonderful friend"): a pause must follow.
+            keep = scores[self.pause_ids].copy()
+            scores[:] = -np.inf
+            scores[self.pause_ids] = keep
+            return scores
         sentence = re.split(r"[.!?\n]", text)[-1].strip()
         for _form, ids, prefixes in self.name_seqs:
             # A name of one token is banned where a sentence starts. One of several ("M" +

@@ -93,6 +93,16 @@ def third_person(text: str, name: str) -> bool:
     return False
 
 
+def of_the_viewer(text: str, user: str) -> bool:
+    """The reply opens with the name of whom she answers, said of them rather than to them
+    ("alice is a wonderful friend", not "Alice, welcome in!")."""
+    user = user.strip()
+    if not user:
+        return False
+    m = re.match(rf"\s*{re.escape(user)}(?![\w])", text, re.I)
+    return bool(m) and not re.match(r"\s*[,!]", text[m.end() :])
+
+
 def is_boilerplate(text: str) -> bool:
     return bool(_BOILERPLATE.search(text))
 
