@@ -12,7 +12,7 @@ from vtuber.clock import Clock
 from vtuber.config import VoiceConfig, load_config
 from vtuber.errors import UserError
 from vtuber.events import ReplyClause, ReplyFinished, Turn
-from vtuber.mind import Mind
+from vtuber.mind import FALLBACK_LINES, Mind
 from vtuber.mind.facts import BM25, Fact, FactBook, StreamFacts, contradicts, keywords
 from vtuber.mind.llm import ShapeBans
 from vtuber.mind.persona import load_persona, persona_from_dict
@@ -139,6 +139,18 @@ async def test_herself_in_the_third_person_is_written_again():
     clauses, fin, llm, _ = await ask(lambda msgs: next(replies), said="do you like tea?")
     assert fin.text == "I love tea so much." and fin.attempts == 2
     assert "never your own name" in llm.seen[1][-2]["content"].lower() or "never say your own name" in llm.seen[1][-2]["content"].lower()
+
+
+async def test_twice_unsayable_on_a_question_her_facts_answer_she_says_the_fact():
+    # Her name as the subject twice (written again, then still so): the question is one a
+    # fact of hers answers well, so the fact is said, not a stock line that answers nothing.
+    clauses, fin, llm, _ = await ask(lambda msgs: tokens("Miko loves tea so much."), said="Miko do you like tea?")
+    assert llm.calls == 2 and fin.text == TEA and clauses == [TEA]
+
+
+async def test_twice_unsayable_with_no_fact_that_fits_is_a_short_line():
+    clauses, fin, llm, mind = await ask(lambda msgs: tokens("Miko loves that so much."), said="how was your weekend?")
+    assert llm.calls == 2 and fin.text != TEA and fin.text in (mind.persona.fallback_lines or FALLBACK_LINES)
 
 
 def test_the_viewer_in_the_third_person_check():

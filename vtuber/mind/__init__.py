@@ -266,8 +266,13 @@ class Mind:
             fact = reply.contradicted.text if reply.contradicted else ""
             await self._generate_watched(reply, self.prompts.nudged(messages, reply.rejected or reply.suppressed, fact))
             if not reply.spoken:
+                known = picked[0][0] if picked and picked[0][1] >= self.facts.fixed else None
                 if reply.contradicted is not None:
                     await self._send_fixed(reply, speakable(reply.contradicted.text))
+                elif known is not None:
+                    # Twice not sayable, but the question is one her facts answer well: the
+                    # fact as the streamer wrote it answers it; a stock line would not.
+                    await self._send_fixed(reply, speakable(known.text))
                 else:
                     await self._send_fixed(reply, self._fallback_line())
         if not reply.spoken:
