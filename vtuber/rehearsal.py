@@ -204,7 +204,7 @@ def plot_timeline(records: list[TurnRecord], path: Path, title: str) -> None:
     ax.set_yticks(range(len(records), 0, -1))
     ax.set_yticklabels([("streamer" if r.kind == "speech" else r.user)[:14] for r in records], fontsize=8, family=chart_fonts())
     ax.set_xlabel("session time (s)")
-    ax.set_title(title, fontsize=10, loc="right", pad=16)  # above the legend
+    ax.set_title(title, fontsize=10, loc="right", pad=16, family=chart_fonts())  # above the legend; her name may be Hangul
     from matplotlib.patches import Patch
 
     ax.legend(
