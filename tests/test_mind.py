@@ -197,6 +197,24 @@ async def test_a_second_echo_falls_back_to_a_short_in_persona_line():
     assert len(llm.seen) == 2 and sent[-1].suppressed == "echo"
 
 
+async def test_a_paid_message_whose_reply_cannot_be_said_gets_thanks_by_name():
+    from vtuber.events import ChatMessage
+
+    said = "cheer100 go Sam go, you can beat this boss!"
+    sent = []
+
+    async def send(ev):
+        sent.append(ev)
+
+    llm = ScriptedLLM([tokens("Cheer100 go Sam go, you can beat this boss!")])  # an echo, twice
+    mind = Mind(llm, load_persona("miko"), 0, VoiceConfig(), OutputGate(()), Clock(), lambda e: None, send)
+    msg = ChatMessage(user="carol", text=said, t=0.0, bits=100)
+    await mind.answer(Turn(1, "chat", "carol", said, 0.0, 0.0, 0.0, msg))
+    mind.close()
+    assert [e.text for e in sent if isinstance(e, ReplyClause)] == ["Thank you so much for the bits, carol!"]
+    assert len(llm.seen) == 2
+
+
 async def test_a_first_clause_speaking_as_someone_else_is_not_spoken():
     replies = iter([tokens("alice: and me too, I love it."), tokens("Hey alice, welcome in!")])
     _, sent, llm = await answer(lambda messages: next(replies))

@@ -19,7 +19,7 @@ from vtuber.mind.facts import Fact, FactBook, StreamFacts, contradicts, fact_wor
 from vtuber.mind.languages import LanguagePolicy
 from vtuber.ports import LanguageModel
 from vtuber.mind.persona import Persona
-from vtuber.mind.prompt import PromptBuilder
+from vtuber.mind.prompt import PromptBuilder, clean_name
 from vtuber.memory import ViewerMemory, prompt_note
 from vtuber.mind.quality import clause_problem, echoes, reply_flags, third_person
 from vtuber.mind.splitter import ClauseSplitter, split_stream
@@ -257,7 +257,7 @@ class Mind:
             await self._generate_watched(reply, messages)
         if reply.failed:
             if not reply.spoken:
-                await self._send_fixed(reply, self._fallback_line())
+                await self._send_fixed(reply, self._fallback_line(reply.turn))
         elif reply.suppressed and not reply.spoken:
             # The first clause echoed the message, parroted an earlier reply, spoke as
             # someone else or of herself by name, or negated one of her facts: not said.
@@ -274,7 +274,7 @@ class Mind:
                     # fact as the streamer wrote it answers it; a stock line would not.
                     await self._send_fixed(reply, speakable(known.text))
                 else:
-                    await self._send_fixed(reply, self._fallback_line())
+                    await self._send_fixed(reply, self._fallback_line(reply.turn))
         if not reply.spoken:
             await self._send_fixed(reply, speakable(self.persona.greeting))
         text = " ".join(reply.spoken)
@@ -366,7 +366,14 @@ class Mind:
             self.degraded = ""
             self.emit(ServiceState("llm", "back", "the language model is answering again", self.clock.now()))
 
-    def _fallback_line(self) -> str:
+    def _fallback_line(self, turn: Turn | None = None) -> str:
+        """A short line of hers when the model's words cannot be said; to someone who paid
+        with their message, a thank-you by name (a stock line would answer their cheer with nothing)."""
+        msg = turn.source if turn is not None else None
+        if isinstance(msg, ChatMessage) and (msg.bits > 0 or msg.amount > 0) and msg.user.strip():
+            self._fallbacks += 1
+            what = "the bits" if msg.bits > 0 else "the support"
+            return speakable(f"Thank you so much for {what}, {clean_name(msg.user)}!")
         lines = self.persona.fallback_lines or FALLBACK_LINES
         self._fallbacks += 1
         return speakable(lines[self._fallbacks % len(lines)])

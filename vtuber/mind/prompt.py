@@ -77,7 +77,8 @@ def system_prompt(persona: Persona, canary: str = "") -> str:
 _CONTROL = re.compile(r"</?s>|<\|[^<>]{0,40}?\|>|<\||\|>|\[/?INST\]|<</?SYS>>", re.I)
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
+    """A chat name as the prompt quotes it (and as she may say it): no control characters or colons."""
     return " ".join(_CONTROL.sub(" ", name).replace(":", " ").split())[:64]
 
 
@@ -90,10 +91,10 @@ def quote_input(turn: Turn, persona: Persona) -> str:
     text = _clean(turn.text, MAX_INPUT_CHARS)
     if turn.kind == "idle":
         return f"(Chat is quiet. Say one short thing to chat about {text}.)"
-    user = _clean_name(turn.user) or "viewer"
+    user = clean_name(turn.user) or "viewer"
     who = f"{persona.streamer_name} (streamer)" if turn.kind == "speech" else user
     if turn.askers:  # the same message from several viewers: one answer that names them
-        who += f" (also asked by {join_names([_clean_name(a) for a in turn.askers])})"
+        who += f" (also asked by {join_names([clean_name(a) for a in turn.askers])})"
     return f"{who}: {text}"
 
 
