@@ -206,12 +206,16 @@ def test_sampling_bans_colons_and_her_name_at_a_sentence_start():
     assert s[3] == 0
 
 
-def test_a_name_of_several_tokens_is_left_to_the_checks_and_facts_words_lean():
-    vocab = FakeVocab(["Hi", " M", "M", "iko", "y", ".", " ", "MIKO", "IKO", " tea"])
+def test_her_name_of_several_tokens_must_be_said_to_someone_and_facts_words_lean():
+    vocab = FakeVocab(["Hi", " M", "M", "iko", "y", ".", " ", "MIKO", "IKO", " tea", ",", " thinks"])
     bans = ShapeBans.build(vocab, "Miko").fresh(boost=[9])
-    s = bans(np.array([0]), np.zeros(10))
+    s = bans(np.array([0]), np.zeros(12))
     assert s[1] == s[2] == s[3] == 0  # banning a piece of "M" + "iko" made the model write "Mikki"
     assert s[9] == ShapeBans.BOOST  # " tea": a word of the fact she was given
+    s = bans(np.array([0, 2, 3]), np.zeros(12))  # "Miko" opening the reply: "Miko," (taken off), never "Miko thinks"
+    assert s[10] == 0 and s[11] == s[9] == -np.inf
+    s = bans(np.array([0, 0, 1, 3]), np.zeros(12))  # "Hi Miko": mid-sentence, anything may follow
+    assert s[11] == 0
 
 
 def test_the_name_of_whom_she_answers_opens_a_reply_only_said_to_them():
@@ -353,7 +357,9 @@ async def test_after_a_reply_the_next_prompt_begins_in_the_cache():
     mind = Mind(llm, persona, 4, VoiceConfig(), OutputGate((), persona_name=persona.name), Clock(), lambda e: None, send, facts=FactBook([]), stream=stream())
     turn = Turn(1, "chat", "alice", "do you like tea?", 0.0, 0.0, 0.0)
     await mind.answer(turn)
-    for _ in range(100):  # the prefill runs on the model's worker after the reply
+    assert llm.warmed == []  # not while the voice may still be making her audio
+    mind.prefill_next()  # the turn runner's call once her audio is made
+    for _ in range(100):  # the prefill runs on the model's worker
         if llm.warmed:
             break
         await asyncio.sleep(0.01)

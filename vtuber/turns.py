@@ -95,6 +95,7 @@ class TurnRunner:
             await self.mind.answer(picked)
             await self.voice.finished(turn.id)
             answered = True
+            self.mind.prefill_next()  # her audio is made; it plays while the next prompt's start is prefilled
         except asyncio.CancelledError:
             pass  # cancel() did the rest; the turn ends here
         except Exception as e:  # one failed reply must not end the stream

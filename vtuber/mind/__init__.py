@@ -297,12 +297,13 @@ class Mind:
                 attempts=reply.attempts,
             )
         )
-        self._prefill_next()
 
-    def _prefill_next(self) -> None:
-        """While her reply plays, prefill what the next prompt begins with (the prefix and the
-        history with this exchange in it): the next turn evaluates only its own message and
-        facts. Each prompt token costs about as much as a written one on a 2-core CPU."""
+    def prefill_next(self) -> None:
+        """While her reply plays, prefill what the next prompt begins with (the prefix, the
+        history with this exchange in it, the fact note's head): the next turn evaluates only
+        its own message and facts. Each prompt token costs about as much as a written one on a
+        2-core CPU. Called once the reply's audio is all made (the turn runner), so it never
+        takes a core from the voice."""
         if not getattr(self.backend, "keeps_cache", False) or self.degraded:
             return
         ahead = self.prompts.ahead(facts=self.facts is not None and bool(self.facts.facts))

@@ -203,6 +203,7 @@ class ShapeBans:
         boost: list[int] | None = None,
         pause_ids: list[int] | None = None,
         addressee: str = "",
+        own_name: str = "",
     ):
         self.llm = llm
         self.colon_ids = colon_ids
@@ -210,6 +211,7 @@ class ShapeBans:
         self.boost = boost or []  # tokens of the facts' topic words: the reply leans toward them
         self.pause_ids = pause_ids or []  # a comma or "!" alone: what may follow a name said to someone
         self.addressee = addressee.strip().casefold()  # who she answers (the viewer, or the streamer)
+        self.own_name = own_name.strip().casefold()
         self.start: int | None = None
 
     @classmethod
@@ -228,10 +230,10 @@ class ShapeBans:
             ids = llm.tokenize(form.encode("utf-8"), add_bos=False, special=False)
             prefixes = [llm.detokenize(ids[:k]).decode("utf-8", "ignore").strip() for k in range(len(ids))]
             seqs.append((form.strip(), ids, prefixes))
-        return cls(llm, colon_ids, seqs, pause_ids=pause_ids)
+        return cls(llm, colon_ids, seqs, pause_ids=pause_ids, own_name=name)
 
     def fresh(self, boost: list[int] | None = None, addressee: str = "") -> ShapeBans:
-        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost, self.pause_ids, addressee)
+        return ShapeBans(self.llm, self.colon_ids, self.name_seqs, boost, self.pause_ids, addressee, self.own_name)
 
     def __call__(self, input_ids, scores):
         import numpy as np
@@ -244,14 +246,17 @@ class ShapeBans:
             scores[self.boost] += self.BOOST
         if self.colon_ids and not text[-1:].isdigit():
             scores[self.colon_ids] = -np.inf
-        if self.addressee and self.pause_ids and text.strip().casefold() == self.addressee:
-            # The reply opens with the name of whom she answers: said to them ("Alice, welcome
-            # in!"), never of them ("alice is a wonderful friend"): a pause must follow.
+        sentence = re.split(r"[.!?\n]", text)[-1].strip()
+        opening = bool(self.addressee) and text.strip().casefold() == self.addressee
+        if self.pause_ids and (opening or (self.own_name and sentence.casefold() == self.own_name)):
+            # A name just written where a sentence starts is said to someone, never of them: the
+            # reply's opening name of whom she answers ("Alice, welcome in!", not "alice is a
+            # wonderful friend"), her own name of several tokens ("Miko, ..." is taken off before
+            # it is said; "Miko thinks ..." was herself in the third person). A pause must follow.
             keep = scores[self.pause_ids].copy()
             scores[:] = -np.inf
             scores[self.pause_ids] = keep
             return scores
-        sentence = re.split(r"[.!?\n]", text)[-1].strip()
         for _form, ids, prefixes in self.name_seqs:
             # A name of one token is banned where a sentence starts. One of several ("M" +
             # "iko") is left to the checks: banning its last token made the model write
