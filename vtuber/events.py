@@ -30,6 +30,11 @@ class ChatMessage:
     amount: float = 0.0  # money paid with it (a Super Chat or Sticker), in `currency`
     currency: str = ""  # ISO code of `amount` ("USD"); bits are counted in `bits`
 
+    @property
+    def paid(self) -> bool:
+        """Bits or money came with it (what it is worth: `Director.paid_value`)."""
+        return self.bits > 0 or self.amount > 0
+
 
 SUBSCRIBER_BADGES = frozenset({"subscriber", "founder", "member"})
 MODERATOR_BADGES = frozenset({"moderator", "mod"})

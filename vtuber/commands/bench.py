@@ -171,16 +171,21 @@ LOAD_TARGETS = (
 )
 
 
-def load_verdict(result: dict) -> list[str]:
-    """The live-load and end-of-turn targets (a target without its measurement is missed)."""
+def verdict(targets, result: dict) -> list[str]:
+    """A line per target: met or missed (a target without its measurement is missed)."""
     lines = []
-    for label, check in LOAD_TARGETS:
+    for label, check in targets:
         try:
             ok = check(result)
         except (KeyError, TypeError):
             ok = False
         lines.append(f"{'[green]met[/]' if ok else '[red]missed[/]'}  {label}")
     return lines
+
+
+def load_verdict(result: dict) -> list[str]:
+    """The live-load and end-of-turn targets."""
+    return verdict(LOAD_TARGETS, result)
 
 
 TARGETS = (
@@ -196,14 +201,8 @@ TARGETS = (
 
 
 def bench_verdict(result: dict) -> list[str]:
-    lines = []
-    for label, check in TARGETS:
-        try:
-            ok = check(result)
-        except (KeyError, TypeError):
-            ok = False
-        lines.append(f"{'[green]met[/]' if ok else '[red]missed[/]'}  {label}")
-    return lines
+    """The latency and memory targets."""
+    return verdict(TARGETS, result)
 
 
 def add(sub) -> None:

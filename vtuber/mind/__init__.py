@@ -239,7 +239,7 @@ class Mind:
         if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
             self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
         if hasattr(self.backend, "addressee"):  # whom she answers: their name said to them, not of them
-            self.backend.addressee = self.persona.streamer_name if turn.kind == "speech" else turn.user
+            self.backend.addressee = clean_name(self.persona.streamer_name if turn.kind == "speech" else turn.user)
         reply_language = plan.reply if plan is not None and plan.reply != self.persona.language else ""
         messages = self.prompts.messages(turn, note, [f.text for f, _ in picked], language=reply_language)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
@@ -309,7 +309,6 @@ class Mind:
         ahead = self.prompts.ahead(facts=self.facts is not None and bool(self.facts.facts))
 
         def prefill() -> None:
-            self.llm_may_run.wait(timeout=1.0)  # her first audio comes first
             try:
                 self.backend.warm(ahead)
             except Exception as e:  # noqa: BLE001 - a missed prefill costs the next turn time, nothing more
@@ -371,7 +370,7 @@ class Mind:
         """A short line of hers when the model's words cannot be said; to someone who paid
         with their message, a thank-you by name (a stock line would answer their cheer with nothing)."""
         msg = turn.source if turn is not None else None
-        if isinstance(msg, ChatMessage) and (msg.bits > 0 or msg.amount > 0) and msg.user.strip():
+        if isinstance(msg, ChatMessage) and msg.paid and msg.user.strip():
             self._fallbacks += 1
             what = "the bits" if msg.bits > 0 else "the support"
             return speakable(f"Thank you so much for {what}, {clean_name(msg.user)}!")

@@ -17,6 +17,7 @@ import subprocess
 
 import numpy as np
 
+from vtuber.audio import resample
 from vtuber.errors import UserError
 
 ESPEAK_TIMEOUT_S = 10.0  # a clause is a few words; a stuck process must not stall the voice stage
@@ -27,14 +28,6 @@ LABEL = "espeak-ng (fallback)"
 def espeak_binary() -> str | None:
     """The espeak-ng program on PATH (or plain espeak), or None."""
     return shutil.which("espeak-ng") or shutil.which("espeak")
-
-
-def _resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or len(samples) == 0:
-        return samples
-    n = max(int(round(len(samples) * dst / src)), 1)
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples.astype(np.float32)).astype(np.int16)
 
 
 def wav_pcm(data: bytes) -> tuple[np.ndarray, int]:
@@ -84,7 +77,7 @@ class EspeakTTS:
         if done.returncode != 0:
             raise RuntimeError(f"espeak-ng failed ({done.stderr.decode(errors='replace').strip()[:200]})")
         samples, rate = wav_pcm(done.stdout)
-        return _resample(samples, rate, self.sample_rate)
+        return resample(samples, rate, self.sample_rate)
 
     def warm(self) -> None:
         self.synthesize("1")

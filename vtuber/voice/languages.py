@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vtuber.audio import resample
 from vtuber.errors import UserError
 from vtuber.language import SCRIPT_OF, name_of, text_language, voice_can_read
 from vtuber.voice.tts import speakable
@@ -41,14 +42,6 @@ def piper_language(voice_config: Path) -> str:
     if not code and isinstance(data, dict) and isinstance(data.get("espeak"), dict):
         code = str(data["espeak"].get("voice") or "")
     return code.replace("-", "_").split("_")[0].lower()
-
-
-def _resample(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or len(samples) == 0:
-        return samples
-    n = max(int(round(len(samples) * dst / src)), 1)
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples.astype(np.float32)).astype(np.int16)
 
 
 class VoiceByLanguage:
@@ -108,7 +101,7 @@ class VoiceByLanguage:
             log.warning("a clause was not spoken: %s", why)
             return np.zeros(0, dtype=np.int16)
         tts = self.voices[self.language_of(text)]
-        return _resample(tts.synthesize(text), int(tts.sample_rate), self.sample_rate)
+        return resample(tts.synthesize(text), int(tts.sample_rate), self.sample_rate)
 
     def warm(self) -> None:
         for tts in self.voices.values():
