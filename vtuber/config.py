@@ -188,6 +188,9 @@ class VoiceConfig:
     # Piper's memory grows with clause length (~110 MiB transient for 70 characters):
     # 100 keeps the pipeline's peak RSS under 700 MiB while the first clause stays short anyway.
     max_clause_chars: int = 100
+    # A short reaction ("Hmm,", "Aww,"), its audio made ahead, said the moment a reply starts
+    # while the model writes it (the persona's `openers`, or her language's built-in ones).
+    openers: bool = True
     # Piper voices for her other languages (each .onnx with its .onnx.json; the language is
     # read from it). A language she speaks with no voice here gets the espeak-ng fallback.
     voices: list[str] = field(default_factory=list)

@@ -199,6 +199,7 @@ class ReplyClause:
     index: int
     text: str
     t: float
+    opener: bool = False  # a reaction said at once while the model writes the rest (vtuber.mind.openers)
 
 
 @dataclass(frozen=True, eq=False)

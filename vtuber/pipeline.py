@@ -247,10 +247,12 @@ class Session:
             stream=self.stream_facts,
             languages=LanguagePolicy(self.persona, model_languages(cfg, self.persona)),
             can_speak=getattr(engine.tts, "can_speak", None),
+            openers=cfg.voice.openers,
         )
         self.mind.threads_first, self.mind.threads_after = cfg.threads.llm_first_clause, cfg.threads.llm
         self.mind.watch(cfg.llm.first_token_s, cfg.llm.stall_s, cfg.llm.turn_deadline_s, cfg.llm.failures_to_fallback, cfg.llm.retry_after_s)
         self.mind.errors = self.errors
+        self.voice.render_ahead(self.mind.opener_lines())  # her openers' audio, made ahead
         self.intake = ChatIntake(
             self.director, self.plugins, self.memory, clock, self._observe, self.emit, lambda: self.chat_filter
         )
@@ -394,6 +396,7 @@ class Session:
         self.persona = persona
         self.gate, self.chat_filter = self.safety_for(persona)
         self.mind.set_persona(persona, self.gate)
+        self.voice.render_ahead(self.mind.opener_lines())
         self.director.set_triage(persona.name, persona.triage)
         self.engine.asr.prompt = persona.asr_prompt
         self.engine.asr.names = [persona.name, persona.streamer_name]

@@ -88,6 +88,8 @@ def bench_table(result: dict):
 
     for kind, label in (("chat", "chat -> first audio"), ("speech", "speech end -> first audio")):
         row(label, s.get(kind, {}).get("input_to_first_audio"), bases=(naive.get(kind), plain.get(kind)))
+        if s.get(kind, {}).get("input_to_reply_audio") != s.get(kind, {}).get("input_to_first_audio"):
+            row("  after the opener: the answer", s.get(kind, {}).get("input_to_reply_audio"), bases=(naive.get(kind), plain.get(kind)))
         row(f"{label} heard", s.get(kind, {}).get("input_to_first_heard"))
     for kind in ("chat", "speech"):
         for stage in ("endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"):
@@ -130,6 +132,8 @@ def bench_lines(result: dict) -> list[str]:
 
     for kind, label in (("chat", "chat -> first audio"), ("speech", "speech end -> first audio")):
         row(label, s.get(kind, {}).get("input_to_first_audio"), plain.get(kind))
+        if s.get(kind, {}).get("input_to_reply_audio") != s.get(kind, {}).get("input_to_first_audio"):
+            row("  (after opener) answer audio", s.get(kind, {}).get("input_to_reply_audio"), plain.get(kind))
         for stage in ("endpoint", "asr", "queue_wait", "llm_first_token", "first_clause", "tts_first_chunk"):
             row(f"  {stage.replace('_', ' ')}", s.get(kind, {}).get(stage))
     out.append(f"peak RSS {result['peak_rss_mib']:.0f} MiB, gaps between clauses {result['gaps']}")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import yaml
 
 from vtuber.errors import UserError, quote, read_text
+from vtuber.mind.openers import MOODS
 
 from vtuber.paths import bundled, user_personas
 
@@ -36,6 +37,7 @@ OPTIONAL = (
     "topics",
     "idle_topics",
     "fallback_lines",
+    "openers",
     "reply_length",
     "language",
     "languages",
@@ -111,6 +113,9 @@ class Persona:
     facts: tuple[str, ...] = ()  # about her, in her own first person ("I love tea.")
     idle_topics: tuple[str, ...] = ()  # what she talks about on a quiet stream (director.idle_after_s)
     fallback_lines: tuple[str, ...] = ()  # said when a reply only echoes or parrots (built-in ones if empty)
+    # Said the moment a reply starts, by the message's mood (vtuber.mind.openers): None = her
+    # language's built-in ones, {} = none.
+    openers: dict[str, tuple[str, ...]] | None = None
     language: str = "en"  # her own language (ISO 639-1): what she hears the streamer in and speaks
     languages: tuple[str, ...] = ()  # more languages she answers viewers in (when the model writes them)
     language_line: str = ""  # said to a viewer in another language (a built-in line in her language if empty)
@@ -293,6 +298,21 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
                 )
             )
 
+    openers: dict[str, tuple[str, ...]] | None = None
+    raw_openers = data.get("openers")
+    if raw_openers is False or raw_openers == {}:
+        openers = {}
+    elif raw_openers is not None:
+        if not isinstance(raw_openers, dict) or set(raw_openers) - set(MOODS):
+            pr.add(f"'openers' must map {', '.join(MOODS)} to lists of short lines (or be {{}} for none)")
+        else:
+            openers = {}
+            for m, lines in raw_openers.items():
+                if not isinstance(lines, list) or not all(isinstance(v, str) and 0 < len(v.split()) <= 4 for v in lines):
+                    pr.add(f"'openers.{m}' must be a list of short lines (up to 4 words each)")
+                else:
+                    openers[m] = tuple(v.strip() for v in lines)
+
     extensions = data.get("extensions", {}) or {}
     if not isinstance(extensions, dict):
         pr.add("'extensions' must be a mapping")
@@ -342,6 +362,7 @@ def _parse(data: object, where: str) -> tuple[Persona | None, list[str]]:
         facts=pr.str_list("facts", data),
         idle_topics=pr.str_list("idle_topics", data),
         fallback_lines=pr.str_list("fallback_lines", data),
+        openers=openers,
         language=language,
         languages=languages,
         language_line=pr.text("language_line", data),
@@ -445,6 +466,7 @@ def persona_to_dict(p: Persona) -> dict:
         "topics": list(p.topics),
         "idle_topics": list(p.idle_topics),
         "fallback_lines": list(p.fallback_lines),
+        **({"openers": {m: list(v) for m, v in p.openers.items()}} if p.openers is not None else {}),
         "reply_length": {"max_tokens": p.max_tokens, "max_chars": p.max_chars, "seconds": p.reply_seconds}
         | ({"sentences": p.sentences} if p.sentences != 1 else {}),
         "facts": list(p.facts),

@@ -48,6 +48,8 @@ class TurnRecord:
     t_first_token: float | None = None
     t_first_clause: float | None = None
     t_first_audio: float | None = None
+    t_reply_audio: float | None = None  # the first audio of the model's own words (after any opener)
+    opener: str = ""  # the reaction said at once while the model wrote (vtuber.mind.openers)
     t_done: float | None = None
     t_speech_start: float | None = None
     endpoint_s: float | None = None
@@ -83,7 +85,8 @@ class TurnRecord:
             "queue_wait": d(self.t_queued, self.t_picked),
             "llm_first_token": d(self.t_picked, self.t_first_token),
             "first_clause": d(self.t_picked, self.t_first_clause),
-            "tts_first_chunk": d(self.t_first_clause, self.t_first_audio),
+            "tts_first_chunk": d(self.t_first_clause, self.t_reply_audio),
+            "input_to_reply_audio": d(self.t_input, self.t_reply_audio),
             "tokens_per_s": (self.tokens / self.llm_s) if self.llm_s > 0 else None,
         }
 
@@ -125,7 +128,9 @@ class Recorder:
         elif isinstance(ev, FirstToken):
             r.t_first_token = ev.t
         elif isinstance(ev, ReplyClause):
-            if r.t_first_clause is None:
+            if ev.opener:
+                r.opener = ev.text
+            elif r.t_first_clause is None:
                 r.t_first_clause = ev.t
             r.clauses.append({"index": ev.index, "text": ev.text, "t_text": ev.t})
         elif isinstance(ev, AudioChunk):
@@ -135,6 +140,8 @@ class Recorder:
             if len(ev.samples):  # nothing to hear is not the first audio
                 if r.t_first_audio is None:
                     r.t_first_audio = ev.t
+                if r.t_reply_audio is None and not (r.opener and ev.clause_index == 0):
+                    r.t_reply_audio = ev.t
                 r.audio_s += ev.duration
                 self._chunks[(ev.turn_id, ev.clause_index)] = ev.samples
                 self._clause(r, ev.clause_index).update(t_audio=ev.t)

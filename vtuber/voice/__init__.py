@@ -62,6 +62,24 @@ class VoiceStage:
         self.deadline_s = 3.0
         self._stuck: Future | None = None  # a TTS call that missed its deadline and has not ended
         self.failing = ""  # why clauses are captions only now ("" while she speaks)
+        self.ready: dict[str, Future] = {}  # lines whose audio is made ahead (openers): text -> samples
+        self._voiced_turn = -1  # the last turn a clause was synthesized for (its first gets priority)
+
+    def render_ahead(self, lines: list[str]) -> None:
+        """Make these lines' audio now, in the background, so that saying one later costs
+        nothing (a reply's opener plays the moment the reply starts). Lines no longer asked
+        for are forgotten (a persona switch)."""
+        keep = {speakable(line) for line in lines if speakable(line)}
+        self.ready = {text: fut for text, fut in self.ready.items() if text in keep}
+        for text in keep - set(self.ready):
+            self.ready[text] = self._executor.submit(self.tts.synthesize, text)
+
+    def _made_ahead(self, text: str) -> np.ndarray | None:
+        fut = self.ready.get(text)
+        if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
+            return None
+        samples = fut.result()
+        return samples.copy() if samples is not None and len(samples) and np.any(samples) else None
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
         if event.turn_id in self._cancelled or (isinstance(event, ReplyClause) and event.turn_id in self._trimmed):
@@ -115,14 +133,18 @@ class VoiceStage:
             if isinstance(event, ReplyClause) and event.turn_id in self._trimmed:
                 continue
             if isinstance(event, ReplyClause):
-                first = event.index == 0
-                if first:
-                    self.first_audio_priority.clear()  # the LLM pauses: both cores for the first audio
-                try:
-                    samples = await self._speak(event)
-                finally:
+                samples = self._made_ahead(event.text)
+                if samples is None:
+                    # The first clause synthesized for a turn: the LLM pauses, both cores for it.
+                    first = event.turn_id != self._voiced_turn
+                    self._voiced_turn = event.turn_id
                     if first:
-                        self.first_audio_priority.set()
+                        self.first_audio_priority.clear()
+                    try:
+                        samples = await self._speak(event)
+                    finally:
+                        if first:
+                            self.first_audio_priority.set()
                 if event.turn_id in self._cancelled:  # cancelled while Piper spoke it: never heard
                     continue
                 self.emit(
