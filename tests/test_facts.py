@@ -232,6 +232,13 @@ def test_the_name_of_whom_she_answers_opens_a_reply_only_said_to_them():
     assert s[2] == 0
     s = ShapeBans.build(vocab, "Miko").fresh()(np.array(prompt + [0, 1]), np.zeros(10))  # no addressee: no rule
     assert s[2] == 0
+    vocab = FakeVocab(["ali", "ce", " is", ",", "!", " welcome", "Hi", " ", "Miko", "\n", " said", "MIKO"])
+    bans = ShapeBans.build(vocab, "Miko").fresh(addressee="Alice")
+    bans(np.array(prompt), np.zeros(12))  # (the first call sees the prompt alone)
+    s = bans(np.array(prompt + [8, 3, 9, 0, 1]), np.zeros(12))  # "Miko,\nalice": after her salutation
+    assert s[3] == 0 and s[2] == s[10] == -np.inf  # still only said to alice, never "alice is ..."
+    s = bans(np.array(prompt + [0, 1, 4, 7, 0, 1]), np.zeros(12))  # "alice! alice": a new sentence
+    assert s[10] == -np.inf  # never "alice! alice said ..."
 
 
 def test_fact_words_are_the_topic_words():
@@ -377,3 +384,27 @@ async def test_after_a_reply_the_next_prompt_begins_in_the_cache():
 async def test_a_model_without_a_prompt_cache_is_not_warmed_between_turns():
     clauses, _, llm, _ = await ask("I love jasmine tea.", "do you like tea?")
     assert clauses and llm.warmed == [] and llm.calls == 1
+
+
+def test_her_name_where_it_calls_her_is_left_out_of_the_match():
+    from vtuber.mind.facts import without_name
+
+    assert without_name("Pixel where do you come from?", "Pixel") == "where do you come from?"
+    assert without_name("hey Miko, tea?", "Miko") == "hey tea?"
+    assert without_name("what do you think, Miko?", "Miko") == "what do you think ?"
+    assert without_name("what is a pixel?", "Pixel") == "what is a pixel?"  # a word, not a call
+    assert without_name("Miko!", "Miko") == "Miko!"  # nothing else: as it is
+
+    class Recording:
+        def __init__(self):
+            self.seen = []
+
+        def encode(self, texts):
+            self.seen.extend(texts)
+            return np.ones((len(texts), 4), np.float32) / 2.0
+
+    emb = Recording()
+    book = FactBook([Fact("The discord link is discord.gg/pixelworks")], embedder=emb)
+    book.name = "Pixel"
+    book.pick("Pixel, where do you come from?")
+    assert emb.seen[-1] == "where do you come from?"

@@ -106,6 +106,18 @@ class BM25:
         return out / top if top > 0 else out
 
 
+def without_name(text: str, name: str) -> str:
+    """The message without her name where it calls her (its start or end), for choosing
+    facts: "Pixel, where do you come from?" is about where she comes from, and her name
+    alone matched the fact with 'pixelworks' in it."""
+    if not name.strip():
+        return text
+    called = re.escape(name.strip())
+    rest = re.sub(rf"^(\W*(?:hi|hey|hello|yo)?\W*){called}(?!\w)[,!:]?|\s*,\s*{called}(?=\W*$)", r"\1 ", text, flags=re.I)
+    rest = " ".join(rest.split())
+    return rest if any(ch.isalnum() for ch in rest) else text
+
+
 class FactBook:
     """Her facts and the stream's, and the ones that fit a message.
 
@@ -124,7 +136,12 @@ class FactBook:
         self.margin = margin
         self.close = 0.08
         self.lock = threading.Lock()
+        self.name = ""  # hers (set by the mind): where it calls her, it carries no topic
         self._set(facts)
+
+    def query(self, message: str) -> str:
+        """The message as it is matched against the facts (without her name where it calls her)."""
+        return without_name(message, self.name)
 
     def _set(self, facts: list[Fact]) -> None:
         with self.lock:
@@ -141,6 +158,7 @@ class FactBook:
         with self.lock:
             if not self.facts:
                 return np.zeros(0, np.float32)
+            message = self.query(message)
             if self._vectors is not None:
                 q = self.embedder.encode([message])[0]
                 return self._vectors @ q

@@ -247,12 +247,13 @@ class ShapeBans:
         if self.colon_ids and not text[-1:].isdigit():
             scores[self.colon_ids] = -np.inf
         sentence = re.split(r"[.!?\n]", text)[-1].strip()
-        opening = bool(self.addressee) and text.strip().casefold() == self.addressee
-        if self.pause_ids and (opening or (self.own_name and sentence.casefold() == self.own_name)):
+        named = sentence.casefold()
+        if self.pause_ids and named and named in (self.addressee, self.own_name):
             # A name just written where a sentence starts is said to someone, never of them: the
-            # reply's opening name of whom she answers ("Alice, welcome in!", not "alice is a
-            # wonderful friend"), her own name of several tokens ("Miko, ..." is taken off before
-            # it is said; "Miko thinks ..." was herself in the third person). A pause must follow.
+            # name of whom she answers ("Alice, welcome in!", not "alice is a wonderful friend";
+            # also after her own name as a salutation, "Miko,\nalice is..."), her own name of
+            # several tokens ("Miko, ..." is taken off before it is said; "Miko thinks ..." was
+            # herself in the third person). A pause must follow.
             keep = scores[self.pause_ids].copy()
             scores[:] = -np.inf
             scores[self.pause_ids] = keep
