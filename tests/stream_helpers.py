@@ -46,10 +46,13 @@ class NoVAD:
         pass
 
 
-def scripted_session(replies, outputs=(), per_word=0.25, max_chars=2000):
+def scripted_session(replies, outputs=(), per_word=0.25, max_chars=2000, openers=False):
     import dataclasses
 
-    cfg = load_config(overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": []}})
+    # Openers off unless asked for: these sessions check the outputs against the scripted words.
+    cfg = load_config(
+        overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": []}, "voice": {"openers": openers}}
+    )
     # Several sentences a reply: these sessions test the outputs, not how long a reply is.
     persona = dataclasses.replace(load_persona("miko"), max_chars=max_chars, max_tokens=512, sentences=10)
     no_asr = types.SimpleNamespace(prompt="", names=[])  # chat only: nothing is transcribed (a persona switch sets these)

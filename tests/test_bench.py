@@ -64,8 +64,10 @@ def test_a_distribution_of_known_values():
 
 def test_every_turn_happens_in_order(result):
     for r in result["records"]:
-        # Picked after it came in, first token, first clause, then first audio.
-        assert r["t_input"] <= r["t_picked"] <= r["t_first_token"] <= r["t_first_clause"] < r["t_first_audio"], r
+        # Picked after it came in, first token, first clause, then its audio; an opener (made
+        # ahead) may be heard before any of the model's words.
+        assert r["t_input"] <= r["t_picked"] <= r["t_first_token"] <= r["t_first_clause"] < r["t_reply_audio"], r
+        assert r["t_first_audio"] <= r["t_reply_audio"] and (r["t_first_audio"] < r["t_reply_audio"]) == bool(r["opener"])
         assert r["play_start"] >= r["t_first_audio"] and r["play_end"] > r["play_start"]
         assert r["reply_text"].strip() and r["tokens"] >= 1
         if r["kind"] == "speech":

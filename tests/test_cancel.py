@@ -61,7 +61,14 @@ class NoVAD:
 
 
 def session_with(llm, tts, history_turns=2, long_replies=False):
-    cfg = load_config(overrides={"llm": {"history_turns": history_turns}, "director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": []}})
+    cfg = load_config(
+        overrides={
+            "llm": {"history_turns": history_turns},
+            "director": {"max_age_s": 600.0, "busy_max_age_s": 0.0},
+            "plugins": {"enabled": []},
+            "voice": {"openers": False},  # what was heard is checked word for word
+        }
+    )
     persona = load_persona("miko")
     if long_replies:
         persona = dataclasses.replace(persona, max_chars=2000, max_tokens=512, reply_seconds=60.0, sentences=100)

@@ -317,7 +317,7 @@ def test_the_gate_still_applies_to_server_replies(engine, tmp_path):
         session, _ = run_rehearsal(remote_engine(engine, cfg, backend), chat_inputs("what do you like?"), tmp_path / "out", fast=True)
     (r,) = session.recorder.finished()
     assert "potato" not in r.reply_text.lower()
-    assert cfg.safety.safe_line in r.reply_text
+    assert cfg.safety.safe_line.casefold() in r.reply_text.casefold()  # (after an opener: "Ooh, let's keep...")
     assert any("potato" in clause.lower() for _, clause, _ in session.all_blocked())
     assert backend.turns[-1]["backend"] == "remote"
 
@@ -358,8 +358,8 @@ def test_thinking_is_never_spoken_shown_or_written(engine, tmp_path):
     files = "".join(p.read_text(encoding="utf-8") for p in (out / "transcript.md", out / "timings.json"))
     replies = " ".join(r.reply_text for r in records)
     clauses = " ".join(c.get("text", "") for r in records for c in r.clauses)
-    assert "Hello chat" in replies and "Tea, always tea" in replies
-    assert "Hello chat" in shown
+    assert "hello chat" in replies.casefold() and "tea, always tea" in replies.casefold()  # (after her openers)
+    assert "hello chat" in shown.casefold()
     for where in (replies, clauses, shown, files):
         assert "banana" not in where.lower() and "<think" not in where and "secret plan" not in where.lower()
     # Nothing of it heard either: Whisper on the replies' audio.

@@ -30,8 +30,10 @@ async def fake():
     await f.stop()
 
 
-def make_session(llm, outputs, plugins=("thanks",)):
-    cfg = load_config(overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": list(plugins)}})
+def make_session(llm, outputs, plugins=("thanks",), openers=False):
+    cfg = load_config(
+        overrides={"director": {"max_age_s": 600.0, "busy_max_age_s": 0.0}, "plugins": {"enabled": list(plugins)}, "voice": {"openers": openers}}
+    )
     engine = Engine(cfg, load_persona("miko"), None, llm, None, FakeTTS(), NoVAD(), "CANARY-0000000000")
     return Session(engine, Clock(), outputs, plugins=None)
 
@@ -39,14 +41,14 @@ def make_session(llm, outputs, plugins=("thanks",)):
 class Live:
     """A Session over a TwitchSource on the fake, with --reply-in-chat, running in the background."""
 
-    def __init__(self, fake, llm, plugins=("thanks",)):
+    def __init__(self, fake, llm, plugins=("thanks",), openers=False):
         self.fake = fake
         store = TokenStore()
         access, refresh = fake.issue_token()
         store.set(TOKEN_NAME, {"access_token": access, "refresh_token": refresh})
         self.source = TwitchSource("streamer", settings(fake), store)
         self.replies = ChatReplyOutput({"twitch": self.source})
-        self.session = make_session(llm, [self.replies], plugins)
+        self.session = make_session(llm, [self.replies], plugins, openers)
         self.seen: list[tuple[float, object]] = []
         self.session.observers.append(lambda ev: self.seen.append((time.monotonic(), ev)))
 
@@ -77,11 +79,12 @@ class Live:
 
 async def test_a_chat_message_in_gives_a_spoken_reply_and_a_chat_reply_out(fake):
     llm = ScriptedLLM(["Hello Alice, welcome to the stream!"])
-    async with Live(fake, llm) as live:
+    async with Live(fake, llm, openers=True) as live:
         await fake.notify("channel.chat.message", ft.chat_message("hi Miko!", user="Alice", message_id="m-1"))
         await live.until(lambda: fake.sent, what="a chat reply")
         (rec,) = live.finished()
-        assert rec.input_text == "hi Miko!" and rec.heard_text.startswith("Hello Alice")
+        # Heard: her opener ("Oh,", made ahead), then the answer; posted in chat: the answer alone.
+        assert rec.input_text == "hi Miko!" and rec.opener == "Oh," and rec.heard_text.startswith("Oh, hello Alice")
         (posted,) = fake.sent
         assert posted["reply_parent_message_id"] == "m-1"
         assert posted["message"] == "Hello Alice, welcome to the stream!"

@@ -36,7 +36,7 @@ class SlowTTS:
 
 
 def session(overrides=None):
-    cfg = load_config(overrides={"plugins": {"enabled": []}, "llm": {"history_turns": 4}, **(overrides or {})})
+    cfg = load_config(overrides={"plugins": {"enabled": []}, "llm": {"history_turns": 4}, "voice": {"openers": False}, **(overrides or {})})
     engine = Engine(cfg, load_persona("miko"), None, ScriptedLLM([LONG, SHORT]), None, SlowTTS(), NoVAD(), "CANARY-0000000000")
     return Session(engine, FastClock())
 

@@ -426,6 +426,7 @@ def measure_retrieval(probes: dict, personas: list[str], embedders: dict, folder
             st = block["stream"]
             stream = StreamFacts(persona.streamer_name, st.get("game", ""), st.get("schedule", ""), dict(st.get("commands", {})), dict(st.get("links", {})))
             book = FactBook([*persona_facts(own), *stream.facts()], embedder=embedder)
+            book.name = persona.name  # (an older checkout matches the message as written)
             for probe in [*block["probes"], *probes["shared"]]:
                 t0 = time.perf_counter()
                 picked = book.pick(probe.text)

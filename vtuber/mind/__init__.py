@@ -197,6 +197,7 @@ class Mind:
         if self.stream is not None:
             self.stream.streamer = self.persona.streamer_name
         if self.facts is not None:
+            self.facts.name = self.persona.name
             self.facts.replace([*self.own_facts, *(self.stream.facts() if self.stream is not None else [])])
 
     def opener_lines(self) -> list[str]:

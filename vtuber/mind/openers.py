@@ -83,7 +83,9 @@ class Openers:
 
 
 _REACTION = re.compile(
-    r"^\s*(oh+|ooh+|ah+|aw+|ha(ha)*|hmm+|wow|whoa|yay|oh wow|oh my|음+|오+|아+|와+|하하+|헉)\s*[,!.…]+\s*", re.I
+    r"^\s*((oh+|ooh+|ah+|aw+|ha(ha)*|hmm+|wow|whoa|yay|oh wow|oh my|음+|오+|아+|와+|하하+|헉)\s*[,!.…]+"
+    r"|(oh+|ooh+|ah+|aw+)(?=\s+(hi|hey|hello|wow|yes|yeah|no|my)\b))\s*",
+    re.I,
 )
 
 

@@ -146,7 +146,7 @@ class ChatReplyOutput:
                     del self._pending[stale]
         elif isinstance(ev, ReplyClause):
             p = self._pending.get(ev.turn_id)
-            if p is not None:
+            if p is not None and not ev.opener:  # chat gets her answer; the opener is a sound
                 p.clauses[ev.index] = ev.text
         elif isinstance(ev, TurnCancelled):
             if self._pending.pop(ev.turn_id, None) is not None:
@@ -161,7 +161,8 @@ class ChatReplyOutput:
             if ev.cut_short:
                 self.counters["not posted: cut short"] += 1
                 return
-            self.queue(p.message, " ".join(p.clauses[i] for i in sorted(p.clauses)))
+            text = " ".join(p.clauses[i] for i in sorted(p.clauses))
+            self.queue(p.message, text[:1].upper() + text[1:])  # (after an opener it may start in lower case)
 
     def queue(self, message: ChatMessage, text: str) -> bool:
         text = clip(text)

@@ -74,11 +74,17 @@ class VoiceStage:
         for text in keep - set(self.ready):
             self.ready[text] = self._executor.submit(self.tts.synthesize, text)
 
-    def _made_ahead(self, text: str) -> np.ndarray | None:
+    async def _made_ahead(self, text: str) -> np.ndarray | None:
+        """The line's audio made ahead (waited for when it is still being made: it is ahead of
+        anything else on the voice's thread), or None."""
         fut = self.ready.get(text)
-        if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
+        if fut is None:
             return None
-        samples = fut.result()
+        try:
+            samples = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), self.deadline_s)
+        except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - a TTS that failed or hangs: the usual way
+            self.ready.pop(text, None)
+            return None
         return samples.copy() if samples is not None and len(samples) and np.any(samples) else None
 
     async def put(self, event: ReplyClause | ReplyFinished) -> None:
@@ -133,7 +139,7 @@ class VoiceStage:
             if isinstance(event, ReplyClause) and event.turn_id in self._trimmed:
                 continue
             if isinstance(event, ReplyClause):
-                samples = self._made_ahead(event.text)
+                samples = await self._made_ahead(event.text)
                 if samples is None:
                     # The first clause synthesized for a turn: the LLM pauses, both cores for it.
                     first = event.turn_id != self._voiced_turn
