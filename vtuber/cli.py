@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from vtuber import __version__
+from vtuber import __version__, heap
 from vtuber.commands import COMMANDS
 from vtuber.commands.bench import TARGETS, bench_table, bench_verdict  # noqa: F401 - the bench's targets, importable from here as before
 from vtuber.errors import UserError
@@ -27,25 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tune_malloc() -> None:
-    """Keep resident memory flat over a long stream (glibc only).
-
-    ASR, LLM, TTS and the event loop allocate from their own threads and glibc gives each
-    thread its own arena; two arenas took the bench's peak RSS from ~730 to ~680 MiB.
-    (A fixed 1 MiB mmap threshold went further, to ~520 MiB, but Whisper's and Piper's big
-    per-call buffers then page-fault on every call: TTS first chunk p95 100 -> 190 ms.
-    Latency wins.) Must run before those threads start."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run unwinds (temporary files removed) and stops."""
 
@@ -55,7 +36,7 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _tune_malloc()
+    heap.tune()  # before any model thread starts
     import signal
     import threading
 

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vtuber import heap
 from vtuber.clock import Clock
 from vtuber.director import Director
 from vtuber.events import ChatMessage, Turn, TurnCancelled, TurnDropped
@@ -96,6 +97,7 @@ class TurnRunner:
             await self.voice.finished(turn.id)
             answered = True
             self.mind.prefill_next()  # her audio is made; it plays while the next prompt's start is prefilled
+            heap.trim_soon()  # and what the models freed for this reply goes back to the system
         except asyncio.CancelledError:
             pass  # cancel() did the rest; the turn ends here
         except Exception as e:  # one failed reply must not end the stream
