@@ -178,3 +178,35 @@ async def test_lines_rendered_ahead_play_without_synthesis_and_the_first_made_cl
     stage.render_ahead(["Oh,"])
     assert set(stage.ready) == {"Oh,"}
     stage.close()
+
+
+async def test_the_opener_goes_out_before_the_facts_are_chosen_and_a_fixed_answer_follows_it():
+    from vtuber.mind.facts import FactBook, StreamFacts
+
+    sent: list = []
+
+    class SlowEmbedder:
+        """Sees how much was sent when the message is encoded (off the event loop)."""
+
+        def __init__(self):
+            self.sent_then: list[int] = []
+
+        def encode(self, texts):
+            self.sent_then.append(len(sent))
+            return np.tile(np.array([[1.0, 0.0]], np.float32), (len(texts), 1))
+
+    async def send(ev):
+        sent.append(ev)
+
+    emb = SlowEmbedder()
+    book = FactBook([], embedder=emb)
+    stream = StreamFacts("Sam", links={"merch": "mikotea.shop"})
+    persona = dataclasses.replace(load_persona("miko"), facts=())  # the stream's one fact only
+    gate = OutputGate((), persona_name=persona.name)
+    mind = Mind(ScriptedLLM(["unused"]), persona, 0, VoiceConfig(), gate, Clock(), lambda e: None, send, facts=book, stream=stream, openers=True)
+    emb.sent_then.clear()  # (the facts themselves were encoded when the book was made)
+    await mind.answer(Turn(1, "chat", "alice", "where can I buy merch?", 0.0, 0.0, 0.0))
+    mind.close()
+    clauses = [e for e in sent if isinstance(e, ReplyClause)]
+    assert emb.sent_then == [1] and clauses[0].opener  # the opener was out before the message was encoded
+    assert [c.text for c in clauses[1:]] == ["the merch link is mikotea.shop."]  # said as written, after it

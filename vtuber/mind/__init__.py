@@ -240,26 +240,26 @@ class Mind:
         note = ""
         if self.memory is not None and isinstance(turn.source, ChatMessage):
             note = prompt_note(self.memory.note(turn.source), turn.user)
-        picked: list[tuple[Fact, float]] = []
-        fixed = ""
-        if self.facts is not None and turn.kind in ("chat", "speech"):
-            picked = self.facts.pick(turn.text)
-            fixed = self.facts.fixed_answer(turn.text, picked)
-        self.last_facts = picked
-        if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
-            self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
-        if hasattr(self.backend, "addressee"):  # whom she answers: their name said to them, not of them
-            self.backend.addressee = clean_name(self.persona.streamer_name if turn.kind == "speech" else turn.user)
         reply_language = plan.reply if plan is not None and plan.reply != self.persona.language else ""
-        messages = self.prompts.messages(turn, note, [f.text for f, _ in picked], language=reply_language)
         self.emit(ReplyStarted(turn=turn, t=self.clock.now()))
         self.gate.new_reply()
         # Parroting: what she said lately, and what the prompt quotes (past messages, the note).
         quoted = [ex.user.split(": ", 1)[-1] for ex in self.prompts.history] + ([note] if note else [])
         reply = _Reply(turn, self.persona, [*self.recent, *quoted])
         degraded = bool(self.degraded) and time.monotonic() < self._retry_at
-        if not fixed and not degraded and not reply_language:
-            await self._open(reply)
+        if not degraded and not reply_language:
+            await self._open(reply)  # first of all: she is heard while the facts are chosen
+        picked: list[tuple[Fact, float]] = []
+        fixed = ""
+        if self.facts is not None and turn.kind in ("chat", "speech"):
+            # Off the event loop: an embedding takes 12-20 ms, and up to 100 ms on a busy machine.
+            picked, fixed = await asyncio.get_running_loop().run_in_executor(None, self._choose_facts, turn.text)
+        self.last_facts = picked
+        if hasattr(self.backend, "favour"):  # the reply leans toward the facts' own words
+            self.backend.favour = [w for f, _ in picked for w in fact_words(f)]
+        if hasattr(self.backend, "addressee"):  # whom she answers: their name said to them, not of them
+            self.backend.addressee = clean_name(self.persona.streamer_name if turn.kind == "speech" else turn.user)
+        messages = self.prompts.messages(turn, note, [f.text for f, _ in picked], language=reply_language)
         if fixed:  # a command, a link, the schedule: said as the streamer wrote it
             self.fixed_answers += 1
             self.emit(FirstToken(turn_id=turn.id, t=self.clock.now()))
@@ -392,6 +392,11 @@ class Mind:
         lines = self.persona.fallback_lines or FALLBACK_LINES
         self._fallbacks += 1
         return speakable(lines[self._fallbacks % len(lines)])
+
+    def _choose_facts(self, text: str) -> tuple[list[tuple[Fact, float]], str]:
+        """The facts that fit the message, and a fixed answer to say as written ("" for none)."""
+        picked = self.facts.pick(text)
+        return picked, self.facts.fixed_answer(text, picked)
 
     async def _open(self, reply: _Reply) -> None:
         """Say the opener that fits the message, at once (its audio is made ahead), while the
