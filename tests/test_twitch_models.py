@@ -31,7 +31,8 @@ async def test_twitch_chat_in_spoken_reply_and_chat_reply_out_on_the_real_models
         replies = ChatReplyOutput({"twitch": source})
         session = Session(engine, Clock(), [replies])
         clauses: list[str] = []
-        session.observers.append(lambda ev: clauses.append(ev.text) if isinstance(ev, ReplyClause) else None)
+        # Chat gets her answer: the clauses after her opener (a sound, not words to post).
+        session.observers.append(lambda ev: clauses.append(ev.text) if isinstance(ev, ReplyClause) and not ev.opener else None)
         task = asyncio.create_task(session.run([source]))
         await asyncio.wait_for(source.ready.wait(), 10)
         await fake.wait_subscribed()
@@ -46,7 +47,8 @@ async def test_twitch_chat_in_spoken_reply_and_chat_reply_out_on_the_real_models
         assert rec.t_first_audio is not None and rec.reply_text.strip()  # spoken
         (posted,) = fake.sent
         assert posted["reply_parent_message_id"] == "real-1"
-        assert posted["message"] == " ".join(" ".join(clauses).split())[:500]  # what passed the gate, as spoken
+        answer = " ".join(" ".join(clauses).split())
+        assert posted["message"] == (answer[:1].upper() + answer[1:])[:500]  # what passed the gate, as spoken
         print(f"chat -> first audio {rec.stages()['input_to_first_audio'] * 1000:.0f} ms; posted {posted['message']!r}")
     finally:
         await fake.stop()
