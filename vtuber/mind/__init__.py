@@ -295,10 +295,11 @@ class Mind:
         flags = reply_flags(text, turn.text, reply.earlier, self.persona.name, reply.raw_text(), truncated, reply.others)
         if reply.failed:  # the watchdog ended it, or the model is on its fallback: not the model's reply
             flags = (*flags, "model_failed")
-        self.recent.append(text)
-        # The history holds her answer, not the opener (the model never wrote it, and seeing its
-        # replies open with "Hmm," it would start its own that way).
-        self.prompts.remember(turn, self._heard.pop(turn.id, " ".join(reply.spoken)))
+        # The parrot checks and the history hold her answer, not the opener (the model never
+        # wrote it, and seeing its replies open with "Hmm," it would start its own that way).
+        answer = " ".join(reply.spoken)
+        self.recent.append(answer)
+        self.prompts.remember(turn, self._heard.pop(turn.id, answer))
         await self.send(
             ReplyFinished(
                 turn_id=turn.id,

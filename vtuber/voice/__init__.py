@@ -80,12 +80,11 @@ class VoiceStage:
         fut = self.ready.get(text)
         if fut is None:
             return None
-        if fut.done() and not fut.cancelled() and fut.exception() is None:
-            samples = fut.result()  # (made: no waiting, not even a turn of the loop)
-            return samples.copy() if samples is not None and len(samples) and np.any(samples) else None
         try:
-            samples = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), self.deadline_s)
-        except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - a TTS that failed or hangs: the usual way
+            if not fut.done():  # (when it is made, not even a turn of the loop is spent)
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), self.deadline_s)
+            samples = fut.result()
+        except Exception:  # noqa: BLE001 - a TTS that failed or hangs (TimeoutError): made the usual way
             self.ready.pop(text, None)
             return None
         return samples.copy() if samples is not None and len(samples) and np.any(samples) else None
