@@ -1,7 +1,9 @@
 """Chat intake: what happens to a chat message after the door cleaned it.
 
-Banned words (skip or star out), then plugins' `on_chat`, then chat commands
-("!anything" is never answered by the LLM), then triage (the director).
+Cheermotes out of a paid message's text ("cheer100 go Sam go" -> "go Sam go": the
+bits are in `bits`, and read back as words they are noise), banned words (skip or
+star out), then plugins' `on_chat`, then chat commands ("!anything" is never answered
+by the LLM), then triage (the director).
 
 The session hands in the parts intake uses, so this module never imports the pipeline.
 """
@@ -9,6 +11,7 @@ The session hands in the parts intake uses, so this module never imports the pip
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 from vtuber.clock import Clock
@@ -17,6 +20,33 @@ from vtuber.events import Announcement, ChatMessage, TurnDropped
 from vtuber.memory import ViewerMemory
 from vtuber.plugins import PluginHost
 from vtuber.safety import ChatFilter
+
+
+# Twitch's global cheermote prefixes (a prefix and the bits it carries: "Cheer100", "Kappa50").
+CHEERMOTES = (
+    "cheer doodlecheer biblethump cheerwhal corgo scoops uni showlove party seemsgood pride kappa "
+    "frankerz heyguys dansgame elegiggle trihard kreygasm 4head swiftrage notlikethis failfish "
+    "vohiyo pjsalt mrdestructoid bday ripcheer shamrock bitboss streamlabs muxy holidaycheer goal anon charity"
+).split()
+_CHEER_TOKEN = re.compile(r"(?<!\S)([A-Za-z0-9]*?[A-Za-z])(\d+)(?!\S)")
+
+
+def strip_cheermotes(text: str, bits: int) -> str:
+    """`text` without its cheermotes: a known prefix with an amount, or any word-and-amount
+    when those amounts add up to the message's bits (a channel's own cheermotes). Text that
+    is nothing but cheermotes is kept as it is (the cheer itself is still thanked)."""
+    if bits <= 0:
+        return text
+    tokens = list(_CHEER_TOKEN.finditer(text))
+    known = [m for m in tokens if m.group(1).lower() in CHEERMOTES]
+    cheers = tokens if sum(int(m.group(2)) for m in tokens) == bits else known
+    if not cheers:
+        return text
+    kept = text
+    for m in reversed(cheers):
+        kept = kept[: m.start()] + kept[m.end() :]
+    kept = " ".join(kept.split())
+    return kept if any(c.isalnum() for c in kept) else text
 
 
 class ChatIntake:
@@ -45,7 +75,7 @@ class ChatIntake:
         self.observe(TurnDropped("chat", msg.user, msg.text, reason, self.clock.now()))
 
     def chat(self, msg: ChatMessage) -> None:
-        text, reason = self.chat_filter().apply(msg.text)
+        text, reason = self.chat_filter().apply(strip_cheermotes(msg.text, msg.bits))
         if text is None:
             self._drop(msg, reason or "banned word")
             return
