@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from vtuber import __version__, heap
+from vtuber import __version__, cpu, heap
 from vtuber.commands import COMMANDS
 from vtuber.commands.bench import TARGETS, bench_table, bench_verdict  # noqa: F401 - the bench's targets, importable from here as before
 from vtuber.errors import UserError
@@ -37,6 +37,7 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     heap.tune()  # before any model thread starts
+    cpu.limit_blas()  # numpy's products are small: one thread, none spinning beside the models
     import signal
     import threading
 
