@@ -29,7 +29,7 @@ def test_defaults_without_file():
     assert cfg == Config()
     assert cfg.persona == "miko"
     assert cfg.models.llm == "" and cfg.models.llm_backend == "llama_cpp"
-    assert (cfg.threads.llm, cfg.threads.llm_batch, cfg.threads.asr, cfg.threads.tts) == (1, 2, 2, 2)
+    assert (cfg.threads.llm, cfg.threads.llm_batch, cfg.threads.asr, cfg.threads.tts) == (1, 2, 1, 2)
     assert cfg.llm.history_turns == 0
     assert cfg.director == DirectorConfig(queue_size=16, max_age_s=30.0)
     assert cfg.voice.first_clause_words == 2

@@ -42,13 +42,15 @@ def test_the_bench_lines_for_a_log_read_in_80_columns():
     result["turn_taking"] = {
         "clips": {"paused": 10, "finished": 10},
         "silence": {"cut_ins": 10, "commit": {"p50": 0.448}, "commit_with_models_p50": 0.9},
+        "smart_turn_alone": {"cut_ins": 5, "commit": {"p50": 1.5}, "commit_with_models_p50": 1.95},
         "smart_turn": {"cut_ins": 4, "commit": {"p50": 0.128}, "commit_with_models_p50": 0.6},
     }
     lines = bench_lines(result) + turn_taking_lines(result["turn_taking"])
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     row = next(line for line in lines if line.startswith("chat -> first audio"))
     assert "150 ms" in row and "250 ms" in row and "450 ms" in row and "3.00x" in row
-    assert any("false cut-ins  4/10" in line for line in lines)
+    assert any("smart_turn " in line and "false cut-ins  4/10" in line for line in lines)
+    assert any("smart_turn alone" in line and "false cut-ins  5/10" in line for line in lines)
 
 
 # --- the scenario through a session: scripted model, a voice that speaks slowly -------------

@@ -134,10 +134,36 @@ def test_the_detector_is_asked_once_at_the_short_pause_not_again_at_the_endpoint
     assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited: not over
 
 
-def test_a_word_or_two_is_never_a_finished_turn_whatever_the_detector_says():
+@pytest.mark.parametrize("text", ["Miko.", "The best part about this game is...", "So the next boss is…"])
+def test_a_word_or_two_or_words_that_trail_off_are_never_a_finished_turn_whatever_the_detector_says(text):
     turn = ScriptedTurn(0.99)
-    (u,) = hear(np.concatenate([silence(0.5), tone(0.6), silence(3.0)]), text="Miko.", turn=turn, turn_wait_ms=1500)
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.6), silence(3.0)]), text=text, turn=turn, turn_wait_ms=1500)
     assert 1.4 <= u.t_endpoint - u.t_end <= 1.6  # waited for the rest of the sentence
+
+
+def test_where_the_detector_is_unsure_a_whole_sentence_ends_the_turn_at_the_short_pause():
+    # 0.3: unsure (between turn_unsure 0.2 and one half): the punctuation is asked
+    audio = np.concatenate([silence(0.5), tone(1.5), silence(2.0)])
+    (u,) = hear(audio, turn=ScriptedTurn(0.3), turn_wait_ms=1500, turn_unsure=0.2)
+    assert u.t_endpoint - u.t_end < 0.25
+    # the same verdict with the detector alone (turn_unsure at one half): it waits
+    (u,) = hear(audio, turn=ScriptedTurn(0.3), turn_wait_ms=1500, turn_unsure=0.5)
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6
+
+
+@pytest.mark.parametrize(
+    "verdict, text",
+    [
+        (0.3, "okay chat so"),  # unsure, and the words are not a whole sentence
+        (0.3, "And then we go to the..."),  # Whisper's mark for speech that trails off
+        (0.3, "Miko."),  # a word or two is never a whole turn
+        (0.1, "Miko, what is the plan for tonight?"),  # sure it is not over: the punctuation is not asked
+    ],
+)
+def test_the_second_opinion_never_ends_a_turn_the_words_or_the_detector_say_goes_on(verdict, text):
+    audio = np.concatenate([silence(0.5), tone(1.5), silence(3.0)])
+    (u,) = hear(audio, text=text, turn=ScriptedTurn(verdict), turn_wait_ms=1500, turn_unsure=0.2)
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6
 
 
 def test_without_a_detector_the_punctuation_decides_as_before():

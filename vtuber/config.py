@@ -44,7 +44,10 @@ class ThreadsConfig:
     # the LLM on its own thread: 8.7 ms a token on 2 threads vs 13.5 on 1.
     llm_first_clause: int = 2
     llm_batch: int = 2
-    asr: int = 2
+    # Whisper tiny on one thread: 228-232 ms a spoken line against 261-283 ms on two (its
+    # matrices are small; measured alone on the 2-core machine), and the turn detector
+    # beside it gets the other core.
+    asr: int = 1
     tts: int = 2
 
 
@@ -127,9 +130,12 @@ class HearingConfig:
     early_answer: bool = True
     # End of turn by meaning: "smart_turn" (Smart Turn v3.2, inside the pipecat-ai wheel), "text"
     # (the transcript's punctuation), or "auto" (smart_turn when installed). An unfinished turn
-    # waits up to turn_wait_ms of silence for more.
+    # waits up to turn_wait_ms of silence for more. Where the detector is unsure (its probability
+    # that the turn is over at least turn_unsure, under one half), a whole sentence by the
+    # transcript's punctuation ends the turn (turn_unsure = 0.5: the detector alone decides).
     turn_detector: str = "auto"
     turn_wait_ms: int = 1500
+    turn_unsure: float = 0.2
     turn_threads: int = 1
     # Only audio while the push-to-talk button (dock, or a hotkey) is held is heard; letting go ends the turn.
     push_to_talk: bool = False
@@ -390,6 +396,7 @@ def validate(cfg: Config) -> Config:
         (0 <= cfg.hearing.continuation_ms <= 5000, "hearing.continuation_ms must be in [0, 5000]"),
         (cfg.hearing.turn_detector in ("auto", "smart_turn", "text"), "hearing.turn_detector must be auto, smart_turn or text"),
         (0 <= cfg.hearing.turn_wait_ms <= 10000, "hearing.turn_wait_ms must be in [0, 10000]"),
+        (0.0 <= cfg.hearing.turn_unsure <= 0.5, "hearing.turn_unsure must be in [0, 0.5]"),
         (1 <= cfg.hearing.turn_threads <= 64, "hearing.turn_threads must be in [1, 64]"),
         (cfg.director.queue_size >= 1, "director.queue_size must be >= 1"),
         (cfg.director.max_age_s > 0, "director.max_age_s must be > 0"),

@@ -207,6 +207,7 @@ class Session:
             early_answer=h.early_answer,
             turn=engine.turn,
             turn_wait_ms=h.turn_wait_ms,
+            turn_unsure=h.turn_unsure,
             push_to_talk=h.push_to_talk,
         )
         self.director.streamer_talking = lambda: self.hearing.streamer_talking

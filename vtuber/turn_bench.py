@@ -8,8 +8,10 @@ Whisper, and the turn detector where used) on the fast clock, in three ways:
 - `silence`: the endpoint alone (hangover_ms of silence ends the turn);
 - `punctuation`: today's default without a detector (a whole sentence by its transcript
   is answered at the short pause, an unfinished one waits continuation_ms);
-- `smart_turn`: the turn detector judges at the short pause (complete: at once;
-  incomplete: wait up to turn_wait_ms).
+- `smart_turn_alone`: the turn detector judges at the short pause (complete: at once;
+  incomplete: wait up to turn_wait_ms);
+- `smart_turn`: the same, with the punctuation as a second opinion where the detector
+  is unsure (`hearing.turn_unsure`): the default.
 
 A false cut-in is an utterance sent during a mid-sentence pause (the co-host would start
 answering half a sentence); `commit` is speech end -> utterance sent, on finished sentences.
@@ -113,7 +115,7 @@ def word_gap(audio: np.ndarray, near: float, search_s: float = 0.2) -> int:
     return lo + int(np.argmin(energy))
 
 
-MODES = ("silence", "punctuation", "smart_turn")
+MODES = ("silence", "punctuation", "smart_turn_alone", "smart_turn")
 
 
 def _hearing_kwargs(engine, mode: str) -> dict:
@@ -123,7 +125,15 @@ def _hearing_kwargs(engine, mode: str) -> dict:
         return {**kw, "early_answer": False, "continuation_ms": 0}
     if mode == "punctuation":
         return {**kw, "early_answer": True, "continuation_ms": h.continuation_ms}
-    return {**kw, "early_answer": True, "continuation_ms": h.continuation_ms, "turn": engine.turn, "turn_wait_ms": h.turn_wait_ms}
+    unsure = 0.5 if mode == "smart_turn_alone" else h.turn_unsure
+    return {
+        **kw,
+        "early_answer": True,
+        "continuation_ms": h.continuation_ms,
+        "turn": engine.turn,
+        "turn_wait_ms": h.turn_wait_ms,
+        "turn_unsure": unsure,
+    }
 
 
 class _FrameClock(Clock):
@@ -186,7 +196,7 @@ def run_turn_bench(engine, clips: list[PauseClip], progress=lambda msg: None) ->
     progress("end of turn: model times on the finished sentences")
     out["model_s"] = times = model_times(engine, clips)
     for mode in MODES:
-        if mode == "smart_turn" and engine.turn is None:
+        if mode.startswith("smart_turn") and engine.turn is None:
             continue
         progress(f"end of turn: {len(clips)} recorded turns, {mode}")
         cut_ins, commit, missed = [], [], 0
@@ -201,7 +211,7 @@ def run_turn_bench(engine, clips: list[PauseClip], progress=lambda msg: None) ->
                 missed += 1
         # the models run side by side at the short pause: the slower one is what is waited for
         models = times["asr"].get("p50", 0.0)
-        if mode == "smart_turn":
+        if mode.startswith("smart_turn"):
             models = max(models, times["turn"].get("p50", 0.0))
         out[mode] = {
             "cut_ins": len(cut_ins),

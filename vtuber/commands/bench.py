@@ -127,7 +127,8 @@ def bench_lines(result: dict) -> list[str]:
     def row(label, d, base=None):
         if d:
             cells = "".join(f"{d[k] * 1000:>5.0f} ms" for k in ("p50", "p95", "max"))
-            vs = f"{base['p50'] * 1000:>5.0f} ms{base['p50'] / d['p50']:>6.2f}x" if base and d["p50"] else ""
+            ratio = base["p50"] / d["p50"] if base and d["p50"] else None
+            vs = f"{base['p50'] * 1000:>5.0f} ms{ratio:>7.{2 if ratio < 100 else 0}f}x" if ratio is not None else ""
             out.append(f"{label[:30]:<30}{cells}{vs}")
 
     for kind, label in (("chat", "chat -> first audio"), ("speech", "speech end -> first audio")):
@@ -146,14 +147,14 @@ def turn_taking_lines(tt: dict | None) -> list[str]:
         return []
     c = tt["clips"]
     out = [f"end of turn: {c['paused']} mid-sentence pauses, {c['finished']} finished sentences (Piper)"]
-    for mode in ("silence", "punctuation", "smart_turn"):
+    for mode in ("silence", "punctuation", "smart_turn_alone", "smart_turn"):
         r = tt.get(mode)
         if r:
             commit = r["commit"]
             with_models = r.get("commit_with_models_p50")
             extra = f" (+models {with_models * 1000:.0f})" if with_models is not None else ""
             out.append(
-                f"  {mode:<12} false cut-ins {r['cut_ins']:>2}/{c['paused']}, "
+                f"  {mode.replace('_alone', ' alone'):<16} false cut-ins {r['cut_ins']:>2}/{c['paused']}, "
                 f"end -> sent p50 {commit.get('p50', 0) * 1000:.0f} ms{extra}"
             )
     return out

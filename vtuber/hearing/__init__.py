@@ -18,7 +18,9 @@ Endpointing is speculative twice over:
   ASR: over (`turn_done`) -> the turn goes out at once; not over -> it waits through the
   pause, up to `turn_wait_ms` of silence, and is heard whole if they go on. (Asked again
   after the whole 448 ms pause, the model calls most mid-sentence pauses over: a long
-  silence is what it learned an ended turn sounds like.)
+  silence is what it learned an ended turn sounds like.) When it is unsure (a probability
+  between `turn_unsure` and `turn_done`), the transcript's punctuation is the second
+  opinion: a whole sentence ends the turn, anything else waits.
 - Push-to-talk (`push_to_talk`): only audio while the button is held is heard, and
   letting go ends the turn at once (`talk(pressed)`, from the dock or a hotkey).
 - `SpeechStarted` comes after `onset_ms` of voice (barge-in acts on it), sooner than
@@ -107,6 +109,7 @@ class Hearing:
         turn_wait_ms: int = 1500,
         push_to_talk: bool = False,
         turn_done: float = 0.5,
+        turn_unsure: float = 0.5,
     ):
         self.vad = vad
         self.endpointer = endpointer
@@ -127,6 +130,7 @@ class Hearing:
         # over) runs on its own worker beside ASR, so its verdict is ready with the transcript.
         self.turn = turn
         self.turn_done = turn_done
+        self.turn_unsure = min(turn_unsure, turn_done)
         self.turn_wait = turn_wait_ms / 1000
         self._turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn") if turn else None
         self.push_to_talk = push_to_talk
@@ -287,12 +291,18 @@ class Hearing:
             self.clock.end_work()
 
     def _finished(self, text: str, p_over: float | None) -> bool:
-        """Is the turn over? By the detector's probability when there is one, else by the
-        punctuation; never on a word or two ("Miko." is the streamer calling the co-host,
-        and the detector hears a lone name as a whole turn)."""
+        """Is the turn over? By the detector's probability when there is one, with the
+        punctuation as a second opinion when it is unsure; else by the punctuation alone.
+        Never on a word or two ("Miko." is the streamer calling the co-host, and the
+        detector hears a lone name as a whole turn), nor on words Whisper heard trail off
+        (the detector hears "The best part about this game is..." as over, at 0.83)."""
         if p_over is None:
             return _complete(text)
-        return p_over >= self.turn_done and len(text.split()) >= _MIN_WORDS
+        if len(text.split()) < _MIN_WORDS or _trails_off(text):
+            return False  # Whisper heard the voice trail off ("And the best part is..."): more is coming
+        if p_over >= self.turn_done:
+            return True
+        return p_over >= self.turn_unsure and _complete(text)
 
     def _judge(self, seg: Segment) -> asyncio.Task:
         """The turn detector's verdict on the utterance so far, in its own worker."""
@@ -303,7 +313,7 @@ class Hearing:
         try:
             loop = asyncio.get_running_loop()
             p = float(await loop.run_in_executor(self._turn_executor, self.turn.probability, seg.audio))
-            self.counters["turn_complete" if p >= self.turn_done else "turn_incomplete"] += 1
+            self.counters["turn_complete" if p >= self.turn_done else "turn_unsure" if p >= self.turn_unsure else "turn_incomplete"] += 1
             return p
         finally:
             self.clock.end_work()
@@ -411,8 +421,12 @@ def _complete(text: str) -> bool:
     """Does this transcript sound finished? It ends a sentence and is more than a
     word or two ("Miko." is the streamer calling the co-host, not a whole request)."""
     t = text.rstrip()
-    trailing_off = t.endswith(("...", "…"))  # Whisper's mark for speech that trails off
-    return t.endswith(_SENTENCE_END) and not trailing_off and len(t.split()) >= _MIN_WORDS
+    return t.endswith(_SENTENCE_END) and not _trails_off(t) and len(t.split()) >= _MIN_WORDS
+
+
+def _trails_off(text: str) -> bool:
+    """Whisper's mark for speech that trails off, mid-sentence ("So the next boss is...")."""
+    return text.rstrip().endswith(("...", "…"))
 
 
 def _join(a: Segment, b: Segment) -> Segment:
