@@ -20,7 +20,7 @@ for floor, names in enumerate(
     [
         # 0: foundations: no room of the co-host in them
         ["__init__", "errors", "paths", "clock", "events", "config", "tokens", "door", "audio", "text",
-         "resilience", "ports", "devices", "out_folder", "wyoming_client", "wyoming", "heap"],
+         "resilience", "ports", "devices", "out_folder", "wyoming_client", "wyoming", "heap", "cpu"],
         # 1: the rooms, each a stage of the flow (providers live in their room)
         ["sources", "hearing", "director", "mind", "voice", "outputs", "safety", "memory", "plugins", "facts",
          "language"],

