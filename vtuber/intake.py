@@ -23,11 +23,11 @@ from vtuber.safety import ChatFilter
 
 
 # Twitch's global cheermote prefixes (a prefix and the bits it carries: "Cheer100", "Kappa50").
-CHEERMOTES = (
+CHEERMOTES = frozenset(
     "cheer doodlecheer biblethump cheerwhal corgo scoops uni showlove party seemsgood pride kappa "
     "frankerz heyguys dansgame elegiggle trihard kreygasm 4head swiftrage notlikethis failfish "
-    "vohiyo pjsalt mrdestructoid bday ripcheer shamrock bitboss streamlabs muxy holidaycheer goal anon charity"
-).split()
+    "vohiyo pjsalt mrdestructoid bday ripcheer shamrock bitboss streamlabs muxy holidaycheer goal anon charity".split()
+)
 _CHEER_TOKEN = re.compile(r"(?<!\S)([A-Za-z0-9]*?[A-Za-z])(\d+)(?!\S)")
 
 
