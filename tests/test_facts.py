@@ -329,6 +329,25 @@ def test_embeddings_choose_by_meaning(minilm):
     assert abs(float(np.linalg.norm(v[0])) - 1) < 1e-4 and v[0] @ v[1] > v[0] @ v[2] + 0.3
 
 
+def test_the_int8_layers_give_the_embeddings_of_float32_arithmetic(minilm):
+    """The layers' matrices are held as int8 (a quarter of the memory): the embeddings
+    stay within 0.995 cosine of the float32 weights read straight from the file (0.9995
+    on a typical line; 0.996 on "lol")."""
+    from vtuber.mind.embed import MiniLM, find_model, read_safetensors
+
+    class Float32(MiniLM):
+        def _dense(self, x, name):
+            return x @ self.f32[self.prefix + name + ".weight"].T + self._p(name + ".bias")
+
+    ref = Float32(find_model())
+    ref.f32 = read_safetensors(find_model() / "model.safetensors")
+    assert all(q.dtype == np.int8 for q, _ in minilm.q8.values()) and len(minilm.q8) == 6 * 6
+    assert not any(name in minilm.w for name in minilm.q8)  # no float32 copy kept beside them
+    texts = [*miko().facts, "what are you drinking?", "is Sam any good at this game", "lol", "ㅋㅋ 안녕하세요"]
+    cos = (minilm.encode(texts) * ref.encode(texts)).sum(axis=1)
+    assert cos.min() > 0.995 and float(np.median(cos)) > 0.999
+
+
 def test_a_category_change_from_the_platform_updates_the_game_fact():
     from stream_helpers import scripted_session
 

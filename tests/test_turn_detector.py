@@ -7,6 +7,7 @@ real Smart Turn v3.2 on speech Piper makes."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -54,13 +55,13 @@ def silence(s):
     return np.zeros(int(s * RATE), np.float32)
 
 
-def hear(audio, text="Miko, what is the plan for tonight?", presses=(), **kw):
+def hear(audio, text="Miko, what is the plan for tonight?", presses=(), asr=None, counters=None, **kw):
     """Utterances and retractions heard in `audio`; `presses`: (t, pressed) push-to-talk changes."""
     events = []
 
     async def run():
         clock = FastClock()
-        hearing = Hearing(EnergyVAD(), Endpointer(), ScriptedASR(text), clock, events.append, **kw)
+        hearing = Hearing(EnergyVAD(), Endpointer(), asr or ScriptedASR(text), clock, events.append, **kw)
         clock.start()
         pending = sorted(presses)
 
@@ -72,6 +73,8 @@ def hear(audio, text="Miko, what is the plan for tonight?", presses=(), **kw):
         await WavReplaySource(audio).run(clock, feed)
         await hearing.drain()
         hearing.close()
+        if counters is not None:
+            counters.update(hearing.counters)
 
     asyncio.run(run())
     return [e for e in events if isinstance(e, (Utterance, UtteranceRetracted))]
@@ -187,6 +190,94 @@ def test_push_to_talk_hears_only_while_held_and_letting_go_ends_the_turn():
 def test_push_to_talk_with_the_button_never_pressed_hears_nothing():
     audio = np.concatenate([tone(1.0), silence(1.0)])
     assert hear(audio, push_to_talk=True) == []
+
+
+# --- short fragments: Whisper's costliest calls ------------------------------------------
+
+
+class SlowShortASR(ScriptedASR):
+    """A recogniser that says audio under 1.5 s is its costliest (as Whisper's whole window
+    is); logs each call's length beside the detector's verdicts in `log`."""
+
+    slow_under_s = 1.5
+
+    def __init__(self, text, log):
+        super().__init__(text)
+        self.log = log
+        self.heard: list[float] = []
+
+    def transcribe(self, audio):
+        self.heard.append(len(audio) / RATE)
+        self.log.append("asr")
+        return self.text
+
+
+class LoggedTurn(ScriptedTurn):
+    """Logs each verdict as it is given; with `wait_for`, holds its verdict until that event
+    is set (or `hold_s` passes): did the transcription start without waiting for it?"""
+
+    def __init__(self, *verdicts, log, wait_for=None, hold_s=0.5):
+        super().__init__(*verdicts)
+        self.log, self.wait_for, self.hold_s = log, wait_for, hold_s
+        self.saw_asr: list[bool] = []
+
+    def probability(self, audio):
+        if self.wait_for is not None:
+            self.saw_asr.append(self.wait_for(self.hold_s))
+        p = super().probability(audio)
+        self.log.append("turn")
+        return p
+
+
+def test_a_short_fragment_heard_as_unfinished_is_never_transcribed_when_the_streamer_goes_on():
+    # "Miko," (0.6 s), a 300 ms pause (past the short pause, short of the endpoint), then the rest.
+    audio = np.concatenate([silence(0.5), tone(0.6), silence(0.3), tone(1.2), silence(2.5)])
+    log, counters = [], Counter()
+    asr = SlowShortASR("Miko, what is the plan for tonight?", log)
+    (u,) = hear(audio, asr=asr, turn=LoggedTurn(0.1, 0.95, log=log), turn_wait_ms=1500, counters=counters)
+    assert asr.heard == [pytest.approx(u.t_end - u.t_start, abs=0.4)] and asr.heard[0] > 1.5  # once: the whole
+    assert counters["short_asr_spared"] == 1
+    # A recogniser with no such cost is asked at the short pause too: the fragment, then the whole.
+    plain = ScriptedASR("Miko, what is the plan for tonight?")
+    calls = []
+    plain.transcribe = lambda audio: calls.append(len(audio) / RATE) or plain.text
+    hear(audio, asr=plain, turn=ScriptedTurn(0.1, 0.95), turn_wait_ms=1500)
+    assert len(calls) == 2 and calls[0] < 1.5
+
+
+def test_a_short_fragment_heard_as_over_is_transcribed_after_the_verdict_and_answered_at_the_short_pause():
+    log = []
+    asr = SlowShortASR("Be right back.", log)
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.8), silence(2.0)]), asr=asr, turn=LoggedTurn(0.95, log=log))
+    assert u.text == "Be right back."
+    assert u.t_endpoint - u.t_end < 0.25  # at the short pause
+    assert log == ["turn", "asr"]  # one after the other: their working memory never adds up
+
+
+def test_a_short_fragment_heard_as_unfinished_is_transcribed_at_the_endpoint_and_sent_after_the_wait():
+    log = []
+    asr = SlowShortASR("Thank you chat.", log)
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.8), silence(3.0)]), asr=asr, turn=LoggedTurn(0.1, log=log), turn_wait_ms=1500)
+    assert u.text == "Thank you chat."
+    assert 1.4 <= u.t_endpoint - u.t_end <= 1.6
+    assert log == ["turn", "asr"] and len(asr.heard) == 1
+
+
+@pytest.mark.parametrize("seconds, beside", [(2.0, True), (0.8, False)])
+def test_a_longer_segment_is_transcribed_beside_the_verdict_a_short_one_after_it(seconds, beside):
+    import threading
+
+    started = threading.Event()
+    log = []
+
+    class Signalling(SlowShortASR):
+        def transcribe(self, audio):
+            started.set()
+            return super().transcribe(audio)
+
+    turn = LoggedTurn(0.95, log=log, wait_for=started.wait, hold_s=0.5)
+    hear(np.concatenate([silence(0.5), tone(seconds), silence(2.0)]), asr=Signalling("Be right back now.", log), turn=turn)
+    assert turn.saw_asr[0] is beside
 
 
 # --- features and the real model --------------------------------------------------------

@@ -41,7 +41,9 @@ class SpeechToText(Protocol):
     """Hears one endpointed utterance (16 kHz mono float32) at a time.
 
     `prompt` and `names` bias recognition toward the persona's and the streamer's names;
-    the hearing stage and a persona switch set them."""
+    the hearing stage and a persona switch set them. A recogniser may also say, as
+    `slow_under_s`, under how many seconds of audio it is at its slowest and largest
+    (Whisper's whole 30 s window): the hearing stage spares it such fragments where it can."""
 
     prompt: str
     names: list[str]

@@ -164,9 +164,7 @@ async def _hear(engine, clip: PauseClip, mode: str) -> list[Utterance]:
         for i in range(0, len(clip.audio) - FRAME + 1, FRAME):
             clock.t = (i + FRAME) / HEARING_RATE
             hearing.feed(AudioFrame(samples=clip.audio[i : i + FRAME], t=i / HEARING_RATE))
-            while hearing._tasks:  # every model call done before the next frame is heard
-                await asyncio.gather(*list(hearing._tasks), return_exceptions=True)
-                await asyncio.sleep(0)
+            await hearing.settle()  # every model call done before the next frame is heard
         await hearing.drain()
     finally:
         hearing.close()

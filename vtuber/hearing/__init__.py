@@ -21,6 +21,13 @@ Endpointing is speculative twice over:
   silence is what it learned an ended turn sounds like.) When it is unsure (a probability
   between `turn_unsure` and `turn_done`), the transcript's punctuation is the second
   opinion: a whole sentence ends the turn, anything else waits.
+- A short fragment costs Whisper the most: under `slow_under_s` (1.5 s) the ASR needs its
+  whole 30 s window (about 700 ms and 80-95 MiB for a second of audio, against ~200 ms and
+  ~10 MiB for a longer line), which is most often "Miko," before the streamer goes on. With
+  a turn detector, such a fragment is transcribed after its verdict, not beside it (their
+  working memory never adds up), and only when the verdict leaves the turn possibly over; a
+  fragment it hears as unfinished waits for the endpoint, and is never transcribed at all
+  when the streamer goes on (counted as "short_asr_spared").
 - Push-to-talk (`push_to_talk`): only audio while the button is held is heard, and
   letting go ends the turn at once (`talk(pressed)`, from the dock or a hotkey).
 - `SpeechStarted` comes after `onset_ms` of voice (barge-in acts on it), sooner than
@@ -82,6 +89,7 @@ class _Speculation:
     segment: Segment
     task: asyncio.Task
     verdict: asyncio.Task | None = None  # the turn detector's: how sure that the turn is over
+    gate: asyncio.Event | None = None  # set at the endpoint: a short fragment held back is needed now
     sent: Utterance | None = None  # sent early: a complete sentence at a short pause
     decided: bool = False  # judged early (sent, or dropped as a hallucination): not again
 
@@ -133,10 +141,14 @@ class Hearing:
         self.turn_unsure = min(turn_unsure, turn_done)
         self.turn_wait = turn_wait_ms / 1000
         self._turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn") if turn else None
+        # Audio shorter than this costs the ASR the most (see the module's note); 0: no such cost.
+        self.slow_under = int(float(getattr(asr, "slow_under_s", 0.0)) * RATE)
         self.push_to_talk = push_to_talk
         self._talk_pressed = False
         self._release = False  # the button was let go: the next frame ends the utterance
         self._tasks: set[asyncio.Task] = set()
+        self._gated: set[asyncio.Task] = set()  # short fragments' transcriptions waiting for the endpoint
+        self._parked: asyncio.Future | None = None  # `settle` is told when one starts waiting
         self._held: _Held | None = None
         self._prefix: Segment | None = None  # held audio the next segment continues
         self._spec: _Speculation | None = None
@@ -175,7 +187,7 @@ class Hearing:
             self._release = False
             started, segment = False, ep.close(now) if ep.in_speech else None
             if segment is not None:
-                self._spec = None
+                self._drop_spec()
                 if self._prefix is not None:
                     segment = _join(self._prefix, segment)
                     self._prefix = None
@@ -196,12 +208,14 @@ class Hearing:
             if silent == 0:
                 if self._spec is not None and self._spec.sent is not None:  # they went on
                     self.emit(UtteranceRetracted(self._spec.sent, self.clock.now()))
-                self._spec = None  # still talking: any speculative transcript is stale
+                self._drop_spec()  # still talking: any speculative transcript is stale
             elif silent == self.speculative_frames and self._spec is None:
                 seg = ep.snapshot(now)
                 if self._prefix is not None:
                     seg = _join(self._prefix, seg)
-                spec = self._spec = _Speculation(seg, self._asr(seg), self._judge(seg) if self.turn else None)
+                gate = asyncio.Event()
+                task, verdict = self._hear(seg, gate)
+                spec = self._spec = _Speculation(seg, task, verdict, gate)
                 if self.early_answer:
                     for task in (spec.task, spec.verdict):
                         if task is not None:
@@ -210,8 +224,13 @@ class Hearing:
             if self._prefix is not None:
                 segment = _join(self._prefix, segment)
                 self._prefix = None
-            spec, self._spec = self._spec, None
+            spec = self._spec
             same = spec is not None and spec.segment.t_end == segment.t_end and spec.segment.t_start == segment.t_start
+            if same:
+                self._spec = None
+                spec.gate.set()  # the endpoint: a fragment held back is needed now
+            else:
+                self._drop_spec()
             if same and spec.decided:
                 pass  # already answered (or dropped) at the short pause
             elif same:
@@ -220,7 +239,7 @@ class Hearing:
                 segment = Segment(spec.segment.audio, segment.t_start, segment.t_end, segment.t_endpoint)
                 self._conclude(segment, spec.task, spec.verdict)
             else:
-                self._conclude(segment, self._asr(segment), self._judge(segment) if self.turn else None)
+                self._conclude(segment, *self._hear(segment))
         held = self._held
         if held is not None and not ep.in_speech and not ep.onset_pending and now >= held.deadline:
             self._held = None
@@ -258,14 +277,51 @@ class Hearing:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
-    def _asr(self, seg: Segment) -> asyncio.Task:
-        self.clock.begin_work()
-        return self._track(self._run_asr(seg))
+    def _drop_spec(self) -> None:
+        """The speculation is stale (the streamer went on, or the input ended): a short
+        fragment's transcription still held back is not needed, ever."""
+        spec, self._spec = self._spec, None
+        if spec is not None and spec.gate is not None and not spec.gate.is_set() and not spec.task.done():
+            spec.task.cancel()
 
-    async def _run_asr(self, seg: Segment) -> Transcript:
+    def _hear(self, seg: Segment, gate: asyncio.Event | None = None) -> tuple[asyncio.Task, asyncio.Task | None]:
+        """Transcription and the detector's verdict for a segment. Beside each other, except
+        for a short segment (see the module's note): its transcription waits for the verdict
+        and, with a `gate` (at the short pause), for the endpoint when the verdict is "not over"."""
+        verdict = self._judge(seg) if self.turn else None
+        if verdict is None or len(seg.audio) >= self.slow_under:
+            return self._asr(seg), verdict
+        return self._asr(seg, after=verdict, gate=gate), verdict
+
+    def _asr(self, seg: Segment, after: asyncio.Task | None = None, gate: asyncio.Event | None = None) -> asyncio.Task:
+        self.clock.begin_work()
+        return self._track(self._run_asr(seg, after, gate))
+
+    async def _run_asr(self, seg: Segment, after: asyncio.Task | None = None, gate: asyncio.Event | None = None) -> Transcript:
         """The segment's transcript, within a deadline: an ASR that hangs or crashes drops
-        this utterance (with a reason) and never holds the director or the next one."""
+        this utterance (with a reason) and never holds the director or the next one.
+        `after`: the detector's verdict to wait for first; `gate`: when that verdict is
+        "not over", wait for it too (a stale speculation is cancelled while it waits)."""
         try:
+            if after is not None:
+                try:
+                    p_over = await asyncio.shield(after)  # a dropped speculation leaves the verdict be
+                except Exception:  # noqa: BLE001 - no verdict: transcribe as without one
+                    p_over = None
+                if gate is not None and p_over is not None and p_over < self.turn_unsure and not gate.is_set():
+                    self.clock.end_work()  # waiting on the streamer, not working: the fast clock may go on
+                    me = asyncio.current_task()
+                    self._gated.add(me)
+                    if self._parked is not None and not self._parked.done():
+                        self._parked.set_result(None)  # `settle` need not wait for this one
+                    try:
+                        await gate.wait()
+                    except asyncio.CancelledError:
+                        self.counters["short_asr_spared"] += 1
+                        raise
+                    finally:
+                        self._gated.discard(me)
+                        self.clock.begin_work()
             loop = asyncio.get_running_loop()
             hear = getattr(self.asr, "hear", None)
             if hear is not None:
@@ -341,7 +397,7 @@ class Hearing:
                 # by the joined utterance.
                 if self._prefix is None:
                     self._prefix = seg
-                    self._spec = None  # it was taken without this prefix
+                    self._drop_spec()  # it was taken without this prefix
                 return
             if finished:
                 self._send(seg, transcript, t_done, t_endpoint=seg.t_endpoint)
@@ -396,15 +452,25 @@ class Hearing:
             self.counters["mic_lost"] += 1
         ep.reset()
         self.vad.reset()
-        self._spec = None
+        self._drop_spec()
         self._prefix = None
         self._last_onset = float("-inf")
         if self._held is not None:
             held, self._held = self._held, None
             self._send(held.segment, held.transcript, held.t_asr_done, t_endpoint=max(held.deadline, held.t_asr_done))
 
+    async def settle(self) -> None:
+        """Every model call started so far is done (a short fragment held back for the
+        endpoint is not a call: see the module's note)."""
+        while busy := self._tasks - self._gated:
+            self._parked = asyncio.get_running_loop().create_future()
+            await asyncio.wait([*busy, self._parked], return_when=asyncio.FIRST_COMPLETED)
+            self._parked = None
+        await asyncio.sleep(0)
+
     async def drain(self) -> None:
         """End of input: finish transcriptions and send whatever is still held."""
+        self._drop_spec()  # no endpoint will come for it
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._held is not None:

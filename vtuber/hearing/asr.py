@@ -174,6 +174,9 @@ class WhisperASR:
         self.prompt = prompt.strip()
         self.names = list(names)  # corrected by sound (only proper names: common words would be mangled)
         self.redecoded = 0  # short-window transcripts decoded again on the full window
+        # Under this the whole 30 s window is encoded (~700 ms, +80-95 MiB a call on 2 cores):
+        # the hearing stage transcribes such fragments only when needed (vtuber.hearing).
+        self.slow_under_s = SHORT_WINDOW_MIN_AUDIO_S
 
     def transcribe(self, audio: np.ndarray) -> str:
         """The text alone, windows Whisper calls silent left out (faster-whisper's default)."""

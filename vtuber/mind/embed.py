@@ -6,6 +6,13 @@ weights are one float32 safetensors file and a `tokenizers` tokenizer; this modu
 reads both and runs the six BERT layers with numpy (mean pooling, unit length, as
 sentence-transformers does). A short chat line takes a few milliseconds on one core.
 
+The layers' weight matrices are held as int8 with a scale per output (read from the
+float32 file at load, which then stays on disk): 11 MiB resident instead of 43 MiB, for
+embeddings within 0.9995 cosine of float32's on a typical line (0.996 on "lol"), the
+same facts chosen (`vtuber quality --retrieval`), and a line encoded faster (7 against
+12 ms). Each product widens its matrix back to float32 for the call; the embedding
+tables stay float32, read in place from the file.
+
 `MiniLM.load()` finds the package; `None` from `find_model()` means it is not installed,
 and the facts fall back to keyword (BM25) scoring.
 """
@@ -60,6 +67,15 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 (outputs x inputs) matrix as int8 (inputs x outputs, for x @ q) and a
+    float32 scale per output (symmetric, the largest weight of each output at 127)."""
+    scale = np.abs(w).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.rint(w / scale[:, None]).astype(np.int8)
+    return np.ascontiguousarray(q.T), scale.astype(np.float32)
+
+
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
@@ -92,8 +108,16 @@ class MiniLM:
         self.heads = int(cfg["num_attention_heads"])
         self.layers = int(cfg["num_hidden_layers"])
         self.eps = float(cfg.get("layer_norm_eps", 1e-12))
-        self.w = read_safetensors(folder / "model.safetensors")
+        # name -> (int8 matrix, inputs x outputs; float32 scale per output): see the module's note.
+        # Read through a mapping of its own, unmapped after: its float32 pages leave the process.
+        full = read_safetensors(folder / "model.safetensors")
+        self.q8 = {name: _quantize(w) for name, w in full.items() if name.endswith(".weight") and w.ndim == 2 and ".layer." in name}
+        del full
+        self.w = {name: w for name, w in read_safetensors(folder / "model.safetensors").items() if name not in self.q8}
         self.prefix = "bert." if "bert.embeddings.word_embeddings.weight" in self.w else ""
+        # One float32 matrix widened at a time, always into this buffer (encodes are one at a
+        # time, under `lock`): a fresh 2.4 MiB array per product was page faults, 7 -> 33 ms a line.
+        self._wide = np.empty(max(q.size for q, _ in self.q8.values()), np.float32)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -107,6 +131,13 @@ class MiniLM:
 
     def _p(self, name: str) -> np.ndarray:
         return self.w[self.prefix + name]
+
+    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
+        """x @ W.T + b for one of the layers' int8 matrices."""
+        q, scale = self.q8[self.prefix + name + ".weight"]
+        w = self._wide[: q.size].reshape(q.shape)
+        np.copyto(w, q, casting="unsafe")
+        return (x @ w) * scale + self._p(name + ".bias")
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text (texts are encoded one at a time: they
@@ -129,18 +160,18 @@ class MiniLM:
         d = x.shape[1] // h
         for i in range(self.layers):
             pre = f"encoder.layer.{i}."
-            q = x @ p(pre + "attention.self.query.weight").T + p(pre + "attention.self.query.bias")
-            k = x @ p(pre + "attention.self.key.weight").T + p(pre + "attention.self.key.bias")
-            v = x @ p(pre + "attention.self.value.weight").T + p(pre + "attention.self.value.bias")
+            q = self._dense(x, pre + "attention.self.query")
+            k = self._dense(x, pre + "attention.self.key")
+            v = self._dense(x, pre + "attention.self.value")
             q, k, v = (m.reshape(n, h, d).transpose(1, 0, 2) for m in (q, k, v))
             att = q @ k.transpose(0, 2, 1) / math.sqrt(d)
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
             ctx = (att @ v).transpose(1, 0, 2).reshape(n, h * d)
-            out = ctx @ p(pre + "attention.output.dense.weight").T + p(pre + "attention.output.dense.bias")
+            out = self._dense(ctx, pre + "attention.output.dense")
             x = _layer_norm(x + out, p(pre + "attention.output.LayerNorm.weight"), p(pre + "attention.output.LayerNorm.bias"), self.eps)
-            mid = _gelu(x @ p(pre + "intermediate.dense.weight").T + p(pre + "intermediate.dense.bias"))
-            out = mid @ p(pre + "output.dense.weight").T + p(pre + "output.dense.bias")
+            mid = _gelu(self._dense(x, pre + "intermediate.dense"))
+            out = self._dense(mid, pre + "output.dense")
             x = _layer_norm(x + out, p(pre + "output.LayerNorm.weight"), p(pre + "output.LayerNorm.bias"), self.eps)
         v = x.mean(0)
         return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
