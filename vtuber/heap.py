@@ -12,8 +12,10 @@ new peak starts from higher up. Two things hold it down:
   free pages back to the system, 6-10 ms on a thread of its own. Over the bench's sixteen
   turns the RSS at the end went from ~637 to ~512 MiB and the peak from ~677 to ~640 MiB
   (the streaming run alone, back to back); `vtuber bench`'s peak from 639-652 to 615-622 MiB.
-  What is left of the peak is the first transcription's working memory (Whisper grows by
-  ~55 MiB at its first call for good, and ~40 MiB more while it runs).
+  The peak was then Whisper's whole 30 s window (lines under 1.5 s): its attention takes
+  75-95 MiB for the call. Such a call now starts with a `trim()` (vtuber.hearing.asr), runs
+  after the turn detector rather than beside it, and is spared on a fragment the detector
+  hears as unfinished (vtuber.hearing): the bench's peak 632-645 -> ~612 MiB.
 
 Both do nothing outside glibc (the allocator there is not glibc's).
 """
