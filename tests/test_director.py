@@ -490,6 +490,52 @@ async def test_in_a_busy_chat_ordinary_chat_older_than_busy_max_age_is_passed_ov
     assert d.counters["dropped_passed over"] == 1 and d.balance()["adds_up"]
 
 
+async def test_a_reply_that_starts_while_a_mention_waits_is_wrapped_up_too():
+    # The streamer talked over a mention: their utterance is answered first (speech before
+    # chat), and that reply, started after the mention came, ends at its clause for it.
+    clock = ManualClock(10.0)
+    d = Director(DirectorConfig(wrap_up_after_s=2.0, min_gap_s=0.0), clock, [].append, persona_name="Miko")
+    asked: list[str] = []
+    busy = {"until": 10.0}  # nothing playing when the mention comes: nothing to wrap up then
+
+    def wrap_up(why):
+        asked.append(why)
+        busy["until"] = clock.t  # the clause being heard was its last
+        d.poke()
+        return True
+
+    d.wrap_up = wrap_up
+    d.speaker_busy_until = lambda: busy["until"]
+    d.submit(chat("Miko, are you there?", 10.0, "fan"))
+    d.submit(speech("okay chat let me tell you about this boss", 10.0))
+    assert asked == []
+    first = await d.next_turn()
+    assert first.kind == "speech"
+    busy["until"] = 17.0  # her answer to the streamer: 7 s of audio queued
+    d.done()
+    second = await asyncio.wait_for(d.next_turn(), 5)
+    assert asked == ["mention"] and second.user == "fan"
+    assert d.counters["wrapped_up"] == 1
+
+
+async def test_without_urgent_chat_a_long_reply_plays_whole():
+    clock = ManualClock(10.0)
+    d = Director(DirectorConfig(wrap_up_after_s=2.0), clock, [].append, persona_name="Miko")
+    asked: list[str] = []
+    d.wrap_up = lambda why: asked.append(why) or True
+    busy = {"until": 10.0}
+    d.speaker_busy_until = lambda: busy["until"]
+    d.submit(chat("nice run", 10.0, "plain"))
+    d.submit(speech("okay chat let me tell you about this boss", 10.0))
+    assert (await d.next_turn()).kind == "speech"
+    busy["until"] = 17.0  # her answer to the streamer: 7 s of audio queued
+    d.done()
+    waiting = asyncio.ensure_future(d.next_turn())
+    await asyncio.sleep(0.3)
+    assert asked == [] and not waiting.done()  # it waits for the speaker, wrapping nothing up
+    waiting.cancel()
+
+
 async def test_the_last_message_waiting_is_answered_however_old_it_is():
     clock = ManualClock(20.0)
     d = Director(DirectorConfig(busy_max_age_s=5.0), clock, [].append)

@@ -81,3 +81,20 @@ def test_a_paid_messages_own_answer_is_never_wrapped_up():
     paid, mention = run(s, script)
     assert paid.heard_text == LONG and mention.user == "fan"
     assert s.director.counters["wrapped_up"] == 0
+
+
+def test_her_answer_to_the_streamer_who_talked_over_a_mention_is_wrapped_up_for_it():
+    # The streamer's line and a mention at once: the streamer is answered first (speech
+    # before chat), so nothing plays when the mention comes and there is nothing to wrap up
+    # on arrival. Once that long answer plays (more than wrap_up_after_s queued) while the
+    # mention still waits, it ends at its clause. (Before, the mention waited for all of it:
+    # 10 s here, and in the bench's live load 9 s.)
+    from vtuber.events import Utterance
+
+    s = session()
+    said = Utterance("okay chat, what should we do about this boss?", 0.0, 0.4, 0.45, 0.5, 0.5)
+    first, mention = run(s, [said, ChatMessage("fan", "Miko hi!", 0.5, id="m")])
+    assert first.kind == "speech" and mention.user == "fan"
+    assert first.heard_text and len(first.heard_text) < len(LONG) and not first.cut_short
+    assert mention.t_first_heard - mention.t_input < 5.0
+    assert s.director.counters["wrapped_up"] == 1 and s.director.balance()["adds_up"]

@@ -31,7 +31,9 @@ Counters add up: received = answered + cut_short + merged + batched + commands +
 
 Urgent input (a paid message, a mention of the persona) arriving while a long reply
 plays calls `wrap_up(reason)` (set by the session): the reply ends after the clause being
-heard, so the payment is heard within seconds, not after the whole reply.
+heard, so the payment is heard within seconds, not after the whole reply. The same rule is
+asked again while it waits (every `URGENT_LOOK_S`): a reply that started after it (her
+answer to the streamer, who talked over the mention) is wrapped up too.
 
 Pacing: while the streamer is talking nothing else is picked (their utterance is
 answered next). While the speaker is still playing earlier replies, the next input is picked
@@ -72,6 +74,9 @@ from vtuber.events import (
 )
 from vtuber.text import fold
 
+# While urgent chat waits behind a busy speaker, the director looks this often whether a
+# reply that started since must be wrapped up for it (`_wrap_for_urgent`).
+URGENT_LOOK_S = 0.25
 PAID_QUEUE_FACTOR = 4  # payments may queue up to this many times director.queue_size
 log = logging.getLogger("vtuber.director")
 
@@ -250,10 +255,29 @@ class Director:
             (self._speech if kind == "speech" else self._lines).append((event, now))
         self._update_hold()
         self._ready.set()
-        if kind == "chat" and self.wrap_up is not None and self.urgent(event) and self.cfg.wrap_up_after_s > 0:
-            busy = self.speaker_busy_until() if self.speaker_busy_until is not None else now
-            if busy - now > self.cfg.wrap_up_after_s and self.wrap_up("paid" if self.paid_value(event) > 0 else "mention"):
-                self.counters["wrapped_up"] += 1
+        if kind == "chat" and self.urgent(event):
+            self._wrap_for_urgent(event)
+
+    def _wrap_for_urgent(self, arrived: ChatMessage | None = None) -> bool:
+        """Urgent chat waits and the speaker is busy for more than `wrap_up_after_s`: the
+        reply playing ends after the clause being heard (`wrap_up`). Asked when urgent chat
+        arrives and again while it waits: a reply that starts after it (her answer to the
+        streamer, who talked over it) is wrapped up too. The reason named is the arriving
+        message's kind, else "paid" when any payment waits. True if a reply was shortened."""
+        if self.wrap_up is None or self.cfg.wrap_up_after_s <= 0:
+            return False
+        urgent = [w.msg for w in self._chat if self.urgent(w.msg)]
+        if not urgent:
+            return False
+        now = self.clock.now()
+        busy = self.speaker_busy_until() if self.speaker_busy_until is not None else now
+        if busy - now <= self.cfg.wrap_up_after_s:
+            return False
+        paid = self.paid_value(arrived) > 0 if arrived is not None else any(self.paid_value(m) > 0 for m in urgent)
+        if self.wrap_up("paid" if paid else "mention"):
+            self.counters["wrapped_up"] += 1
+            return True
+        return False
 
     def _wait(self, msg: ChatMessage, now: float) -> _Waiting:
         return _Waiting(msg, now, normal_text(msg.text))
@@ -434,6 +458,10 @@ class Director:
                 t = self.clock.now() + 0.1
             else:
                 t = self._wait_until() if len(self) else None
+                if t is not None and self._wrap_for_urgent():
+                    continue  # the reply playing ends at its clause: look again
+                if t is not None and any(self.urgent(w.msg) for w in self._chat):
+                    t = min(t, self.clock.now() + URGENT_LOOK_S)  # a reply may start meanwhile
             if t is not None:
                 # The speaker is busy (or chat is paced): wait, holding no work.
                 self._waiting_for_speaker = True
