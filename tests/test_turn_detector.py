@@ -245,13 +245,23 @@ def test_a_short_fragment_heard_as_unfinished_is_never_transcribed_when_the_stre
     assert len(calls) == 2 and calls[0] < 1.5
 
 
-def test_a_short_fragment_heard_as_over_is_transcribed_after_the_verdict_and_answered_at_the_short_pause():
+def test_a_short_fragment_heard_as_over_is_transcribed_at_the_endpoint_after_the_verdict():
     log = []
     asr = SlowShortASR("Be right back.", log)
-    (u,) = hear(np.concatenate([silence(0.5), tone(0.8), silence(2.0)]), asr=asr, turn=LoggedTurn(0.95, log=log))
+    (u,) = hear(np.concatenate([silence(0.5), tone(0.8), silence(2.0)]), asr=asr, turn=LoggedTurn(0.95, log=log), turn_wait_ms=1500)
     assert u.text == "Be right back."
-    assert u.t_endpoint - u.t_end < 0.25  # at the short pause
+    assert 0.4 <= u.t_endpoint - u.t_end < 0.6  # at the endpoint (448 ms): not the short pause, not the turn wait
     assert log == ["turn", "asr"]  # one after the other: their working memory never adds up
+
+
+def test_a_short_name_heard_as_over_is_never_transcribed_when_the_streamer_goes_on():
+    # The detector hears a lone "Miko," as a finished turn: it is still not transcribed at the
+    # short pause, so the whole line's transcription never waits behind it.
+    audio = np.concatenate([silence(0.5), tone(0.6), silence(0.3), tone(1.2), silence(2.5)])
+    log, counters = [], Counter()
+    asr = SlowShortASR("Miko, what is the plan for tonight?", log)
+    hear(audio, asr=asr, turn=LoggedTurn(0.99, log=log), counters=counters)
+    assert len(asr.heard) == 1 and asr.heard[0] > 1.5 and counters["short_asr_spared"] == 1
 
 
 def test_a_short_fragment_heard_as_unfinished_is_transcribed_at_the_endpoint_and_sent_after_the_wait():

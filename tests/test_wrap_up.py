@@ -98,3 +98,18 @@ def test_her_answer_to_the_streamer_who_talked_over_a_mention_is_wrapped_up_for_
     assert first.heard_text and len(first.heard_text) < len(LONG) and not first.cut_short
     assert mention.t_first_heard - mention.t_input < 5.0
     assert s.director.counters["wrapped_up"] == 1 and s.director.balance()["adds_up"]
+
+
+def test_a_reply_is_never_wrapped_up_to_its_opener_alone():
+    # With openers on, her answer to the streamer starts with "Hmm," at once: the wrap-up
+    # waits for the first clause of the answer itself, then ends the reply after it.
+    from vtuber.events import Utterance
+
+    s = session({"voice": {"openers": True}})
+    said = Utterance("okay chat, what should we do about this boss?", 0.0, 0.4, 0.45, 0.5, 0.5)
+    first, mention = run(s, [said, ChatMessage("fan", "Miko hi!", 0.5, id="m")])
+    clauses = sorted(first.clauses, key=lambda c: c["index"])
+    assert clauses[0]["text"] in s.mind.opener_lines()  # it did open with a reaction
+    assert len(first.heard_text) > len(clauses[0]["text"]) and "lovely" in first.heard_text
+    assert len(first.heard_text) < len(LONG) + len(clauses[0]["text"]) + 1  # still wrapped up
+    assert mention.user == "fan" and s.director.counters["wrapped_up"] == 1

@@ -23,11 +23,13 @@ Endpointing is speculative twice over:
   opinion: a whole sentence ends the turn, anything else waits.
 - A short fragment costs Whisper the most: under `slow_under_s` (1.5 s) the ASR needs its
   whole 30 s window (about 700 ms and 80-95 MiB for a second of audio, against ~200 ms and
-  ~10 MiB for a longer line), which is most often "Miko," before the streamer goes on. With
-  a turn detector, such a fragment is transcribed after its verdict, not beside it (their
-  working memory never adds up), and only when the verdict leaves the turn possibly over; a
-  fragment it hears as unfinished waits for the endpoint, and is never transcribed at all
-  when the streamer goes on (counted as "short_asr_spared").
+  ~10 MiB for a longer line), which is most often "Miko," before the streamer goes on (the
+  detector hears a lone name as a finished turn). With a turn detector, such a fragment is
+  transcribed at the endpoint, not at the short pause, and after the detector's verdict, not
+  beside it (their working memory never adds up); when the streamer goes on it is never
+  transcribed at all (counted as "short_asr_spared"), so the whole line's transcription never
+  queues behind it. A short line that is a whole turn ("Be right back.") goes out at the
+  endpoint, ~320 ms later than at the short pause.
 - Push-to-talk (`push_to_talk`): only audio while the button is held is heard, and
   letting go ends the turn at once (`talk(pressed)`, from the dock or a hotkey).
 - `SpeechStarted` comes after `onset_ms` of voice (barge-in acts on it), sooner than
@@ -287,7 +289,7 @@ class Hearing:
     def _hear(self, seg: Segment, gate: asyncio.Event | None = None) -> tuple[asyncio.Task, asyncio.Task | None]:
         """Transcription and the detector's verdict for a segment. Beside each other, except
         for a short segment (see the module's note): its transcription waits for the verdict
-        and, with a `gate` (at the short pause), for the endpoint when the verdict is "not over"."""
+        and, with a `gate` (at the short pause), for the endpoint."""
         verdict = self._judge(seg) if self.turn else None
         if verdict is None or len(seg.audio) >= self.slow_under:
             return self._asr(seg), verdict
@@ -300,15 +302,15 @@ class Hearing:
     async def _run_asr(self, seg: Segment, after: asyncio.Task | None = None, gate: asyncio.Event | None = None) -> Transcript:
         """The segment's transcript, within a deadline: an ASR that hangs or crashes drops
         this utterance (with a reason) and never holds the director or the next one.
-        `after`: the detector's verdict to wait for first; `gate`: when that verdict is
-        "not over", wait for it too (a stale speculation is cancelled while it waits)."""
+        `after`: the detector's verdict to wait for first; `gate`: then the endpoint
+        (a stale speculation is cancelled while it waits)."""
         try:
             if after is not None:
                 try:
                     p_over = await asyncio.shield(after)  # a dropped speculation leaves the verdict be
                 except Exception:  # noqa: BLE001 - no verdict: transcribe as without one
                     p_over = None
-                if gate is not None and p_over is not None and p_over < self.turn_unsure and not gate.is_set():
+                if gate is not None and not gate.is_set():
                     self.clock.end_work()  # waiting on the streamer, not working: the fast clock may go on
                     me = asyncio.current_task()
                     self._gated.add(me)

@@ -46,6 +46,7 @@ class _Reply:
     turn_id: int
     texts: dict[int, str] = field(default_factory=dict)  # clause index -> text
     started: list[int] = field(default_factory=list)  # clause indexes heard (at least in part)
+    openers: set[int] = field(default_factory=set)  # clause indexes that are her opener, not her answer
     done: bool = False
     trimmed: str = ""  # why it ends after the clause being heard (no more audio is taken)
 
@@ -69,7 +70,10 @@ class Playback:
 
     def feed(self, ev: object) -> None:
         if isinstance(ev, ReplyClause):
-            self._reply(ev.turn_id).texts[ev.index] = ev.text
+            r = self._reply(ev.turn_id)
+            r.texts[ev.index] = ev.text
+            if ev.opener:
+                r.openers.add(ev.index)
         elif isinstance(ev, AudioChunk):
             r = self._reply(ev.turn_id)
             if not r.done and not r.trimmed and len(ev.samples):
@@ -95,9 +99,10 @@ class Playback:
 
     def trim(self, turn_id: int, reason: str) -> float | None:
         """End the reply after the clause now being heard; the session time it ends, or
-        None when nothing of it is heard yet (or it is over, or already trimmed)."""
+        None when nothing of its answer is heard yet (only its opener: "Hmm," alone answers
+        nothing), or it is over, or already trimmed."""
         r = self._replies.get(turn_id)
-        if r is None or r.done or r.trimmed or not r.started:
+        if r is None or r.done or r.trimmed or all(i in r.openers for i in r.started):
             return None
         end = self._trim_audio(turn_id)
         if end is not None:
