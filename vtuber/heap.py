@@ -13,9 +13,10 @@ new peak starts from higher up. Two things hold it down:
   turns the RSS at the end went from ~637 to ~512 MiB and the peak from ~677 to ~640 MiB
   (the streaming run alone, back to back); `vtuber bench`'s peak from 639-652 to 615-622 MiB.
   The peak was then Whisper's whole 30 s window (lines under 1.5 s): its attention takes
-  75-95 MiB for the call. Such a call now starts with a `trim()` (vtuber.hearing.asr), runs
-  after the turn detector rather than beside it, and is spared on a fragment the detector
-  hears as unfinished (vtuber.hearing): the bench's peak 632-645 -> ~612 MiB.
+  75-95 MiB for the call. Such a call now starts with a `trim()` (vtuber.hearing.asr), comes
+  at the endpoint after the turn detector's verdict rather than beside it, and never when the
+  streamer goes on (vtuber.hearing); with MiniLM's layers in int8 the bench's peak went from
+  613-622 to 568-583 MiB.
 
 Both do nothing outside glibc (the allocator there is not glibc's).
 """

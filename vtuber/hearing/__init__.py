@@ -157,7 +157,8 @@ class Hearing:
         # (frame start, voiced seconds) of recent frames, for the hallucination filter.
         self._voiced: deque[tuple[float, float]] = deque(maxlen=_VAD_HISTORY)
         # "hallucination", "empty", "asr_failed": transcripts dropped; "turn_complete" / "turn_incomplete":
-        # the detector's verdicts; "turn_waited": utterances held because it heard more to come
+        # the detector's verdicts; "turn_waited": utterances held because it heard more to come;
+        # "short_asr_spared": short fragments never transcribed (the streamer went on)
         self.counters: Counter[str] = Counter()
         # An utterance's transcript later than this (plus half its length) is given up on.
         self.asr_deadline_s = 6.0
