@@ -45,6 +45,7 @@ once (INFO, logger "vtuber.hearing") and counted in `Hearing.counters`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
@@ -307,10 +308,8 @@ class Hearing:
         (a stale speculation is cancelled while it waits)."""
         try:
             if after is not None:
-                try:
-                    p_over = await asyncio.shield(after)  # a dropped speculation leaves the verdict be
-                except Exception:  # noqa: BLE001 - no verdict: transcribe as without one
-                    p_over = None
+                with contextlib.suppress(Exception):  # no verdict: transcribe all the same
+                    await asyncio.shield(after)  # a dropped speculation leaves the verdict be
                 if gate is not None and not gate.is_set():
                     self.clock.end_work()  # waiting on the streamer, not working: the fast clock may go on
                     me = asyncio.current_task()
